@@ -1,0 +1,1 @@
+"""mlcd: continuous delivery for machine-learning models."""

@@ -1,0 +1,3 @@
+from mlcd.cli import main
+
+main()

@@ -1,0 +1,155 @@
+"""The `mlcd` command line. Each command parses its options and calls one function.
+
+Heavy libraries are imported inside commands so `mlcd --help` stays fast and a
+serving install need not carry the training stack.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from mlcd.config import Params, ProjectPaths, load_params
+from mlcd.console import console
+from mlcd.errors import MlcdError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="mlcd",
+    help=(
+        "Continuous delivery for ML models. The pipeline stages below are what "
+        "`dvc repro` runs (see dvc.yaml); run them by hand only to debug one stage."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+schema_app = typer.Typer(
+    help="Create and check dataset schemas (data/schemas/*.yaml).", no_args_is_help=True
+)
+app.add_typer(schema_app, name="schema")
+
+ParamsOption = Annotated[
+    Path, typer.Option("--params", "-p", help="params file; outputs go under its directory.")
+]
+
+
+def reports_errors(command: F) -> F:
+    """Print an MlcdError as a red message and exit 2; any other exception is a bug."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except MlcdError as exc:
+            console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _setup(params_file: Path) -> tuple[Params, ProjectPaths]:
+    params = load_params(params_file)
+    return params, ProjectPaths(params_file.parent)
+
+
+@app.command()
+@reports_errors
+def ingest(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Write data/raw/dataset.parquet from data.source (bundled, a file, or synthetic)."""
+    from mlcd.data.sources import run_ingest
+
+    params, paths = _setup(params_file)
+    run_ingest(params.data, paths)
+
+
+@app.command()
+@reports_errors
+def validate(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Check the raw data against data.schema; list every problem, or write metrics/data.json."""
+    from mlcd.data.validation import run_validate
+
+    params, paths = _setup(params_file)
+    run_validate(params.data, paths)
+
+
+@app.command()
+@reports_errors
+def preprocess(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Split the validated data into seeded, stratified train and test Parquet files."""
+    from mlcd.data.split import run_preprocess
+
+    params, paths = _setup(params_file)
+    run_preprocess(params.data, params.preprocess, paths)
+
+
+@app.command()
+@reports_errors
+def train(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Fit the pipeline named by train.estimator (optionally cross-validated); save with skops."""
+    from mlcd.modeling.train import run_train
+
+    params, paths = _setup(params_file)
+    run_train(params.data, params.train, paths)
+
+
+@app.command()
+@reports_errors
+def evaluate(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Score the model on the test set: metrics/metrics.json, plot data and PNG figures."""
+    from mlcd.modeling.evaluate import run_evaluate
+
+    params, paths = _setup(params_file)
+    run_evaluate(params.data, params.evaluate, paths)
+
+
+@app.command()
+@reports_errors
+def package(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Export to ONNX, check parity with scikit-learn, write models/bundle/ with its manifest."""
+    from mlcd.files import dump_json
+    from mlcd.modeling.package import run_package
+
+    params, paths = _setup(params_file)
+    manifest = run_package(params, paths)
+    typer.echo(
+        dump_json({"model_hash": manifest["model_hash"], "metrics": manifest["metrics"]}), nl=False
+    )
+
+
+@app.command("params")
+@reports_errors
+def show_params(params_file: ParamsOption = Path("params.yaml")) -> None:
+    """Check params.yaml and print it with every default filled in."""
+    import yaml
+
+    params, _ = _setup(params_file)
+    typer.echo(yaml.safe_dump(params.as_dict(), sort_keys=False), nl=False)
+
+
+@schema_app.command("infer")
+@reports_errors
+def schema_infer(
+    data_file: Annotated[Path, typer.Argument(help="a .csv or .parquet file with your data")],
+    target: Annotated[str, typer.Option(help="name of the column to predict")],
+    out: Annotated[Path, typer.Option(help="where to write the schema YAML")] = Path(
+        "data/schemas/custom.yaml"
+    ),
+) -> None:
+    """Write a starting schema from a data file: review ranges and classes, then set data.schema."""
+    from mlcd.data.schema import infer_schema, schema_to_yaml
+    from mlcd.data.sources import read_source_file
+    from mlcd.files import write_bytes
+
+    schema = infer_schema(read_source_file(data_file), target)
+    write_bytes(out, schema_to_yaml(schema).encode())
+    console.print(f"wrote {out}: {len(schema.features)} features, {schema.task} target {target!r}")
+
+
+def main() -> None:
+    app(prog_name="mlcd")

@@ -1,0 +1,240 @@
+"""params.yaml as typed config, and every project path in one place.
+
+`load_params` is the only reader of params.yaml: commands call it once and pass
+the sections down. Unknown keys, wrong types and out-of-range values are all
+reported together, each naming its dotted key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from mlcd.errors import ConfigError
+
+PARAMS_FILE = "params.yaml"
+BUILTIN_SOURCES = ("sklearn:breast_cancer", "sklearn:diabetes", "synthetic")
+FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+
+Task = Literal["classification", "regression"]
+EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "ridge"]
+REGRESSORS = frozenset({"ridge"})
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataParams(Section):
+    source: str = "sklearn:breast_cancer"
+    schema_path: str = Field("data/schemas/breast_cancer.yaml", alias="schema")
+    rows: int = Field(10_000, ge=10, le=100_000_000)
+    seed: int = Field(42, ge=0)
+    max_duplicate_fraction: float = Field(0.0, ge=0, le=1)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("source")
+    @classmethod
+    def _known_source(cls, value: str) -> str:
+        if value in BUILTIN_SOURCES or value.lower().endswith(FILE_SUFFIXES):
+            return value
+        allowed = ", ".join(repr(s) for s in BUILTIN_SOURCES)
+        raise ValueError(f"expected {allowed} or a path to a {'/'.join(FILE_SUFFIXES)} file")
+
+
+class PreprocessParams(Section):
+    test_size: Fraction = 0.2
+    seed: int = Field(42, ge=0)
+
+
+class LogisticRegressionParams(Section):
+    C: float = Field(1.0, gt=0)
+    penalty: Literal["l2", "l1", "elasticnet", "none"] = "l2"
+    l1_ratio: float = Field(0.5, ge=0, le=1)
+    max_iter: int = Field(1000, ge=10, le=100_000)
+
+
+class RandomForestParams(Section):
+    n_estimators: int = Field(100, ge=1, le=5000)
+    max_depth: int | None = Field(None, ge=1)
+    min_samples_leaf: int = Field(1, ge=1)
+
+
+class HistGradientBoostingParams(Section):
+    max_iter: int = Field(100, ge=1, le=10_000)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+    max_leaf_nodes: int = Field(31, ge=2)
+
+
+class RidgeParams(Section):
+    alpha: float = Field(1.0, ge=0)
+
+
+class TrainParams(Section):
+    task: Task = "classification"
+    estimator: EstimatorName = "logistic_regression"
+    seed: int = Field(42, ge=0)
+    cv_folds: int = Field(0, ge=0, le=20)
+    logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
+    random_forest: RandomForestParams = RandomForestParams()
+    hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
+    ridge: RidgeParams = RidgeParams()
+
+    @model_validator(mode="after")
+    def _estimator_fits_task(self) -> TrainParams:
+        if self.cv_folds == 1:
+            raise ValueError("cv_folds must be 0 (off) or between 2 and 20")
+        is_regressor = self.estimator in REGRESSORS
+        if is_regressor != (self.task == "regression"):
+            fits = (
+                sorted(REGRESSORS)
+                if self.task == "regression"
+                else sorted({"logistic_regression", "random_forest", "hist_gradient_boosting"})
+            )
+            raise ValueError(
+                f"estimator {self.estimator!r} does not fit task {self.task!r}; "
+                f"use one of {', '.join(fits)}"
+            )
+        return self
+
+
+class EvaluateParams(Section):
+    plot_points: int = Field(200, ge=10, le=100_000)
+    plot_rows: int = Field(5000, ge=10, le=1_000_000)
+
+
+class PackageParams(Section):
+    examples: int = Field(5, ge=1, le=1000)
+    parity_tolerance: float | None = Field(None, gt=0, le=0.1)
+    onnx_opset: int = Field(17, ge=13, le=21)
+
+
+class Params(Section):
+    data: DataParams = DataParams()
+    preprocess: PreprocessParams = PreprocessParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    package: PackageParams = PackageParams()
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def _describe(error: dict[str, Any], model: type[BaseModel]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        parent = _section_model(model, error["loc"][:-1])
+        allowed = ", ".join(f.alias or n for n, f in parent.model_fields.items()) if parent else ""
+        return f"{key}: unknown key; allowed keys here: {allowed}"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "value_error" or not key:
+        return f"{key or 'params'}: {message}"
+    return f"{key}: {message} (got {error.get('input')!r})"
+
+
+def _section_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    for part in loc:
+        fields = {f.alias or n: f for n, f in model.model_fields.items()}
+        annotation = fields[part].annotation if part in fields else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return model
+
+
+def parse_params(raw: Any, origin: str = PARAMS_FILE) -> Params:
+    """Validate already-loaded YAML; every problem is listed in one ConfigError."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{origin} must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(e, Params) for e in exc.errors()]
+        raise ConfigError(f"{origin} is invalid; fix these keys:", problems) from None
+
+
+def load_params(path: Path | str = PARAMS_FILE) -> Params:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: run mlcd from the project root or pass --params")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_params(raw, origin=str(path))
+
+
+@dataclass(frozen=True)
+class ProjectPaths:
+    """Where every stage reads and writes, relative to the project root.
+
+    dvc.yaml names the same files; tests/unit/test_config.py keeps the two in step.
+    """
+
+    root: Path = Path()
+
+    @property
+    def params(self) -> Path:
+        return self.root / PARAMS_FILE
+
+    @property
+    def external_data(self) -> Path:
+        return self.root / "data" / "external"
+
+    @property
+    def raw_data(self) -> Path:
+        return self.root / "data" / "raw" / "dataset.parquet"
+
+    @property
+    def train_data(self) -> Path:
+        return self.root / "data" / "processed" / "train.parquet"
+
+    @property
+    def test_data(self) -> Path:
+        return self.root / "data" / "processed" / "test.parquet"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "models" / "model.skops"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "models" / "bundle"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.root / "metrics"
+
+    @property
+    def data_profile(self) -> Path:
+        return self.metrics_dir / "data.json"
+
+    @property
+    def train_metrics(self) -> Path:
+        return self.metrics_dir / "train.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.metrics_dir / "metrics.json"
+
+    @property
+    def plots(self) -> Path:
+        return self.metrics_dir / "plots"
+
+    @property
+    def figures(self) -> Path:
+        return self.metrics_dir / "figures"
+
+    def schema(self, data: DataParams) -> Path:
+        return self.root / data.schema_path
+
+    def source(self, data: DataParams) -> Path:
+        return self.root / data.source

@@ -1,0 +1,1 @@
+"""Data: sources, schema, validation and the train/test split."""

@@ -1,0 +1,148 @@
+"""The dataset contract: which columns exist, their types, ranges and the target.
+
+A schema is a small YAML file under data/schemas/ that a team edits (or creates
+with `mlcd schema infer`) when it points the pipeline at its own data.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from mlcd.errors import ConfigError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+FeatureType = Literal["float", "int", "category"]
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSpec(_Strict):
+    name: str
+    dtype: FeatureType = "float"
+    min: float | None = None
+    max: float | None = None
+    nullable: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, value: str) -> str:
+        # Feature names become ONNX input names and JSON keys of the serving API.
+        if not _IDENTIFIER.match(value):
+            raise ValueError(
+                f"feature name {value!r} must be a Python-style identifier "
+                "(letters, digits, underscores); rename the column at ingest"
+            )
+        return value
+
+
+class TargetSpec(_Strict):
+    name: str
+    classes: list[str] | None = None
+    positive: str | None = None
+
+    @model_validator(mode="after")
+    def _positive_is_a_class(self) -> TargetSpec:
+        if self.classes is not None:
+            if len(self.classes) < 2:
+                raise ValueError("target.classes needs at least two classes")
+            if self.positive is not None and self.positive not in self.classes:
+                raise ValueError(f"target.positive {self.positive!r} is not in target.classes")
+        return self
+
+
+class DatasetSchema(_Strict):
+    target: TargetSpec
+    features: list[FeatureSpec]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> DatasetSchema:
+        names = [f.name for f in self.features]
+        if len(set(names)) != len(names) or self.target.name in names:
+            raise ValueError("feature and target names must be unique")
+        return self
+
+    @property
+    def task(self) -> Literal["classification", "regression"]:
+        return "classification" if self.target.classes is not None else "regression"
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.feature_names, self.target.name]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [f.name for f in self.features if f.dtype == "category"]
+
+    @property
+    def numeric(self) -> list[str]:
+        return [f.name for f in self.features if f.dtype != "category"]
+
+    @property
+    def positive_class(self) -> str | None:
+        """The class ROC and precision-recall curves are drawn for (binary tasks)."""
+        classes = self.target.classes
+        if classes is None or len(classes) != 2:
+            return None
+        return self.target.positive or sorted(classes)[1]
+
+
+def load_schema(path: Path) -> DatasetSchema:
+    if not path.is_file():
+        raise ConfigError(
+            f"schema file {path} not found: set data.schema in params.yaml, "
+            "or create one with `mlcd schema infer <data file>`"
+        )
+    try:
+        return DatasetSchema.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"schema file {path} is not valid YAML: {exc}") from None
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise ConfigError(f"schema file {path} is invalid:", problems) from None
+
+
+def schema_to_yaml(schema: DatasetSchema) -> str:
+    body = schema.model_dump(mode="json", exclude_none=True)
+    return yaml.safe_dump(body, sort_keys=False)
+
+
+def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> DatasetSchema:
+    """A starting schema from a data sample: observed types, non-negative bounds, classes."""
+    import pandas as pd
+
+    if target not in frame.columns:
+        raise ConfigError(f"target column {target!r} not in the data; columns: {list(frame)}")
+    features = []
+    for name in frame.columns.drop(target):
+        column = frame[name]
+        if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
+            features.append(
+                FeatureSpec(name=name, dtype="category", nullable=bool(column.isna().any()))
+            )
+            continue
+        dtype: FeatureType = "int" if pd.api.types.is_integer_dtype(column) else "float"
+        lower = 0.0 if column.min() >= 0 else None
+        features.append(
+            FeatureSpec(name=name, dtype=dtype, min=lower, nullable=bool(column.isna().any()))
+        )
+    labels = frame[target].dropna()
+    is_label = not pd.api.types.is_float_dtype(labels) or labels.nunique() <= max_classes
+    classes = sorted(labels.astype(str).unique().tolist()) if is_label else None
+    return DatasetSchema(target=TargetSpec(name=target, classes=classes), features=features)

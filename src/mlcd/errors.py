@@ -1,0 +1,44 @@
+"""Every error a user can cause is an MlcdError; anything else is a bug.
+
+The CLI prints an MlcdError as one red line (plus its listed problems) and exits
+with code 2, so messages here must say what is wrong *and* what to do about it.
+"""
+
+from __future__ import annotations
+
+
+class MlcdError(Exception):
+    """Base class: a problem with the user's input, config, data or environment."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.problems = list(problems or [])
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        listed = "\n".join(f"  - {problem}" for problem in self.problems)
+        return f"{self.message}\n{listed}"
+
+
+class ConfigError(MlcdError):
+    """params.yaml (or a schema file) is missing, malformed or out of range."""
+
+
+class SourceError(MlcdError):
+    """The data source named in params.yaml cannot be read."""
+
+
+class DataValidationError(MlcdError):
+    """The dataset breaks its schema; `problems` lists every violation found."""
+
+
+class ModelError(MlcdError):
+    """A model file cannot be trained, loaded, converted or trusted."""
+
+
+class ParityError(ModelError):
+    """The ONNX export does not reproduce the scikit-learn model's predictions."""

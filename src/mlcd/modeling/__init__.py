@@ -1,0 +1,1 @@
+"""Modeling: features, training, evaluation, plots and packaging."""

@@ -1,0 +1,165 @@
+"""Evaluate: test-set metrics, plot data for `dvc plots`, and the same plots as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import metrics as skm
+
+from mlcd.config import DataParams, EvaluateParams, ProjectPaths
+from mlcd.console import stage
+from mlcd.data.schema import DatasetSchema, load_schema
+from mlcd.data.split import read_split
+from mlcd.files import atomic_dir, write_json
+from mlcd.modeling import plots
+from mlcd.modeling.model_io import load_model
+
+# Which way is better, for every metric evaluate writes; the report reads this.
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "roc_auc": True,
+    "log_loss": False,
+    "mse": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
+
+
+def _r(value: float) -> float:
+    return round(float(value), 6)
+
+
+def classification_metrics(
+    y: np.ndarray,
+    predicted: np.ndarray,
+    proba: np.ndarray,
+    classes: list[str],
+    positive: str | None,
+) -> dict[str, float]:
+    averaging: dict[str, Any] = (
+        {"average": "binary", "pos_label": positive} if positive else {"average": "macro"}
+    )
+    if positive:
+        auc = skm.roc_auc_score(y == positive, proba[:, classes.index(positive)])
+    else:
+        auc = skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+    return {
+        "accuracy": _r(skm.accuracy_score(y, predicted)),
+        "precision": _r(skm.precision_score(y, predicted, zero_division=0, **averaging)),
+        "recall": _r(skm.recall_score(y, predicted, zero_division=0, **averaging)),
+        "f1": _r(skm.f1_score(y, predicted, zero_division=0, **averaging)),
+        "roc_auc": _r(auc),
+        "log_loss": _r(skm.log_loss(y, proba, labels=classes)),
+    }
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    mse = skm.mean_squared_error(y, predicted)
+    return {
+        "mse": _r(mse),
+        "rmse": _r(np.sqrt(mse)),
+        "mae": _r(skm.mean_absolute_error(y, predicted)),
+        "r2": _r(skm.r2_score(y, predicted)),
+    }
+
+
+def thin(n: int, limit: int) -> np.ndarray:
+    """Indices of at most `limit` evenly spaced points, always keeping both ends."""
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(int))
+
+
+def sample_rows(n: int, limit: int, seed: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
+
+
+def curve_points(
+    y_true: np.ndarray, score: np.ndarray, limit: int
+) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    fpr, tpr, roc_thresholds = skm.roc_curve(y_true, score)
+    precision, recall, pr_thresholds = skm.precision_recall_curve(y_true, score)
+    roc = [
+        {"fpr": _r(fpr[i]), "tpr": _r(tpr[i]), "threshold": _r(min(roc_thresholds[i], 1.0))}
+        for i in thin(len(fpr), limit)
+    ]
+    # precision_recall_curve has one threshold fewer than points; the last point has none.
+    pr_thresholds = np.append(pr_thresholds, 1.0)
+    pr = [
+        {"recall": _r(recall[i]), "precision": _r(precision[i]), "threshold": _r(pr_thresholds[i])}
+        for i in thin(len(recall), limit)
+    ]
+    return roc, pr
+
+
+def plot_data(
+    schema: DatasetSchema,
+    y: np.ndarray,
+    predicted: np.ndarray,
+    proba: np.ndarray | None,
+    classes: list[str],
+    params: EvaluateParams,
+    seed: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """Per-plot records in the shape `dvc plots` reads: {plot name: [row, ...]}."""
+    rows = sample_rows(len(y), params.plot_rows, seed)
+    if schema.task == "regression":
+        return {
+            "predicted_vs_actual": [
+                {"actual": _r(y[i]), "predicted": _r(predicted[i])} for i in rows
+            ]
+        }
+    data: dict[str, list[dict[str, Any]]] = {
+        "confusion": [{"actual": str(y[i]), "predicted": str(predicted[i])} for i in rows]
+    }
+    positive = schema.positive_class
+    if positive is not None and proba is not None:
+        score = proba[:, classes.index(positive)]
+        data["roc"], data["precision_recall"] = curve_points(
+            y == positive, score, params.plot_points
+        )
+    return data
+
+
+def write_plots(data: dict[str, list[dict[str, Any]]], plot_dir: Path) -> None:
+    for name, records in data.items():
+        write_json(plot_dir / f"{name}.json", {name: records})
+
+
+def run_evaluate(data: DataParams, params: EvaluateParams, paths: ProjectPaths) -> dict[str, float]:
+    with stage("evaluate") as log:
+        schema = load_schema(paths.schema(data))
+        model = load_model(paths.model)
+        x, y_series = read_split(paths.test_data, schema)
+        y = y_series.to_numpy()
+        predicted = model.predict(x)
+        proba = None
+        if schema.task == "classification":
+            classes = [str(c) for c in model.classes_]
+            proba = model.predict_proba(x)
+            scores = classification_metrics(y, predicted, proba, classes, schema.positive_class)
+        else:
+            classes = []
+            scores = regression_metrics(y, predicted)
+        write_json(paths.metrics, scores)
+        records = plot_data(schema, y, predicted, proba, classes, params, data.seed)
+        # Whole directories are swapped in, so no plot of an earlier task lingers.
+        with atomic_dir(paths.plots) as plot_dir, atomic_dir(paths.figures) as figure_dir:
+            write_plots(records, plot_dir)
+            figures = plots.render_figures(
+                schema, y, predicted, proba, classes, records, figure_dir
+            )
+        log.add(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+        log.add(
+            f"{len(y):,} test rows; -> {paths.metrics}, {paths.plots}/, "
+            f"{len(figures)} PNG in {paths.figures}/"
+        )
+        return scores

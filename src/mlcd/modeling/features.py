@@ -1,0 +1,28 @@
+"""Feature preparation shared by every estimator: impute, scale, one-hot."""
+
+from __future__ import annotations
+
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from mlcd.data.schema import DatasetSchema
+
+
+def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
+    """Column-wise preparation that skl2onnx can export feature by feature.
+
+    Trees skip scaling: it changes nothing for them, and keeping raw values lets
+    the float32 ONNX trees split on exactly the thresholds scikit-learn learned.
+    """
+    numeric_steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
+    if scale:
+        numeric_steps.append(("scale", StandardScaler()))
+    parts: list[tuple[str, object, list[str]]] = [
+        ("numeric", Pipeline(numeric_steps), schema.numeric)
+    ]
+    if schema.categorical:
+        # Missing categories were made a level of their own in preprocess.
+        parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), schema.categorical))
+    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)

@@ -1,0 +1,229 @@
+"""Package: the serving bundle. ONNX model, input schema, examples and a manifest.
+
+The ONNX export must reproduce the scikit-learn model on the whole test set:
+identical labels and probabilities within PARITY_TOLERANCE, or packaging fails.
+The serving side reads only this bundle, never the training code.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+
+from mlcd.config import Params, ProjectPaths
+from mlcd.console import stage
+from mlcd.data.schema import DatasetSchema, load_schema
+from mlcd.data.split import read_split
+from mlcd.errors import ModelError, ParityError
+from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
+from mlcd.modeling.model_io import load_model
+
+# Largest allowed |ONNX - scikit-learn| on a probability (classifiers) or on a
+# prediction relative to max(1, |prediction|) (regressors). ONNX runs in
+# float32, scikit-learn in float64; these bounds are ~100x what we measure.
+PARITY_TOLERANCE = {
+    "logistic_regression": 1e-4,
+    "random_forest": 1e-5,
+    "hist_gradient_boosting": 1e-4,
+    "ridge": 1e-4,
+}
+BUNDLE_FILES = ("model.onnx", "schema.json", "examples.json")
+MANIFEST = "manifest.json"
+_VERSIONED = ("mlcd", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "skops")
+
+
+def onnx_inputs(schema: DatasetSchema) -> list[tuple[str, Any]]:
+    """One [n, 1] input per feature, in schema order; categoricals as strings."""
+    return [
+        (
+            f.name,
+            StringTensorType([None, 1]) if f.dtype == "category" else FloatTensorType([None, 1]),
+        )
+        for f in schema.features
+    ]
+
+
+def onnx_feeds(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.ndarray]:
+    feeds = {}
+    for spec in schema.features:
+        column = frame[spec.name].to_numpy()
+        dtype = object if spec.dtype == "category" else np.float32
+        feeds[spec.name] = column.astype(dtype).reshape(-1, 1)
+    return feeds
+
+
+def to_onnx(model: Any, schema: DatasetSchema, opset: int) -> bytes:
+    options = (
+        {id(model.steps[-1][1]): {"zipmap": False}} if schema.task == "classification" else None
+    )
+    try:
+        proto = convert_sklearn(
+            model,
+            initial_types=onnx_inputs(schema),
+            options=options,
+            target_opset=opset,
+            name="mlcd",  # a fixed graph name keeps the bytes stable
+        )
+    except Exception as exc:  # skl2onnx raises many types; all mean "cannot export this"
+        raise ModelError(f"cannot convert the model to ONNX: {exc}") from exc
+    return proto.SerializeToString()
+
+
+def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def check_parity(
+    model: Any,
+    session: ort.InferenceSession,
+    x: pd.DataFrame,
+    schema: DatasetSchema,
+    tolerance: float,
+) -> dict[str, Any]:
+    outputs = session.run(None, onnx_feeds(x, schema))
+    if schema.task == "regression":
+        expected = model.predict(x)
+        got = outputs[0].reshape(-1)
+        worst = float(np.max(np.abs(got - expected) / np.maximum(1.0, np.abs(expected)), initial=0))
+        mismatched = 0
+    else:
+        labels, proba = outputs
+        expected_labels = model.predict(x).astype(str)
+        mismatched = int(np.sum(labels.astype(str) != expected_labels))
+        worst = float(np.max(np.abs(proba - model.predict_proba(x)), initial=0))
+    report = {
+        "rows": len(x),
+        "label_mismatches": mismatched,
+        "max_abs_diff": worst,
+        "tolerance": tolerance,
+    }
+    if mismatched or worst > tolerance:
+        raise ParityError(
+            f"the ONNX model disagrees with the scikit-learn model on the test set: "
+            f"{mismatched} different labels, largest difference {worst:.3g} "
+            f"(tolerance {tolerance:g}); "
+            "the bundle was not written. Try another estimator or onnx opset (package.onnx_opset), "
+            "or raise package.parity_tolerance if the difference is acceptable"
+        )
+    return report
+
+
+def bundle_schema(
+    schema: DatasetSchema, x: pd.DataFrame, profile: dict[str, Any]
+) -> dict[str, Any]:
+    features = []
+    for spec in schema.features:
+        entry: dict[str, Any] = spec.model_dump(mode="json")
+        if spec.dtype != "category":
+            column = x[spec.name]
+            entry["observed_min"], entry["observed_max"] = float(column.min()), float(column.max())
+        else:
+            entry["categories"] = sorted(x[spec.name].astype(str).unique().tolist())
+        features.append(entry)
+    return {
+        "task": schema.task,
+        "features": features,
+        "target": schema.target.model_dump(mode="json"),
+        "positive_class": schema.positive_class,
+        "class_balance": profile.get("class_balance"),
+        "outputs": ["label", "probabilities"] if schema.task == "classification" else ["variable"],
+    }
+
+
+def examples(
+    session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, n: int
+) -> dict[str, Any]:
+    """Records with the answers this exact ONNX model gives, for smoke tests of a deployment."""
+    sample = x.head(n)
+    outputs = session.run(None, onnx_feeds(sample, schema))
+    records = [
+        {k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}
+        for row in sample.to_dict(orient="records")
+    ]
+    if schema.task == "regression":
+        return {"records": records, "predictions": [float(v) for v in outputs[0].reshape(-1)]}
+    labels, proba = outputs
+    return {
+        "records": records,
+        "labels": [str(v) for v in labels],
+        "probabilities": [[float(p) for p in row] for row in proba],
+    }
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
+def library_versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in _VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
+def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
+    with stage("package") as log:
+        schema = load_schema(paths.schema(params.data))
+        model = load_model(paths.model)
+        x, _ = read_split(paths.test_data, schema)
+        tolerance = params.package.parity_tolerance or PARITY_TOLERANCE[params.train.estimator]
+        model_bytes = to_onnx(model, schema, params.package.onnx_opset)
+        session = onnx_session(model_bytes)
+        parity = check_parity(model, session, x, schema, tolerance)
+        profile = read_json(paths.data_profile)
+        contents = {
+            "model.onnx": model_bytes,
+            "schema.json": dump_json(bundle_schema(schema, x, profile)).encode(),
+            "examples.json": dump_json(
+                examples(session, x, schema, params.package.examples)
+            ).encode(),
+        }
+        with atomic_dir(paths.bundle) as tmp:
+            for name, payload in contents.items():
+                (tmp / name).write_bytes(payload)
+            manifest = {
+                "artifact": "model",
+                "model_hash": sha256_file(tmp / "model.onnx"),
+                "files": {name: sha256_file(tmp / name) for name in BUNDLE_FILES},
+                "task": schema.task,
+                "estimator": params.train.estimator,
+                "data": {
+                    "sha256": profile.get("sha256"),
+                    "rows": profile.get("rows"),
+                    "test_rows": len(x),
+                },
+                "params": params.as_dict(),
+                "metrics": read_json(paths.metrics),
+                "parity": parity,
+                "git_commit": git_commit(paths.root),
+                "versions": library_versions(),
+            }
+            (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
+        log.add(
+            f"parity on {len(x):,} rows: max diff {parity['max_abs_diff']:.2g} <= {tolerance:g}"
+        )
+        log.add(
+            f"model {manifest['model_hash'][:12]} ({human_size(len(model_bytes))})"
+            f" -> {paths.bundle}/"
+        )
+        return manifest

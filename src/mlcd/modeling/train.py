@@ -1,0 +1,115 @@
+"""Train: the scikit-learn pipeline named in params, optional k-fold CV, saved with skops."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
+from sklearn.pipeline import Pipeline
+
+from mlcd.config import DataParams, ProjectPaths, TrainParams
+from mlcd.console import progress, stage
+from mlcd.data.schema import DatasetSchema, load_schema
+from mlcd.data.split import read_split
+from mlcd.errors import ConfigError
+from mlcd.files import human_size, write_json
+from mlcd.modeling.features import build_preprocessor
+from mlcd.modeling.model_io import save_model
+
+LINEAR = frozenset({"logistic_regression", "ridge"})
+
+
+def cv_scoring(task: str, n_classes: int) -> tuple[str, ...]:
+    if task == "regression":
+        return ("neg_root_mean_squared_error", "r2")
+    return ("accuracy", "f1_macro", "roc_auc" if n_classes == 2 else "roc_auc_ovr")
+
+
+def build_estimator(params: TrainParams) -> BaseEstimator:
+    if params.estimator == "logistic_regression":
+        lr = params.logistic_regression
+        # scikit-learn >= 1.8 expresses the penalty through l1_ratio and C.
+        l1_ratio = {"l2": 0.0, "l1": 1.0, "elasticnet": lr.l1_ratio, "none": 0.0}[lr.penalty]
+        return LogisticRegression(
+            C=np.inf if lr.penalty == "none" else lr.C,
+            l1_ratio=l1_ratio,
+            solver="lbfgs" if l1_ratio == 0.0 else "saga",
+            max_iter=lr.max_iter,
+            random_state=params.seed,
+        )
+    if params.estimator == "random_forest":
+        rf = params.random_forest
+        return RandomForestClassifier(
+            n_estimators=rf.n_estimators,
+            max_depth=rf.max_depth,
+            min_samples_leaf=rf.min_samples_leaf,
+            random_state=params.seed,
+            n_jobs=1,  # parallel trees are not bit-reproducible across core counts
+        )
+    if params.estimator == "hist_gradient_boosting":
+        hgb = params.hist_gradient_boosting
+        return HistGradientBoostingClassifier(
+            max_iter=hgb.max_iter,
+            learning_rate=hgb.learning_rate,
+            max_leaf_nodes=hgb.max_leaf_nodes,
+            early_stopping=False,  # its hidden validation split would change with data size
+            random_state=params.seed,
+        )
+    return Ridge(alpha=params.ridge.alpha)
+
+
+def build_pipeline(schema: DatasetSchema, params: TrainParams) -> Pipeline:
+    return Pipeline(
+        [
+            ("features", build_preprocessor(schema, scale=params.estimator in LINEAR)),
+            ("model", build_estimator(params)),
+        ]
+    )
+
+
+def cross_validation(pipeline: Pipeline, x: Any, y: Any, params: TrainParams) -> dict[str, Any]:
+    splitter_type = StratifiedKFold if params.task == "classification" else KFold
+    splitter = splitter_type(n_splits=params.cv_folds, shuffle=True, random_state=params.seed)
+    scoring = cv_scoring(params.task, int(np.unique(y).size))
+    scores: dict[str, list[float]] = {}
+    with progress() as bar:
+        task = bar.add_task(f"{params.cv_folds}-fold CV", total=params.cv_folds)
+        for fold in splitter.split(x, y):
+            result = cross_validate(pipeline, x, y, cv=[fold], scoring=scoring)
+            for key, value in result.items():
+                if key.startswith("test_"):
+                    scores.setdefault(key.removeprefix("test_"), []).append(float(value[0]))
+            bar.advance(task)
+    return {
+        "folds": params.cv_folds,
+        **{
+            name: {"mean": round(float(np.mean(v)), 6), "std": round(float(np.std(v)), 6)}
+            for name, v in scores.items()
+        },
+    }
+
+
+def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dict[str, Any]:
+    with stage("train") as log:
+        schema = load_schema(paths.schema(data))
+        if schema.task != params.task:
+            raise ConfigError(
+                f"train.task is {params.task!r} but the schema {paths.schema(data)} describes a "
+                f"{schema.task} target; change train.task or data.schema"
+            )
+        x, y = read_split(paths.train_data, schema)
+        pipeline = build_pipeline(schema, params)
+        summary: dict[str, Any] = {"estimator": params.estimator, "train_rows": len(x)}
+        if params.cv_folds:
+            summary["cv"] = cross_validation(pipeline, x, y, params)
+            log.add(f"CV {params.cv_folds} folds")
+        pipeline.fit(x, y)
+        save_model(pipeline, paths.model)
+        write_json(paths.train_metrics, summary)
+        log.add(f"{params.estimator} on {len(x):,} rows x {x.shape[1]} features")
+        log.add(f"-> {paths.model} ({human_size(paths.model.stat().st_size)})")
+        return summary
