@@ -57,6 +57,13 @@ def stage(name: str) -> Iterator[StageLog]:
     console.print(f"[bold green]{name}[/] {details} [dim]({elapsed:.2f} s)[/]")
 
 
+@contextmanager
+def working(message: str) -> Iterator[None]:
+    """A spinner for one long call with no countable steps (a model fit, an export)."""
+    with console.status(message, spinner="dots"):
+        yield
+
+
 def info(message: str) -> None:
     console.print(f"[dim]{message}[/]")
 

@@ -20,7 +20,7 @@ from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
 from mlcd.config import Params, ProjectPaths
-from mlcd.console import stage
+from mlcd.console import stage, working
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import read_split
 from mlcd.errors import ModelError, ParityError
@@ -187,9 +187,10 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         model = load_model(paths.model)
         x, _ = read_split(paths.test_data, schema)
         tolerance = params.package.parity_tolerance or PARITY_TOLERANCE[params.train.estimator]
-        model_bytes = to_onnx(model, schema, params.package.onnx_opset)
-        session = onnx_session(model_bytes)
-        parity = check_parity(model, session, x, schema, tolerance)
+        with working(f"exporting to ONNX and checking parity on {len(x):,} rows"):
+            model_bytes = to_onnx(model, schema, params.package.onnx_opset)
+            session = onnx_session(model_bytes)
+            parity = check_parity(model, session, x, schema, tolerance)
         profile = read_json(paths.data_profile)
         contents = {
             "model.onnx": model_bytes,

@@ -12,7 +12,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from mlcd.config import DataParams, ProjectPaths, TrainParams
-from mlcd.console import progress, stage
+from mlcd.console import progress, stage, working
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import read_split
 from mlcd.errors import ConfigError
@@ -107,7 +107,8 @@ def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dic
         if params.cv_folds:
             summary["cv"] = cross_validation(pipeline, x, y, params)
             log.add(f"CV {params.cv_folds} folds")
-        pipeline.fit(x, y)
+        with working(f"fitting {params.estimator} on {len(x):,} rows"):
+            pipeline.fit(x, y)
         save_model(pipeline, paths.model)
         write_json(paths.train_metrics, summary)
         log.add(f"{params.estimator} on {len(x):,} rows x {x.shape[1]} features")

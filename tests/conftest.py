@@ -1,0 +1,139 @@
+"""Shared fixtures: real git repositories holding a copy of this project, driven by real dvc."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+# Everything a pipeline run needs; outputs and caches are left behind on purpose.
+PROJECT_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "pyproject.toml", ".dvc", ".dvcignore")
+PROJECT_DIRS = ("src", "data", "metrics", "models")
+
+
+def command_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("GIT_AUTHOR_NAME", "mlcd tests")
+    env.setdefault("GIT_AUTHOR_EMAIL", "tests@mlcd.invalid")
+    env.setdefault("GIT_COMMITTER_NAME", "mlcd tests")
+    env.setdefault("GIT_COMMITTER_EMAIL", "tests@mlcd.invalid")
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {done.returncode}\n"
+            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+    return done
+
+
+def tracked_project_files() -> list[Path]:
+    """Files git tracks or would track (not ignored), so outputs and caches stay behind."""
+    listed = run(["git", "ls-files", "-co", "--exclude-standard"], PROJECT_ROOT).stdout.split()
+    keep = []
+    for name in listed:
+        path = Path(name)
+        top = path.parts[0]
+        if (top in PROJECT_FILES or top in PROJECT_DIRS) and (PROJECT_ROOT / path).is_file():
+            keep.append(path)
+    return keep
+
+
+@dataclass
+class Repo:
+    """A git + dvc repository under a temp dir, with its local remote beside it."""
+
+    path: Path
+
+    @property
+    def remote(self) -> Path:
+        return self.path.parent / "mlcd-dvc-remote"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(list(args), self.path, check=check)
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("dvc", *args, check=check)
+
+    def mlcd(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("mlcd", *args, check=check)
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+    def lock(self) -> dict:
+        return yaml.safe_load((self.path / "dvc.lock").read_text())
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, **changes: object) -> None:
+        """set_params(**{"train.logistic_regression.C": 0.5}) edits params.yaml in place."""
+        params = self.params()
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split(".")
+            node = params
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def new_repo(path: Path) -> Repo:
+    path.mkdir(parents=True)
+    for relative in tracked_project_files():
+        target = path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / relative, target)
+    repo = Repo(path)
+    repo.run("git", "init", "-q", "-b", "main")
+    repo.commit("project copy")
+    return repo
+
+
+def clone_repo(source: Repo, path: Path) -> Repo:
+    """A byte copy of `source` (work tree, git, dvc cache and remote) at `path`."""
+    shutil.copytree(source.path, path, symlinks=True)
+    if source.remote.exists():
+        shutil.copytree(source.remote, path.parent / "mlcd-dvc-remote")
+    return Repo(path)
+
+
+@pytest.fixture(scope="session")
+def reproduced_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """The project reproduced once from scratch; copy it (clone_repo) before changing it."""
+    repo = new_repo(tmp_path_factory.mktemp("reproduced") / "repo")
+    repo.dvc("repro")
+    return repo
+
+
+@pytest.fixture
+def repo_copy(reproduced_repo: Repo, tmp_path: Path) -> Iterator[Repo]:
+    yield clone_repo(reproduced_repo, tmp_path / "repo")
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project directory (no git) with params and schemas, as the working directory."""
+    for relative in tracked_project_files():
+        if relative.parts[0] in {"params.yaml", "data"}:
+            target = tmp_path / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / relative, target)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,129 @@
+"""Model checks: every estimator trains, scores sensibly, and exports to ONNX with parity."""
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+
+from mlcd.config import ProjectPaths, load_params, parse_params
+from mlcd.data.sources import run_ingest
+from mlcd.data.split import run_preprocess
+from mlcd.data.validation import run_validate
+from mlcd.errors import ParityError
+from mlcd.files import read_json, sha256_file
+from mlcd.modeling.evaluate import run_evaluate
+from mlcd.modeling.model_io import load_model
+from mlcd.modeling.package import run_package
+from mlcd.modeling.train import run_train
+
+REGRESSION = {
+    "data": {"source": "sklearn:diabetes", "schema": "data/schemas/diabetes.yaml"},
+    "train": {"task": "regression", "estimator": "ridge"},
+}
+
+
+def run_pipeline(project: Path, overrides: dict) -> tuple[ProjectPaths, dict]:
+    raw = load_params(project / "params.yaml").as_dict()
+    for section, values in overrides.items():
+        raw[section] = {**raw[section], **values}
+    params = parse_params(raw)
+    paths = ProjectPaths(project)
+    run_ingest(params.data, paths)
+    run_validate(params.data, paths)
+    run_preprocess(params.data, params.preprocess, paths)
+    run_train(params.data, params.train, paths)
+    run_evaluate(params.data, params.evaluate, paths)
+    return paths, run_package(params, paths)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "floor"),
+    [
+        (
+            {"train": {"estimator": "logistic_regression", "cv_folds": 3}},
+            {"roc_auc": 0.98, "accuracy": 0.94},
+        ),
+        (
+            {"train": {"estimator": "random_forest", "random_forest": {"n_estimators": 50}}},
+            {"roc_auc": 0.97},
+        ),
+        ({"train": {"estimator": "hist_gradient_boosting"}}, {"roc_auc": 0.97}),
+        (
+            {
+                "train": {
+                    "estimator": "logistic_regression",
+                    "logistic_regression": {"penalty": "l1", "C": 0.5, "max_iter": 5000},
+                }
+            },
+            {"roc_auc": 0.97},
+        ),
+        (REGRESSION, {"r2": 0.35}),
+    ],
+    ids=["logistic", "forest", "boosting", "logistic-l1", "ridge"],
+)
+def test_estimator_trains_scores_and_exports(project, overrides, floor):
+    paths, manifest = run_pipeline(project, overrides)
+    metrics = read_json(paths.metrics)
+    for name, lowest in floor.items():
+        assert metrics[name] >= lowest, metrics
+    assert manifest["parity"]["label_mismatches"] == 0
+    assert manifest["parity"]["max_abs_diff"] <= manifest["parity"]["tolerance"]
+    for name, digest in manifest["files"].items():
+        assert sha256_file(paths.bundle / name) == digest
+    assert manifest["model_hash"] == manifest["files"]["model.onnx"]
+    assert manifest["data"]["sha256"] == sha256_file(paths.raw_data)
+    assert manifest["metrics"] == metrics
+
+
+def test_bundle_examples_are_what_the_onnx_model_answers(project):
+    paths, _ = run_pipeline(project, {})
+    examples = read_json(paths.bundle / "examples.json")
+    schema = read_json(paths.bundle / "schema.json")
+    session = ort.InferenceSession(str(paths.bundle / "model.onnx"))
+    feeds = {
+        f["name"]: np.array([[r[f["name"]]] for r in examples["records"]], dtype=np.float32)
+        for f in schema["features"]
+    }
+    labels, proba = session.run(None, feeds)
+    assert labels.tolist() == examples["labels"]
+    np.testing.assert_allclose(proba, examples["probabilities"], rtol=0, atol=1e-7)
+    assert schema["class_balance"] == read_json(paths.data_profile)["class_balance"]
+    assert schema["positive_class"] == "malignant"
+
+
+def test_cross_validation_scores_are_recorded(project):
+    paths, _ = run_pipeline(project, {"train": {"cv_folds": 4}})
+    cv = read_json(paths.train_metrics)["cv"]
+    assert cv["folds"] == 4
+    assert 0.9 < cv["roc_auc"]["mean"] <= 1.0
+    assert cv["accuracy"]["std"] >= 0
+
+
+def test_parity_failure_writes_no_bundle(project):
+    with pytest.raises(ParityError, match="the bundle was not written"):
+        run_pipeline(project, {"package": {"parity_tolerance": 1e-12}})
+    assert not (project / "models" / "bundle").exists()
+    assert [p.name for p in (project / "models").iterdir()] == ["model.skops"]
+
+
+def test_predictions_do_not_depend_on_row_order(project):
+    paths, _ = run_pipeline(project, {})
+    model = load_model(paths.model)
+    test = pd.read_parquet(paths.test_data).drop(columns="diagnosis")
+    shuffled = test.sample(frac=1.0, random_state=0)
+    np.testing.assert_allclose(
+        model.predict_proba(shuffled), model.predict_proba(test.loc[shuffled.index])
+    )
+
+
+def test_larger_tumours_look_more_malignant(project):
+    paths, _ = run_pipeline(project, {})
+    model = load_model(paths.model)
+    record = pd.read_parquet(paths.test_data).drop(columns="diagnosis").median().to_frame().T
+    bigger = record.copy()
+    for column in ("worst_radius", "worst_area", "worst_concave_points"):
+        bigger[column] *= 1.5
+    malignant = list(model.classes_).index("malignant")
+    assert model.predict_proba(bigger)[0, malignant] > model.predict_proba(record)[0, malignant]

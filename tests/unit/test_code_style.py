@@ -1,0 +1,29 @@
+"""ruff is part of the test run, so style problems fail CI like any other."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+from ..conftest import PROJECT_ROOT
+
+RUFF = Path(sys.executable).parent / "ruff"
+
+
+def test_ruff_lint_is_clean():
+    done = subprocess.run(
+        [RUFF, "check", "src", "tests", "benchmarks"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_ruff_format_is_clean():
+    done = subprocess.run(
+        [RUFF, "format", "--check", "src", "tests", "benchmarks"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

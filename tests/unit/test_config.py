@@ -1,0 +1,131 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlcd.config import Params, ProjectPaths, load_params, parse_params
+from mlcd.errors import ConfigError
+
+from ..conftest import PROJECT_ROOT
+
+
+def problems_for(raw: dict) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        parse_params(raw)
+    return caught.value.problems
+
+
+def test_committed_params_file_is_valid():
+    params = load_params(PROJECT_ROOT / "params.yaml")
+    assert params.train.estimator == "logistic_regression"
+    assert params.data.source == "sklearn:breast_cancer"
+
+
+def test_empty_file_means_all_defaults():
+    assert parse_params(None) == Params()
+
+
+def test_unknown_key_is_named_with_the_allowed_keys():
+    [problem] = problems_for({"train": {"estimater": "random_forest"}})
+    assert problem.startswith("train.estimater: unknown key")
+    assert "estimator" in problem and "cv_folds" in problem
+
+
+def test_unknown_top_level_section_lists_sections():
+    [problem] = problems_for({"serve": {}})
+    assert "serve: unknown key" in problem
+    assert "data, preprocess, train, evaluate, package" in problem
+
+
+def test_wrong_type_names_key_and_value():
+    [problem] = problems_for({"preprocess": {"test_size": "a fifth"}})
+    assert problem.startswith("preprocess.test_size:")
+    assert "'a fifth'" in problem
+
+
+def test_out_of_range_value_names_the_bound():
+    [problem] = problems_for({"preprocess": {"test_size": 1.5}})
+    assert problem.startswith("preprocess.test_size:")
+    assert "less than 1" in problem
+
+
+def test_unknown_estimator_lists_allowed_values():
+    [problem] = problems_for({"train": {"estimator": "xgboost"}})
+    assert problem.startswith("train.estimator:")
+    for allowed in ("logistic_regression", "random_forest", "hist_gradient_boosting", "ridge"):
+        assert allowed in problem
+
+
+def test_estimator_must_fit_task():
+    [problem] = problems_for({"train": {"estimator": "ridge"}})
+    assert "'ridge' does not fit task 'classification'" in problem
+
+
+def test_unknown_source_lists_allowed_forms():
+    [problem] = problems_for({"data": {"source": "s3://bucket/data"}})
+    assert problem.startswith("data.source:")
+    assert "'synthetic'" in problem and ".csv" in problem
+
+
+def test_every_problem_is_reported_at_once():
+    problems = problems_for({"data": {"rows": -5}, "train": {"cv_folds": "many"}, "extra": 1})
+    assert len(problems) == 3
+
+
+def test_missing_file_says_where_to_run(tmp_path: Path):
+    with pytest.raises(ConfigError, match="run mlcd from the project root"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_invalid_yaml_is_a_config_error(tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(path)
+
+
+def _dvc_yaml() -> dict:
+    return yaml.safe_load((PROJECT_ROOT / "dvc.yaml").read_text())
+
+
+def _declared_paths(stage: dict) -> set[str]:
+    found = set()
+    for kind in ("outs", "metrics", "plots"):
+        for entry in stage.get(kind, []):
+            found.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return found
+
+
+def test_dvc_yaml_outputs_match_config_paths():
+    paths = ProjectPaths(Path())
+    expected = {
+        "ingest": {paths.raw_data},
+        "validate": {paths.data_profile},
+        "preprocess": {paths.train_data, paths.test_data},
+        "train": {paths.model, paths.train_metrics},
+        "evaluate": {paths.metrics, paths.plots, paths.figures},
+        "package": {paths.bundle},
+    }
+    stages = _dvc_yaml()["stages"]
+    assert list(stages) == list(expected)
+    for name, outputs in expected.items():
+        assert _declared_paths(stages[name]) == {p.as_posix() for p in outputs}, name
+
+
+def test_every_stage_depends_on_its_own_module_and_real_params():
+    stages = _dvc_yaml()["stages"]
+    defaults = Params().as_dict()
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"mlcd {name}"
+        assert any(str(dep).startswith("src/mlcd/") for dep in stage["deps"]), name
+        for key in stage.get("params", []):
+            node = defaults
+            for part in key.split("."):
+                assert part in node, f"{name} lists unknown param {key}"
+                node = node[part]
+
+
+def test_artifact_names_the_bundle():
+    artifacts = _dvc_yaml()["artifacts"]
+    assert artifacts["model"]["path"] == ProjectPaths(Path()).bundle.as_posix()
+    assert artifacts["model"]["type"] == "model"
