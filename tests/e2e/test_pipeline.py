@@ -156,3 +156,18 @@ def test_two_runs_from_scratch_are_byte_identical(reproduced_repo, repo_copy):
     assert (repo_copy.path / "dvc.lock").read_bytes() == (
         reproduced_repo.path / "dvc.lock"
     ).read_bytes()
+
+
+def test_own_data_tracked_with_dvc_add_drives_ingest(repo_copy):
+    from mlcd.data.sources import breast_cancer_frame
+
+    source = repo_copy.path / "data" / "external" / "mine.csv"
+    breast_cancer_frame().to_csv(source, index=False)
+    repo_copy.dvc("add", "data/external/mine.csv")
+    repo_copy.set_params(**{"data.source": "data/external/mine.csv"})
+    done = repo_copy.dvc("repro")
+    assert ran_stages(done.stdout)[0] == "ingest"
+    breast_cancer_frame().head(400).to_csv(source, index=False)
+    repo_copy.dvc("add", "data/external/mine.csv")
+    status = repo_copy.dvc("status", "ingest").stdout
+    assert "changed deps" in status and "data/external" in status
