@@ -35,8 +35,7 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     done = subprocess.run(args, cwd=cwd, env=command_env(), capture_output=True, text=True)
     if check and done.returncode != 0:
         raise AssertionError(
-            f"{' '.join(args)} exited {done.returncode}\n"
-            f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+            f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
         )
     return done
 

@@ -98,8 +98,7 @@ class TrainParams(Section):
                 else sorted({"logistic_regression", "random_forest", "hist_gradient_boosting"})
             )
             raise ValueError(
-                f"estimator {self.estimator!r} does not fit task {self.task!r}; "
-                f"use one of {', '.join(fits)}"
+                f"estimator {self.estimator!r} does not fit task {self.task!r}; use one of {', '.join(fits)}"
             )
         return self
 

@@ -42,3 +42,11 @@ class ModelError(MlcdError):
 
 class ParityError(ModelError):
     """The ONNX export does not reproduce the scikit-learn model's predictions."""
+
+
+class BundleError(MlcdError):
+    """A model bundle is missing files or does not match its manifest."""
+
+
+class VersionError(MlcdError):
+    """A release, version list or restore cannot proceed; nothing was changed."""

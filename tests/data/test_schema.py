@@ -34,9 +34,7 @@ def test_many_distinct_float_targets_mean_regression():
 
 def test_feature_names_must_be_identifiers():
     with pytest.raises(ValueError, match="must be a Python-style identifier"):
-        DatasetSchema.model_validate(
-            {"target": {"name": "y"}, "features": [{"name": "mean radius"}]}
-        )
+        DatasetSchema.model_validate({"target": {"name": "y"}, "features": [{"name": "mean radius"}]})
 
 
 def test_invalid_schema_file_lists_problems(tmp_path):

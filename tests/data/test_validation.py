@@ -116,13 +116,8 @@ def test_unknown_and_missing_labels(frame, schema):
 def test_duplicates_over_the_limit(frame, schema):
     doubled = pd.concat([frame, frame.head(10)], ignore_index=True)
     [problem] = problems(doubled, schema)
-    assert problem.startswith(
-        "10 duplicate rows (1.73%), more than data.max_duplicate_fraction=0.0"
-    )
-    assert (
-        validate_frame(doubled, schema, DataParams(max_duplicate_fraction=0.05))["duplicate_rows"]
-        == 10
-    )
+    assert problem.startswith("10 duplicate rows (1.73%), more than data.max_duplicate_fraction=0.0")
+    assert validate_frame(doubled, schema, DataParams(max_duplicate_fraction=0.05))["duplicate_rows"] == 10
 
 
 def test_empty_dataset(frame, schema):

@@ -30,9 +30,7 @@ def output_files(repo: Repo) -> dict[str, str]:
             path = repo.path / out["path"]
             files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
             for file in files:
-                found[str(file.relative_to(repo.path))] = hashlib.sha256(
-                    file.read_bytes()
-                ).hexdigest()
+                found[str(file.relative_to(repo.path))] = hashlib.sha256(file.read_bytes()).hexdigest()
     return found
 
 
@@ -50,10 +48,7 @@ def test_repro_writes_every_output_with_its_hash_in_dvc_lock(reproduced_repo):
                 assert out["md5"].endswith(".dir") and out["nfiles"] == len(list(path.iterdir()))
         for dep in stage["deps"]:
             assert dep["md5"], dep["path"]
-    assert (
-        lock["stages"]["train"]["params"]["params.yaml"]["train"]["estimator"]
-        == "logistic_regression"
-    )
+    assert lock["stages"]["train"]["params"]["params.yaml"]["train"]["estimator"] == "logistic_regression"
     assert reproduced_repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
 
 
@@ -97,9 +92,7 @@ def test_changing_a_train_param_reruns_only_train_evaluate_package(repo_copy):
     done = repo_copy.dvc("repro")
     assert ran_stages(done.stdout) == ["train", "evaluate", "package"]
     assert (
-        repo_copy.lock()["stages"]["train"]["params"]["params.yaml"]["train"][
-            "logistic_regression"
-        ]["C"]
+        repo_copy.lock()["stages"]["train"]["params"]["params.yaml"]["train"]["logistic_regression"]["C"]
         == 0.25
     )
 
@@ -117,9 +110,7 @@ def cached_outputs(repo: Repo) -> list[Path]:
     for stage in yaml.safe_load((repo.path / "dvc.yaml").read_text())["stages"].values():
         for kind in ("outs", "metrics", "plots"):
             for entry in stage.get(kind, []):
-                name, options = (
-                    next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
-                )
+                name, options = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
                 if (options or {}).get("cache", True):
                     found.append(repo.path / name)
     return found
@@ -153,9 +144,7 @@ def test_two_runs_from_scratch_are_byte_identical(reproduced_repo, repo_copy):
     done = repo_copy.dvc("repro")
     assert ran_stages(done.stdout) == STAGES
     assert output_files(repo_copy) == output_files(reproduced_repo)
-    assert (repo_copy.path / "dvc.lock").read_bytes() == (
-        reproduced_repo.path / "dvc.lock"
-    ).read_bytes()
+    assert (repo_copy.path / "dvc.lock").read_bytes() == (reproduced_repo.path / "dvc.lock").read_bytes()
 
 
 def test_own_data_tracked_with_dvc_add_drives_ingest(repo_copy):

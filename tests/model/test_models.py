@@ -113,9 +113,7 @@ def test_predictions_do_not_depend_on_row_order(project):
     model = load_model(paths.model)
     test = pd.read_parquet(paths.test_data).drop(columns="diagnosis")
     shuffled = test.sample(frac=1.0, random_state=0)
-    np.testing.assert_allclose(
-        model.predict_proba(shuffled), model.predict_proba(test.loc[shuffled.index])
-    )
+    np.testing.assert_allclose(model.predict_proba(shuffled), model.predict_proba(test.loc[shuffled.index]))
 
 
 def test_larger_tumours_look_more_malignant(project):

@@ -34,9 +34,7 @@ def test_same_model_gives_same_bytes_with_fixed_timestamps(tmp_path):
 def test_round_trip_predicts_the_same(tmp_path):
     model, x = _forest()
     save_model(model, tmp_path / "m.skops")
-    np.testing.assert_array_equal(
-        load_model(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x)
-    )
+    np.testing.assert_array_equal(load_model(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x))
 
 
 def shift(values):
@@ -45,13 +43,9 @@ def shift(values):
 
 def test_unreviewed_types_are_refused(tmp_path):
     x, y = load_breast_cancer(return_X_y=True)
-    model = make_pipeline(FunctionTransformer(shift), RandomForestClassifier(n_estimators=2)).fit(
-        x, y
-    )
+    model = make_pipeline(FunctionTransformer(shift), RandomForestClassifier(n_estimators=2)).fit(x, y)
     save_model(model, tmp_path / "m.skops")
-    with pytest.raises(
-        ModelError, match=r"types mlcd does not trust: tests\.unit\.test_model_io\.shift"
-    ):
+    with pytest.raises(ModelError, match=r"types mlcd does not trust: tests\.unit\.test_model_io\.shift"):
         load_model(tmp_path / "m.skops")
 
 

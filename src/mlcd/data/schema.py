@@ -133,15 +133,11 @@ def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> Dat
     for name in frame.columns.drop(target):
         column = frame[name]
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-            features.append(
-                FeatureSpec(name=name, dtype="category", nullable=bool(column.isna().any()))
-            )
+            features.append(FeatureSpec(name=name, dtype="category", nullable=bool(column.isna().any())))
             continue
         dtype: FeatureType = "int" if pd.api.types.is_integer_dtype(column) else "float"
         lower = 0.0 if column.min() >= 0 else None
-        features.append(
-            FeatureSpec(name=name, dtype=dtype, min=lower, nullable=bool(column.isna().any()))
-        )
+        features.append(FeatureSpec(name=name, dtype=dtype, min=lower, nullable=bool(column.isna().any())))
     labels = frame[target].dropna()
     is_label = not pd.api.types.is_float_dtype(labels) or labels.nunique() <= max_classes
     classes = sorted(labels.astype(str).unique().tolist()) if is_label else None

@@ -50,8 +50,7 @@ def diabetes_frame() -> pd.DataFrame:
 
 def synthetic_chunks(rows: int) -> list[tuple[int, int]]:
     return [
-        (start, min(rows, start + SYNTHETIC_CHUNK_ROWS))
-        for start in range(0, rows, SYNTHETIC_CHUNK_ROWS)
+        (start, min(rows, start + SYNTHETIC_CHUNK_ROWS)) for start in range(0, rows, SYNTHETIC_CHUNK_ROWS)
     ]
 
 
@@ -70,9 +69,7 @@ def write_synthetic(target: Path, rows: int, seed: int) -> None:
     for label in labels:
         values = reference.loc[reference[BREAST_CANCER_TARGET] == label, features].to_numpy()
         stats.append((values.mean(axis=0), np.linalg.cholesky(np.cov(values, rowvar=False))))
-    schema = pa.schema(
-        [(name, pa.float64()) for name in features] + [(BREAST_CANCER_TARGET, pa.string())]
-    )
+    schema = pa.schema([(name, pa.float64()) for name in features] + [(BREAST_CANCER_TARGET, pa.string())])
     chunks = synthetic_chunks(rows)
     with pq.ParquetWriter(target, schema) as writer, progress() as bar:
         task = bar.add_task("synthetic rows", total=rows)

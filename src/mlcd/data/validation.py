@@ -74,15 +74,11 @@ def _check_target(schema: DatasetSchema, column: pd.Series) -> list[str]:
     missing = column.isna().to_numpy()
     problems = []
     if missing.any():
-        problems.append(
-            f"target {name!r}: {int(missing.sum()):,} missing labels ({_rows(missing)})"
-        )
+        problems.append(f"target {name!r}: {int(missing.sum()):,} missing labels ({_rows(missing)})")
     present = column[~missing]
     if schema.target.classes is None:
         if not _is_numeric(column):
-            problems.append(
-                f"target {name!r}: regression needs a numeric target, got {column.dtype}"
-            )
+            problems.append(f"target {name!r}: regression needs a numeric target, got {column.dtype}")
         return problems
     allowed = schema.target.classes
     observed = sorted(present.astype(str).unique().tolist())
@@ -116,18 +112,14 @@ def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict
     }
     if schema.target.classes is not None:
         shares = target.astype(str).value_counts(normalize=True)
-        summary["class_balance"] = {
-            c: round(float(shares.get(c, 0.0)), 6) for c in schema.target.classes
-        }
+        summary["class_balance"] = {c: round(float(shares.get(c, 0.0)), 6) for c in schema.target.classes}
     else:
         summary["target_mean"] = round(float(target.mean()), 6)
         summary["target_std"] = round(float(target.std()), 6)
     return summary
 
 
-def validate_frame(
-    frame: pd.DataFrame, schema: DatasetSchema, params: DataParams
-) -> dict[str, Any]:
+def validate_frame(frame: pd.DataFrame, schema: DatasetSchema, params: DataParams) -> dict[str, Any]:
     """Return the data profile, or raise DataValidationError listing every problem."""
     problems = []
     columns = set(frame.columns)
@@ -136,9 +128,7 @@ def validate_frame(
             problems.append(f"missing column {name!r} (required by the schema)")
     for name in frame.columns:
         if name not in schema.columns:
-            problems.append(
-                f"unexpected column {name!r}: add it to the schema or drop it at the source"
-            )
+            problems.append(f"unexpected column {name!r}: add it to the schema or drop it at the source")
     if frame.empty:
         problems.append("the dataset has no rows")
     else:
@@ -166,9 +156,7 @@ def validate_frame(
 
 def read_raw(paths: ProjectPaths, columns: list[str] | None = None) -> pd.DataFrame:
     if not paths.raw_data.is_file():
-        raise SourceError(
-            f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first"
-        )
+        raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
     return pq.read_table(paths.raw_data, columns=columns).to_pandas()
 
 

@@ -112,20 +112,14 @@ def plot_data(
     """Per-plot records in the shape `dvc plots` reads: {plot name: [row, ...]}."""
     rows = sample_rows(len(y), params.plot_rows, seed)
     if schema.task == "regression":
-        return {
-            "predicted_vs_actual": [
-                {"actual": _r(y[i]), "predicted": _r(predicted[i])} for i in rows
-            ]
-        }
+        return {"predicted_vs_actual": [{"actual": _r(y[i]), "predicted": _r(predicted[i])} for i in rows]}
     data: dict[str, list[dict[str, Any]]] = {
         "confusion": [{"actual": str(y[i]), "predicted": str(predicted[i])} for i in rows]
     }
     positive = schema.positive_class
     if positive is not None and proba is not None:
         score = proba[:, classes.index(positive)]
-        data["roc"], data["precision_recall"] = curve_points(
-            y == positive, score, params.plot_points
-        )
+        data["roc"], data["precision_recall"] = curve_points(y == positive, score, params.plot_points)
     return data
 
 
@@ -154,9 +148,7 @@ def run_evaluate(data: DataParams, params: EvaluateParams, paths: ProjectPaths) 
         # Whole directories are swapped in, so no plot of an earlier task lingers.
         with atomic_dir(paths.plots) as plot_dir, atomic_dir(paths.figures) as figure_dir:
             write_plots(records, plot_dir)
-            figures = plots.render_figures(
-                schema, y, predicted, proba, classes, records, figure_dir
-            )
+            figures = plots.render_figures(schema, y, predicted, proba, classes, records, figure_dir)
         log.add(", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
         log.add(
             f"{len(y):,} test rows; -> {paths.metrics}, {paths.plots}/, "

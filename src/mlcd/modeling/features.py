@@ -19,9 +19,7 @@ def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
     numeric_steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
-    parts: list[tuple[str, object, list[str]]] = [
-        ("numeric", Pipeline(numeric_steps), schema.numeric)
-    ]
+    parts: list[tuple[str, object, list[str]]] = [("numeric", Pipeline(numeric_steps), schema.numeric)]
     if schema.categorical:
         # Missing categories were made a level of their own in preprocess.
         parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), schema.categorical))

@@ -19,6 +19,7 @@ import pandas as pd
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
+from mlcd.bundle import MANIFEST
 from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
 from mlcd.data.schema import DatasetSchema, load_schema
@@ -37,7 +38,7 @@ PARITY_TOLERANCE = {
     "ridge": 1e-4,
 }
 BUNDLE_FILES = ("model.onnx", "schema.json", "examples.json")
-MANIFEST = "manifest.json"
+
 _VERSIONED = ("mlcd", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "skops")
 
 
@@ -62,9 +63,7 @@ def onnx_feeds(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.ndarr
 
 
 def to_onnx(model: Any, schema: DatasetSchema, opset: int) -> bytes:
-    options = (
-        {id(model.steps[-1][1]): {"zipmap": False}} if schema.task == "classification" else None
-    )
+    options = {id(model.steps[-1][1]): {"zipmap": False}} if schema.task == "classification" else None
     try:
         proto = convert_sklearn(
             model,
@@ -119,9 +118,7 @@ def check_parity(
     return report
 
 
-def bundle_schema(
-    schema: DatasetSchema, x: pd.DataFrame, profile: dict[str, Any]
-) -> dict[str, Any]:
+def bundle_schema(schema: DatasetSchema, x: pd.DataFrame, profile: dict[str, Any]) -> dict[str, Any]:
     features = []
     for spec in schema.features:
         entry: dict[str, Any] = spec.model_dump(mode="json")
@@ -141,9 +138,7 @@ def bundle_schema(
     }
 
 
-def examples(
-    session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, n: int
-) -> dict[str, Any]:
+def examples(session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, n: int) -> dict[str, Any]:
     """Records with the answers this exact ONNX model gives, for smoke tests of a deployment."""
     sample = x.head(n)
     outputs = session.run(None, onnx_feeds(sample, schema))
@@ -195,9 +190,7 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         contents = {
             "model.onnx": model_bytes,
             "schema.json": dump_json(bundle_schema(schema, x, profile)).encode(),
-            "examples.json": dump_json(
-                examples(session, x, schema, params.package.examples)
-            ).encode(),
+            "examples.json": dump_json(examples(session, x, schema, params.package.examples)).encode(),
         }
         with atomic_dir(paths.bundle) as tmp:
             for name, payload in contents.items():
@@ -220,11 +213,6 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 "versions": library_versions(),
             }
             (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
-        log.add(
-            f"parity on {len(x):,} rows: max diff {parity['max_abs_diff']:.2g} <= {tolerance:g}"
-        )
-        log.add(
-            f"model {manifest['model_hash'][:12]} ({human_size(len(model_bytes))})"
-            f" -> {paths.bundle}/"
-        )
+        log.add(f"parity on {len(x):,} rows: max diff {parity['max_abs_diff']:.2g} <= {tolerance:g}")
+        log.add(f"model {manifest['model_hash'][:12]} ({human_size(len(model_bytes))}) -> {paths.bundle}/")
         return manifest

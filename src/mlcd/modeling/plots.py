@@ -27,9 +27,7 @@ _DPI = 100
 
 def _save(fig: Figure, path: Path) -> Path:
     # No "Software" metadata: the same figure must give the same bytes.
-    write_with(
-        path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None})
-    )
+    write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None}))
     plt.close(fig)
     return path
 
@@ -40,9 +38,7 @@ def curve(series: Series, x: str, y: str, title: str, path: Path, diagonal: bool
         ax.plot([p[x] for p in points], [p[y] for p in points], label=label, linewidth=1.8)
     if diagonal:
         ax.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
-    ax.set(
-        xlabel=x.upper() if len(x) <= 3 else x, ylabel=y.upper() if len(y) <= 3 else y, title=title
-    )
+    ax.set(xlabel=x.upper() if len(x) <= 3 else x, ylabel=y.upper() if len(y) <= 3 else y, title=title)
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
     ax.grid(alpha=0.3)
@@ -102,9 +98,7 @@ def render_figures(
     label: str = "model",
 ) -> list[Path]:
     if schema.task == "regression":
-        return [
-            scatter({label: records["predicted_vs_actual"]}, out_dir / "predicted_vs_actual.png")
-        ]
+        return [scatter({label: records["predicted_vs_actual"]}, out_dir / "predicted_vs_actual.png")]
     # The confusion matrix PNG counts every test row, not the sample in the JSON.
     figures = [
         confusion(
