@@ -29,9 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-schema_app = typer.Typer(
-    help="Create and check dataset schemas (data/schemas/*.yaml).", no_args_is_help=True
-)
+schema_app = typer.Typer(help="Create and check dataset schemas (data/schemas/*.yaml).", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
 
 ParamsOption = Annotated[
@@ -117,9 +115,7 @@ def package(params_file: ParamsOption = Path("params.yaml")) -> None:
 
     params, paths = _setup(params_file)
     manifest = run_package(params, paths)
-    typer.echo(
-        dump_json({"model_hash": manifest["model_hash"], "metrics": manifest["metrics"]}), nl=False
-    )
+    typer.echo(dump_json({"model_hash": manifest["model_hash"], "metrics": manifest["metrics"]}), nl=False)
 
 
 @app.command("params")
@@ -149,6 +145,73 @@ def schema_infer(
     schema = infer_schema(read_source_file(data_file), target)
     write_bytes(out, schema_to_yaml(schema).encode())
     console.print(f"wrote {out}: {len(schema.features)} features, {schema.task} target {target!r}")
+
+
+RootOption = Annotated[Path, typer.Option("--repo", help="the project's git repository.")]
+
+
+@app.command()
+@reports_errors
+def release(
+    version: Annotated[str, typer.Argument(help="semantic version, e.g. 1.4.0 (tagged as model@v1.4.0)")],
+    repo: RootOption = Path(),
+) -> None:
+    """Tag HEAD as a model release, after checking it is committed, reproduced and pushed."""
+    from mlcd.versions.releases import create_release
+
+    info = create_release(repo, version)
+    console.print(f"[green]tagged[/] {info.tag} at {info.commit[:8]} (model {str(info.model_hash)[:12]})")
+    console.print(f"share it with: git push origin {info.tag}")
+
+
+@app.command()
+@reports_errors
+def versions(
+    all_commits: Annotated[
+        bool, typer.Option("--all", help="also list untagged commits that changed dvc.lock.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table.")] = False,
+    repo: RootOption = Path(),
+) -> None:
+    """List model releases, newest first, with each one's model hash and metrics."""
+    from mlcd.versions.releases import list_versions
+    from mlcd.versions.table import print_versions
+
+    rows = list_versions(repo, include_all=all_commits)
+    if as_json:
+        from mlcd.files import dump_json
+
+        typer.echo(dump_json([row.as_dict() for row in rows]), nl=False)
+    else:
+        print_versions(rows)
+
+
+@app.command()
+@reports_errors
+def restore(
+    ref: Annotated[str, typer.Argument(help="a version (1.4.0), a release tag, or any commit")],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="write only that version's model bundle here; the workspace is untouched."
+        ),
+    ] = None,
+    repo: RootOption = Path(),
+) -> None:
+    """Bring back a model version: check out its commit and data, or copy its bundle with --out.
+
+    Before changing anything, every needed file is looked up in the local DVC cache and the remote; if one is missing, each is listed with how to get it back.
+    """
+    from mlcd.versions.restore import restore_to, restore_workspace
+
+    done = restore_workspace(repo, ref) if out is None else restore_to(repo, ref, out)
+    fetched = f", {done.from_remote} file(s) fetched from the remote" if done.from_remote else ""
+    console.print(
+        f"[green]restored[/] {done.label} (commit {done.commit[:8]}, model "
+        f"{done.manifest['model_hash'][:12]}) -> {done.bundle}{fetched}; manifest sha256s verified"
+    )
+    if out is None:
+        console.print("HEAD is now detached at that commit. Go back with: git switch - && dvc checkout")
 
 
 def main() -> None:

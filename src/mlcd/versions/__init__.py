@@ -1,0 +1,1 @@
+"""Model versions: release tags, the version list, and restore."""

@@ -1,0 +1,110 @@
+"""Where a revision's DVC outputs can be found: the local cache, the default remote, or nowhere.
+
+Restore and release ask this before touching anything, so a missing `dvc push`
+is reported file by file instead of failing halfway through a checkout.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dvc.repo import Repo as DvcRepo
+
+from mlcd.errors import VersionError
+from mlcd.versions.gitrepo import first_commit_containing, show_file
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    path: str  # workspace path of the file
+    md5: str
+    output: str  # the dvc.lock output it belongs to
+    output_md5: str
+    in_cache: bool
+    in_remote: bool
+
+
+def cached_outputs(lock: dict[str, Any], pipeline: dict[str, Any]) -> dict[str, str]:
+    """{output path: md5} for outputs dvc caches; `cache: false` ones live in git."""
+    uncached = set()
+    for stage in pipeline.get("stages", {}).values():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in stage.get(kind, []):
+                if isinstance(entry, dict):
+                    name, options = next(iter(entry.items()))
+                    if options and options.get("cache") is False:
+                        uncached.add(name)
+    return {
+        out["path"]: out["md5"]
+        for stage in lock.get("stages", {}).values()
+        for out in stage.get("outs", [])
+        if out["path"] not in uncached
+    }
+
+
+class ObjectStores:
+    """The local cache and the default remote of a DVC repo, asked by md5."""
+
+    def __init__(self, root: Path) -> None:
+        self.repo = DvcRepo(str(root))
+        self.cache = self.repo.cache.local
+        try:
+            remote = self.repo.cloud.get_remote()
+        except Exception:  # dvc raises several types for "no usable remote"
+            self.remote, self.remote_where = None, "no DVC remote is configured"
+        else:
+            self.remote = remote.odb
+            self.remote_where = f"remote {remote.name!r} ({remote.path})"
+
+    def describe_remote(self) -> str:
+        return self.remote_where
+
+    def where(self, md5: str) -> tuple[bool, bool]:
+        in_remote = self.remote is not None and self.remote.exists(md5)
+        return self.cache.exists(md5), in_remote
+
+    def dir_listing(self, md5: str) -> list[dict[str, str]] | None:
+        for store in (self.cache, self.remote):
+            if store is not None and store.exists(md5):
+                return json.loads(store.fs.cat_file(store.oid_to_path(md5)))
+        return None
+
+    def objects(self, outputs: dict[str, str]) -> list[StoredObject]:
+        found = []
+        for output, md5 in sorted(outputs.items()):
+            entries = [(output, md5)]
+            if md5.endswith(".dir"):
+                listing = self.dir_listing(md5)
+                if listing is not None:
+                    entries += [(f"{output}/{e['relpath']}", e["md5"]) for e in listing]
+            for path, oid in entries:
+                in_cache, in_remote = self.where(oid)
+                found.append(StoredObject(path, oid, output, md5, in_cache, in_remote))
+        return found
+
+    def close(self) -> None:
+        self.repo.close()
+
+
+def outputs_at(root: Path, commit: str, only: str | None = None) -> dict[str, str]:
+    lock_text = show_file(root, commit, "dvc.lock")
+    pipeline_text = show_file(root, commit, "dvc.yaml")
+    if lock_text is None or pipeline_text is None:
+        raise VersionError(f"commit {commit[:8]} has no dvc.yaml/dvc.lock: it holds no pipeline outputs")
+    outputs = cached_outputs(yaml.safe_load(lock_text), yaml.safe_load(pipeline_text))
+    if only is not None:
+        outputs = {path: md5 for path, md5 in outputs.items() if path == only}
+    return outputs
+
+
+def missing_lines(root: Path, missing: list[StoredObject]) -> list[str]:
+    lines = []
+    for item in missing:
+        producer = first_commit_containing(root, item.output_md5.removesuffix(".dir"), "dvc.lock")
+        made_by = f"produced by commit {producer[:8]}" if producer else "producing commit unknown"
+        lines.append(f"{item.path} (md5 {item.md5}), {made_by}")
+    return lines

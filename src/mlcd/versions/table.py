@@ -1,0 +1,33 @@
+"""The human view of `mlcd versions`: a rich table on stdout."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from mlcd.versions.releases import VersionInfo
+
+KEY_METRICS = ("roc_auc", "accuracy", "f1", "log_loss", "r2", "rmse")
+
+
+def print_versions(rows: list[VersionInfo]) -> None:
+    console = Console()
+    if not console.is_terminal:  # piped or logged: never squeeze the table into 80 columns
+        console = Console(width=200)
+    if not rows:
+        console.print("no releases yet: create one with `mlcd release 0.1.0`")
+        return
+    names = [m for m in KEY_METRICS if any(m in row.metrics for row in rows)]
+    table = Table(show_lines=False)
+    for column in ("version", "tag", "commit", "date", "model hash", *names):
+        table.add_column(column, justify="right" if column in names else "left")
+    for row in rows:
+        table.add_row(
+            row.version or "-",
+            row.tag or "-",
+            row.commit[:8],
+            row.date[:19].replace("T", " "),
+            row.model_hash[:12] if row.model_hash else "(not stored)",
+            *(f"{row.metrics[m]:.4f}" if m in row.metrics else "" for m in names),
+        )
+    console.print(table)
