@@ -16,8 +16,17 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 # Everything a pipeline run needs; outputs and caches are left behind on purpose.
-PROJECT_FILES = ("dvc.yaml", "dvc.lock", "params.yaml", "pyproject.toml", ".dvc", ".dvcignore")
-PROJECT_DIRS = ("src", "data", "metrics", "models")
+PROJECT_FILES = (
+    "dvc.yaml",
+    "dvc.lock",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc",
+    ".dvcignore",
+    "Dockerfile",
+    ".dockerignore",
+)
+PROJECT_DIRS = ("src", "data", "metrics", "models", "deploy")
 
 
 def command_env() -> dict[str, str]:

@@ -28,9 +28,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
 )
 schema_app = typer.Typer(help="Create and check dataset schemas (data/schemas/*.yaml).", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+image_app = typer.Typer(help="Build and smoke-test the model API image with podman.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", "-p", help="params file; outputs go under its directory.")
@@ -200,7 +203,8 @@ def restore(
 ) -> None:
     """Bring back a model version: check out its commit and data, or copy its bundle with --out.
 
-    Before changing anything, every needed file is looked up in the local DVC cache and the remote; if one is missing, each is listed with how to get it back.
+    Before changing anything, every needed file is looked up in the local DVC cache
+    and the remote; if one is missing, each is listed with how to get it back.
     """
     from mlcd.versions.restore import restore_to, restore_workspace
 
@@ -212,6 +216,76 @@ def restore(
     )
     if out is None:
         console.print("HEAD is now detached at that commit. Go back with: git switch - && dvc checkout")
+
+
+@app.command()
+@reports_errors
+def serve(
+    bundle: Annotated[Path, typer.Option(help="model bundle directory (made by `mlcd package`).")] = Path(
+        "models/bundle"
+    ),
+    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 in a container.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(min=1, help="server processes.")] = 1,
+    threads: Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads per process.")] = 1,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="most records in one /predict request (413 above).")
+    ] = 1000,
+    max_body_bytes: Annotated[int, typer.Option(min=1024, help="largest request body (413 above).")] = 4
+    * 1024
+    * 1024,
+) -> None:
+    """Serve the bundle over HTTP: POST /predict, GET /health, /ready, /version, /metrics.
+
+    Every bundle file is checked against its manifest sha256, and the model must
+    reproduce the bundle's stored examples, or the server does not start.
+    """
+    from mlcd.serve.app import ServeSettings
+    from mlcd.serve.server import serve as run_server
+
+    settings = ServeSettings(
+        bundle=bundle, threads=threads, max_batch=max_batch, max_body_bytes=max_body_bytes
+    )
+    console.print(f"serving {bundle} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)")
+    run_server(settings, host, port, workers)
+
+
+@image_app.command("build")
+@reports_errors
+def image_build(
+    tag: Annotated[
+        str | None, typer.Option(help="image name; default localhost/mlcd-model:<model hash>.")
+    ] = None,
+    local_base: Annotated[
+        bool, typer.Option(help="build Debian base images locally with mmdebstrap (no registry needed).")
+    ] = False,
+    base_image: Annotated[str | None, typer.Option(help="BASE_IMAGE build argument.")] = None,
+    runtime_image: Annotated[str | None, typer.Option(help="RUNTIME_IMAGE build argument.")] = None,
+    repo: RootOption = Path(),
+) -> None:
+    """Build the Dockerfile around models/bundle; installs podman, buildah, runc and mmdebstrap if missing."""
+    from mlcd.container.image import build
+    from mlcd.files import human_size
+
+    built = build(repo, tag, local_base, base_image, runtime_image)
+    console.print(f"[green]built[/] {built.name} ({human_size(built.size_bytes)}, user {built.user})")
+    typer.echo(built.name)
+
+
+@image_app.command("smoke")
+@reports_errors
+def image_smoke(
+    image: Annotated[str, typer.Argument(help="image to run, e.g. localhost/mlcd-model:<hash>")],
+    bundle: Annotated[Path, typer.Option(help="the bundle the image should answer like.")] = Path(
+        "models/bundle"
+    ),
+) -> None:
+    """Run the image on a loopback port, wait for /ready, check its answers and non-root user, remove it."""
+    from mlcd.container.smoke import running, smoke_test
+
+    with running(image, "mlcd-smoke") as container:
+        checked = smoke_test(container, bundle)
+    console.print(f"[green]smoke test passed[/]: {checked} records, ready in {container.ready_seconds:.2f} s")
 
 
 def main() -> None:

@@ -50,3 +50,7 @@ class BundleError(MlcdError):
 
 class VersionError(MlcdError):
     """A release, version list or restore cannot proceed; nothing was changed."""
+
+
+class ContainerError(MlcdError):
+    """Building, running or checking a container image failed."""

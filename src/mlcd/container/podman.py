@@ -1,0 +1,143 @@
+"""podman, driven as a subprocess: tool install, local base images, build, run, inspect."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlcd.console import info, working
+from mlcd.errors import ContainerError
+
+TOOLS = ("podman", "buildah", "runc", "mmdebstrap")
+CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
+HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+_SLIM = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("man", "doc", "locale", "info")]
+# mmdebstrap recipes for local stand-ins of the Dockerfile's default base, for hosts
+# that reach no registry. The runtime one carries only Python and libstdc++ (numpy and
+# onnxruntime need it), with merged-usr done by hook: the usrmerge package drags in perl.
+BASE_RECIPES = {
+    "build": ["--variant=apt", "--include=python3,python3-venv,python3-pip,ca-certificates", *_SLIM],
+    "runtime": [
+        "--variant=essential",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+        "--include=python3-minimal,libpython3.11-stdlib,libstdc++6",
+        *_SLIM,
+    ],
+}
+
+
+def base_image_name(kind: str) -> str:
+    """Tagged by a hash of the recipe, so changing a recipe builds a new base."""
+    digest = hashlib.sha256(" ".join(BASE_RECIPES[kind]).encode()).hexdigest()[:10]
+    return f"localhost/mlcd-python-{kind}:bookworm-{digest}"
+
+
+def environment() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(CONTAINERS_CONF))
+    env.setdefault("BUILDAH_FORMAT", "docker")  # keeps HEALTHCHECK, which OCI format drops
+    return env
+
+
+def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(["podman", *args], env=environment(), capture_output=capture, text=True)
+    except FileNotFoundError:
+        raise ContainerError("podman is not installed: run `mlcd image build`, which installs it") from None
+    if check and done.returncode != 0:
+        raise ContainerError(f"podman {' '.join(args[:3])} ... failed: {(done.stderr or '').strip()[-2000:]}")
+    return done
+
+
+def ensure_tools() -> None:
+    """Install podman, buildah, runc and mmdebstrap from Debian when any is missing."""
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise ContainerError(f"missing {', '.join(missing)}: install them with apt-get (as root)")
+    with working(f"installing {', '.join(TOOLS)} with apt-get"):
+        for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *TOOLS]):
+            done = subprocess.run(
+                args, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            )
+            if done.returncode != 0:
+                raise ContainerError(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+
+
+def image_exists(name: str) -> bool:
+    return podman("image", "exists", name, check=False).returncode == 0
+
+
+def ensure_local_bases() -> tuple[str, str]:
+    """Debian bookworm Python images made with mmdebstrap, built once and cached by podman."""
+    for kind, recipe in BASE_RECIPES.items():
+        name = base_image_name(kind)
+        if image_exists(name):
+            continue
+        with working(f"building local base image {name} with mmdebstrap (about 30 s)"):
+            debootstrap = subprocess.Popen(
+                ["mmdebstrap", "--quiet", *recipe, "bookworm", "-"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+            )
+            imported = subprocess.run(
+                ["podman", "import", "--quiet", "-", name],
+                stdin=debootstrap.stdout,
+                capture_output=True,
+                text=True,
+                env=environment(),
+            )
+            _, errors = debootstrap.communicate()
+            if debootstrap.returncode or imported.returncode:
+                raise ContainerError(f"could not build {name}: {errors.decode()[-1500:]}{imported.stderr}")
+        info(f"built {name}")
+    return base_image_name("build"), base_image_name("runtime")
+
+
+@dataclass(frozen=True)
+class BuiltImage:
+    name: str
+    size_bytes: int
+    labels: dict[str, str]
+    user: str
+    healthcheck: dict[str, Any] | None
+
+
+def inspect_image(name: str) -> BuiltImage:
+    data = json.loads(podman("image", "inspect", name).stdout)[0]
+    config = data.get("Config") or {}
+    return BuiltImage(
+        name=name,
+        size_bytes=int(data["Size"]),
+        labels=data.get("Labels") or config.get("Labels") or {},
+        user=config.get("User", ""),
+        healthcheck=data.get("Healthcheck") or config.get("Healthcheck"),
+    )
+
+
+def build_image(
+    context: Path,
+    tag: str,
+    build_args: dict[str, str],
+    *,
+    base: str | None = None,
+    runtime: str | None = None,
+) -> BuiltImage:
+    args = ["build", "--format", "docker", "--tag", tag, "--file", str(context / "Dockerfile")]
+    if HOST_CA_BUNDLE.is_file():
+        # pip in the build stage trusts the host's CAs; the bundle is mounted, never copied in.
+        args += ["--volume", f"{HOST_CA_BUNDLE}:{HOST_CA_BUNDLE}:ro"]
+    if base:
+        build_args = {**build_args, "BASE_IMAGE": base, "RUNTIME_IMAGE": runtime or base}
+    for key, value in build_args.items():
+        args += ["--build-arg", f"{key}={value}"]
+    with working(f"building {tag}"):
+        podman(*args, str(context))
+    return inspect_image(tag)

@@ -1,0 +1,1 @@
+"""Serving: the model bundle behind an HTTP API. Imports nothing from mlcd.modeling."""

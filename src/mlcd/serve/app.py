@@ -1,0 +1,104 @@
+"""The HTTP API: /predict, /health, /ready, /version, /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from mlcd.serve import metrics
+from mlcd.serve.model import BundleModel
+from mlcd.serve.payload import PayloadError, parse_json, to_batch
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    bundle: Path = Path("models/bundle")
+    threads: int = 1
+    max_batch: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(
+        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type=JSON
+    )
+
+
+def error(status: int, detail: Any) -> Response:
+    return json_response({"detail": detail}, status)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:  # chunked uploads declare no length
+            raise PayloadError(413, f"the body exceeds the limit of {limit:,} bytes")
+    return bytes(body)
+
+
+def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
+    app = FastAPI(
+        title="mlcd model API",
+        version=model.model_hash[:12],
+        description="Predictions from the packaged model bundle. POST one record or a list of records.",
+    )
+    app.add_middleware(metrics.MetricsMiddleware)
+    manifest = model.manifest
+    metrics.record_model(model.model_hash, manifest.get("estimator", "unknown"), manifest.get("git_commit"))
+    model_ref = {"hash": model.model_hash, "git_commit": manifest.get("git_commit")}
+    feature_names = model.names
+
+    @app.post(
+        "/predict",
+        summary="Predict for one record or a list of records",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {JSON: {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}}},
+                "description": f"Records keyed by feature name: {', '.join(feature_names)}",
+            }
+        },
+    )
+    async def predict(request: Request) -> Response:
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != JSON:
+            return error(415, f"send JSON with Content-Type: {JSON} (got {content_type or 'none'!r})")
+        try:
+            payload = parse_json(await read_body(request, settings.max_body_bytes))
+            batch = to_batch(payload, model.features, settings.max_batch)
+        except PayloadError as exc:
+            return error(exc.status, exc.detail)
+        result = model.predict(batch.numbers, batch.texts)
+        for label in result.get("labels", ()):
+            metrics.PREDICTIONS.labels(label).inc()
+        return json_response({**result, "model": model_ref})
+
+    @app.get("/health", summary="The process is alive")
+    async def health() -> Response:
+        return json_response({"status": "ok"})
+
+    @app.get("/ready", summary="The model is loaded and answered its own examples")
+    async def ready() -> Response:
+        return json_response({"status": "ready", "model_hash": model.model_hash})
+
+    @app.get("/version", summary="The bundle manifest: hashes, commit, params, metrics")
+    async def version() -> Response:
+        return json_response(manifest)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prometheus() -> Response:
+        body, content_type = metrics.render()
+        return Response(body, media_type=content_type)
+
+    return app

@@ -1,0 +1,75 @@
+"""Prometheus metrics: requests and latency by endpoint and status, predictions by class, model info.
+
+With several workers, prometheus_client's multiprocess mode is used
+(PROMETHEUS_MULTIPROC_DIR, set by `mlcd serve` before workers start).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+ROUTES = frozenset({"/predict", "/health", "/ready", "/version", "/metrics"})
+
+REQUESTS = Counter("mlcd_requests_total", "HTTP requests served.", ["endpoint", "method", "status"])
+LATENCY = Histogram(
+    "mlcd_request_duration_seconds", "Time to serve a request.", ["endpoint"], buckets=LATENCY_BUCKETS
+)
+PREDICTIONS = Counter("mlcd_predictions_total", "Predicted labels (classifiers) or predictions.", ["label"])
+MODEL_INFO = Gauge(
+    "mlcd_model_info",
+    "The model being served (always 1), labelled with its hash.",
+    ["model_hash", "estimator", "git_commit"],
+    multiprocess_mode="liveall",
+)
+
+
+def record_model(model_hash: str, estimator: str, git_commit: str | None) -> None:
+    MODEL_INFO.labels(model_hash, estimator, git_commit or "unknown").set(1)
+
+
+def render() -> tuple[bytes, str]:
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+class MetricsMiddleware:
+    """Times every request; unknown paths share one label so scanners cannot blow up cardinality."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_and_record(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        finally:
+            endpoint = scope["path"] if scope["path"] in ROUTES else "other"
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            REQUESTS.labels(endpoint, scope["method"], str(status)).inc()

@@ -1,0 +1,83 @@
+"""Start the API: verify and load the bundle, check it answers its own examples, then serve."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI
+
+from mlcd.errors import BundleError
+from mlcd.serve.app import ServeSettings, create_app
+from mlcd.serve.model import BundleModel
+from mlcd.serve.payload import PayloadError, to_batch
+
+_ENV = {
+    "bundle": "MLCD_BUNDLE",
+    "threads": "MLCD_THREADS",
+    "max_batch": "MLCD_MAX_BATCH",
+    "max_body_bytes": "MLCD_MAX_BODY_BYTES",
+}
+
+
+def self_check(model: BundleModel) -> None:
+    """Refuse to serve a model that does not reproduce the answers stored in its bundle."""
+    examples = model.examples
+    try:
+        batch = to_batch(examples["records"], model.features, max(1, len(examples["records"])))
+    except PayloadError as exc:
+        raise BundleError(f"the bundle's example records do not fit its own schema: {exc.detail}") from None
+    got = model.predict(batch.numbers, batch.texts)
+    if model.is_classifier:
+        expected = np.array(examples["probabilities"])
+        actual = np.array([[row[c] for c in model.classes] for row in got["probabilities"]])
+        same = got["labels"] == examples["labels"] and np.allclose(actual, expected, atol=1e-6)
+    else:
+        same = np.allclose(got["predictions"], examples["predictions"], rtol=1e-6)
+    if not same:
+        raise BundleError("the model does not reproduce the example answers stored in its bundle; rebuild it")
+
+
+def load(settings: ServeSettings) -> BundleModel:
+    model = BundleModel(settings.bundle, threads=settings.threads)
+    self_check(model)
+    return model
+
+
+def settings_from_env() -> ServeSettings:
+    return ServeSettings(
+        bundle=Path(os.environ[_ENV["bundle"]]),
+        threads=int(os.environ[_ENV["threads"]]),
+        max_batch=int(os.environ[_ENV["max_batch"]]),
+        max_body_bytes=int(os.environ[_ENV["max_body_bytes"]]),
+    )
+
+
+def app_factory() -> FastAPI:
+    """uvicorn's factory hook: each worker process loads the bundle itself."""
+    settings = settings_from_env()
+    return create_app(load(settings), settings)
+
+
+def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    model = load(settings)  # fail here, with a clear message, before any port is opened
+    options = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(model, settings), **options)
+        return
+    for key, env in _ENV.items():
+        os.environ[env] = str(getattr(settings, key))
+    with tempfile.TemporaryDirectory(prefix="mlcd-prometheus-") as shared:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
+        uvicorn.run("mlcd.serve.server:app_factory", factory=True, workers=workers, **options)

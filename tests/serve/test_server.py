@@ -1,0 +1,75 @@
+"""`mlcd serve` as a real process: uvicorn workers, and metrics summed across them."""
+
+import json
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import contextmanager
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ..conftest import command_env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} was not ready within {timeout} s")
+
+
+@contextmanager
+def served(bundle, *args):
+    port = free_port()
+    process = subprocess.Popen(
+        ["mlcd", "serve", "--bundle", str(bundle), "--port", str(port), *args],
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def post_json(url, body):
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"content-type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
+
+
+@pytest.mark.e2e
+def test_two_workers_serve_and_report_metrics_together(reproduced_repo):
+    bundle = reproduced_repo.path / "models" / "bundle"
+    record = json.loads((bundle / "examples.json").read_text())["records"][0]
+    with served(bundle, "--workers", "2") as url:
+        for _ in range(20):
+            assert len(post_json(f"{url}/predict", [record])["labels"]) == 1
+        with urllib.request.urlopen(f"{url}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    totals = {
+        (s.name, s.labels.get("endpoint"), s.labels.get("status")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert totals[("mlcd_requests_total", "/predict", "200")] == 20
+    assert any(name == "mlcd_model_info" for name, *_ in totals)
