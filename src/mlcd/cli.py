@@ -250,6 +250,41 @@ def serve(
     run_server(settings, host, port, workers)
 
 
+@app.command()
+@reports_errors
+def report(
+    base: Annotated[
+        str | None,
+        typer.Option(
+            help="revision to compare with; default: the MR diff base, merge-base with target, HEAD~1."
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="directory for report.md, PNGs, metrics.txt, report.json.")
+    ] = Path("report"),
+    gate: Annotated[
+        bool, typer.Option("--gate", help="exit 1 when a rule in params.yaml's gate breaks.")
+    ] = False,
+    post_note: Annotated[
+        bool, typer.Option("--post/--no-post", help="post to the merge request when GITLAB_TOKEN is set.")
+    ] = True,
+    repo: RootOption = Path(),
+) -> None:
+    """Compare metrics, params, data, model size/latency and plots with a base revision.
+
+    Exit codes: 0 report written (gate passed or not asked for); 1 the gate failed; 2 bad input. A note
+    that cannot be posted never changes the exit code: the reason is printed and the report stays in --out.
+    """
+    from mlcd.report.run import run_report
+
+    result = run_report(repo, base, out, gate, post_note)
+    typer.echo(result.markdown)
+    if result.gate_failed:
+        failed = ", ".join(rule.name for rule in result.rules or [] if rule.passed is False)
+        console.print(f"[bold red]gate failed:[/] {failed}")
+        raise typer.Exit(1)
+
+
 @image_app.command("build")
 @reports_errors
 def image_build(

@@ -24,6 +24,19 @@ Task = Literal["classification", "regression"]
 EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "ridge"]
 REGRESSORS = frozenset({"ridge"})
 Fraction = Annotated[float, Field(gt=0, lt=1)]
+# Which way is better, for every metric evaluate writes; the report and gate read this.
+HIGHER_IS_BETTER = {
+    "accuracy": True,
+    "precision": True,
+    "recall": True,
+    "f1": True,
+    "roc_auc": True,
+    "log_loss": False,
+    "mse": False,
+    "rmse": False,
+    "mae": False,
+    "r2": True,
+}
 
 
 class Section(BaseModel):
@@ -114,12 +127,30 @@ class PackageParams(Section):
     onnx_opset: int = Field(17, ge=13, le=21)
 
 
+class GateParams(Section):
+    """What `mlcd report --gate` refuses: a metric worse by more than max_drop (in the
+    metric's own units, direction-aware), or bundle latency/size up by more than a ratio."""
+
+    max_drop: dict[str, Annotated[float, Field(ge=0)]] = {"roc_auc": 0.01, "accuracy": 0.02, "f1": 0.03}
+    max_latency_increase: float = Field(0.5, ge=0)
+    max_size_increase: float = Field(0.5, ge=0)
+
+    @field_validator("max_drop")
+    @classmethod
+    def _known_metrics(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = sorted(set(value) - set(HIGHER_IS_BETTER))
+        if unknown:
+            raise ValueError(f"unknown metrics {unknown}; allowed: {', '.join(HIGHER_IS_BETTER)}")
+        return value
+
+
 class Params(Section):
     data: DataParams = DataParams()
     preprocess: PreprocessParams = PreprocessParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     package: PackageParams = PackageParams()
+    gate: GateParams = GateParams()
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

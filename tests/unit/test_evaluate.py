@@ -1,7 +1,7 @@
 import numpy as np
 
+from mlcd.config import HIGHER_IS_BETTER
 from mlcd.modeling.evaluate import (
-    HIGHER_IS_BETTER,
     classification_metrics,
     regression_metrics,
     sample_rows,

@@ -16,20 +16,6 @@ from mlcd.files import atomic_dir, write_json
 from mlcd.modeling import plots
 from mlcd.modeling.model_io import load_model
 
-# Which way is better, for every metric evaluate writes; the report reads this.
-HIGHER_IS_BETTER = {
-    "accuracy": True,
-    "precision": True,
-    "recall": True,
-    "f1": True,
-    "roc_auc": True,
-    "log_loss": False,
-    "mse": False,
-    "rmse": False,
-    "mae": False,
-    "r2": True,
-}
-
 
 def _r(value: float) -> float:
     return round(float(value), 6)
