@@ -1,34 +1,16 @@
 """`mlcd serve` as a real process: uvicorn workers, and metrics summed across them."""
 
 import json
-import socket
 import subprocess
-import time
 import urllib.request
 from contextlib import contextmanager
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from mlcd.container.smoke import free_port, wait_ready
+
 from ..conftest import command_env
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} was not ready within {timeout} s")
 
 
 @contextmanager
@@ -42,7 +24,7 @@ def served(bundle, *args):
         text=True,
     )
     try:
-        wait_ready(f"http://127.0.0.1:{port}")
+        wait_ready(f"http://127.0.0.1:{port}", timeout=30.0)
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
