@@ -2,10 +2,11 @@
 
 Run: uv run python benchmarks/pipeline.py [--sizes 10000,100000,1000000,10000000]
 For every size, a fresh temp repo (copy of this project) with `data.source:
-synthetic`, `data.rows: N` and cross-validation off; each stage runs as
-`dvc repro -s <stage>` under a wrapper that records wall time and the peak RSS
-of the stage's processes. Then a no-op `dvc repro`, and the bare baseline
-(benchmarks/_baseline.py) on the same raw Parquet. Prints a table and writes
+synthetic`, `data.rows: N` and cross-validation off, and one `dvc repro`. Each
+stage process reports its own wall time (from process start, imports included)
+and peak RSS through MLCD_STAGE_STATS; the repro's total includes dvc. Then a
+no-op `dvc repro`, and the bare baseline (benchmarks/_baseline.py, also timed
+from process start) on the same raw Parquet. Prints a table and writes
 benchmarks/pipeline.png (time and memory against rows). Asserts nothing.
 """
 

@@ -1,52 +1,80 @@
-"""Preprocess: a seeded, stratified train/test split of the validated data."""
+"""Preprocess: a seeded, stratified train/test split of the validated data.
+
+Done on Arrow tables, not DataFrames: the raw data is read once (only the
+schema's columns), rows are taken by index, and no pandas or scikit-learn is
+loaded, which keeps memory near one copy of the data and start-up short.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from mlcd.config import DataParams, PreprocessParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.schema import DatasetSchema, load_schema
-from mlcd.data.validation import read_raw
+from mlcd.errors import SourceError
 from mlcd.files import write_with
 
 MISSING_CATEGORY = "__missing__"
 
 
-def tidy(frame: pd.DataFrame, schema: DatasetSchema) -> pd.DataFrame:
+def tidy(table: pa.Table, schema: DatasetSchema) -> pa.Table:
     """Schema columns only, labels as text, missing categories as their own level."""
-    frame = frame[schema.columns]
+    table = table.select(schema.columns)
     for name in schema.categorical:
-        frame[name] = frame[name].astype("string").fillna(MISSING_CATEGORY).astype(object)
+        column = pc.fill_null(pc.cast(table[name], pa.string()), MISSING_CATEGORY)
+        table = table.set_column(table.schema.get_field_index(name), name, column)
     if schema.task == "classification":
-        frame[schema.target.name] = frame[schema.target.name].astype(str)
-    return frame
+        target = schema.target.name
+        table = table.set_column(
+            table.schema.get_field_index(target), target, pc.cast(table[target], pa.string())
+        )
+    return table
 
 
-def split(
-    frame: pd.DataFrame, schema: DatasetSchema, params: PreprocessParams
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    stratify = frame[schema.target.name] if schema.task == "classification" else None
-    train, test = train_test_split(
-        frame, test_size=params.test_size, random_state=params.seed, stratify=stratify
-    )
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+def split_indices(
+    codes: np.ndarray | None, rows: int, params: PreprocessParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train and test row indices; with class codes, each class is split in the same ratio."""
+    rng = np.random.default_rng(params.seed)
+    if codes is None:
+        groups = [np.arange(rows)]
+    else:
+        order = np.argsort(codes, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(codes))[:-1])
+    train, test = [], []
+    for group in groups:
+        shuffled = rng.permutation(group)
+        cut = round(len(group) * params.test_size)
+        test.append(shuffled[:cut])
+        train.append(shuffled[cut:])
+    return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
 
 
 def read_split(path: Path, schema: DatasetSchema) -> tuple[pd.DataFrame, pd.Series]:
-    frame = pd.read_parquet(path)
+    frame = pq.read_table(path).to_pandas(self_destruct=True)
     return frame[schema.feature_names], frame[schema.target.name]
 
 
 def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:
     with stage("preprocess") as log:
         schema = load_schema(paths.schema(data))
-        frame = tidy(read_raw(paths, columns=schema.columns), schema)
-        train, test = split(frame, schema, params)
-        for part, target in ((train, paths.train_data), (test, paths.test_data)):
-            write_with(target, lambda tmp, part=part: part.to_parquet(tmp, index=False))
-        log.add(f"{len(frame):,} rows -> train {len(train):,} ({paths.train_data})")
+        if not paths.raw_data.is_file():
+            raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
+        table = tidy(pq.read_table(paths.raw_data, columns=schema.columns), schema)
+        codes = None
+        if schema.task == "classification":
+            # Integer codes per class, not one Python string per row.
+            codes = table[schema.target.name].combine_chunks().dictionary_encode().indices.to_numpy()
+        train, test = split_indices(codes, table.num_rows, params)
+        for indices, target in ((train, paths.train_data), (test, paths.test_data)):
+            part = table.take(indices)
+            write_with(target, lambda tmp, part=part: pq.write_table(part, tmp))
+        log.add(f"{table.num_rows:,} rows -> train {len(train):,} ({paths.train_data})")
         log.add(f"test {len(test):,} ({paths.test_data}), seed {params.seed}")

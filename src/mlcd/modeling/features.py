@@ -15,11 +15,17 @@ def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
 
     Trees skip scaling: it changes nothing for them, and keeping raw values lets
     the float32 ONNX trees split on exactly the thresholds scikit-learn learned.
+    Imputation is there only when the schema lets a numeric feature be missing:
+    validation has ruled missing values out otherwise, and the imputer costs a
+    full copy of the data and a median per column.
     """
-    numeric_steps: list[tuple[str, object]] = [("impute", SimpleImputer(strategy="median"))]
+    numeric_steps: list[tuple[str, object]] = []
+    if any(f.nullable for f in schema.features if f.dtype != "category"):
+        numeric_steps.append(("impute", SimpleImputer(strategy="median")))
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
-    parts: list[tuple[str, object, list[str]]] = [("numeric", Pipeline(numeric_steps), schema.numeric)]
+    numeric: object = Pipeline(numeric_steps) if numeric_steps else "passthrough"
+    parts: list[tuple[str, object, list[str]]] = [("numeric", numeric, schema.numeric)]
     if schema.categorical:
         # Missing categories were made a level of their own in preprocess.
         parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), schema.categorical))
