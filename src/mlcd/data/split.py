@@ -58,6 +58,7 @@ def split_indices(
 
 
 def read_split(path: Path, schema: DatasetSchema) -> tuple[pd.DataFrame, pd.Series]:
+    # One consolidated block: scikit-learn then takes the features without another copy.
     frame = pq.read_table(path).to_pandas(self_destruct=True)
     return frame[schema.feature_names], frame[schema.target.name]
 

@@ -157,7 +157,8 @@ def validate_frame(frame: pd.DataFrame, schema: DatasetSchema, params: DataParam
 def read_raw(paths: ProjectPaths, columns: list[str] | None = None) -> pd.DataFrame:
     if not paths.raw_data.is_file():
         raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
-    return pq.read_table(paths.raw_data, columns=columns).to_pandas(self_destruct=True)
+    # One block per column and Arrow buffers freed as they convert: about one copy of the data, not two.
+    return pq.read_table(paths.raw_data, columns=columns).to_pandas(self_destruct=True, split_blocks=True)
 
 
 def run_validate(params: DataParams, paths: ProjectPaths) -> dict[str, Any]:
