@@ -125,3 +125,18 @@ def test_larger_tumours_look_more_malignant(project):
         bigger[column] *= 1.5
     malignant = list(model.classes_).index("malignant")
     assert model.predict_proba(bigger)[0, malignant] > model.predict_proba(record)[0, malignant]
+
+
+def test_onnx_bytes_do_not_depend_on_opset_import_order():
+    import onnx
+
+    from mlcd.modeling.package import canonical_onnx
+
+    def model(order):
+        graph = onnx.helper.make_graph([], "mlcd", [], [])
+        return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid(d, v) for d, v in order])
+
+    one = canonical_onnx(model([("ai.onnx.ml", 1), ("", 11)]))
+    other = canonical_onnx(model([("", 11), ("ai.onnx.ml", 1)]))
+    assert one == other
+    assert [o.domain for o in onnx.load_from_string(one).opset_import] == ["", "ai.onnx.ml"]

@@ -74,6 +74,14 @@ def to_onnx(model: Any, schema: DatasetSchema, opset: int) -> bytes:
         )
     except Exception as exc:  # skl2onnx raises many types; all mean "cannot export this"
         raise ModelError(f"cannot convert the model to ONNX: {exc}") from exc
+    return canonical_onnx(proto)
+
+
+def canonical_onnx(proto: Any) -> bytes:
+    """Serialise with opset imports sorted: skl2onnx lists them in an order that varies by process."""
+    imports = sorted(proto.opset_import, key=lambda entry: (entry.domain, entry.version))
+    del proto.opset_import[:]
+    proto.opset_import.extend(imports)
     return proto.SerializeToString()
 
 
