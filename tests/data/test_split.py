@@ -36,3 +36,14 @@ def test_tidy_keeps_schema_columns_and_names_missing_categories():
     assert tidied.column_names == ["x", "city", "y"]
     assert tidied["city"].to_pylist() == ["a", MISSING_CATEGORY]
     assert tidied["y"].to_pylist() == ["0", "1"]
+
+
+def test_preprocess_loads_neither_pandas_nor_scikit_learn():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, mlcd.data.split; print([m for m in ('pandas', 'sklearn', 'scipy') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
