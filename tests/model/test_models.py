@@ -1,5 +1,6 @@
 """Model checks: every estimator trains, scores sensibly, and exports to ONNX with parity."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,10 +83,9 @@ def test_bundle_examples_are_what_the_onnx_model_answers(project):
     examples = read_json(paths.bundle / "examples.json")
     schema = read_json(paths.bundle / "schema.json")
     session = ort.InferenceSession(str(paths.bundle / "model.onnx"))
-    feeds = {
-        f["name"]: np.array([[r[f["name"]]] for r in examples["records"]], dtype=np.float32)
-        for f in schema["features"]
-    }
+    names = [f["name"] for f in schema["features"]]
+    assert schema["onnx_input"] == "matrix"  # all-numeric data: one [n, k] float input
+    feeds = {"features": np.array([[r[n] for n in names] for r in examples["records"]], dtype=np.float32)}
     labels, proba = session.run(None, feeds)
     assert labels.tolist() == examples["labels"]
     np.testing.assert_allclose(proba, examples["probabilities"], rtol=0, atol=1e-7)
@@ -140,3 +140,35 @@ def test_onnx_bytes_do_not_depend_on_opset_import_order():
     other = canonical_onnx(model([("", 11), ("ai.onnx.ml", 1)]))
     assert one == other
     assert [o.domain for o in onnx.load_from_string(one).opset_import] == ["", "ai.onnx.ml"]
+
+
+def test_text_features_keep_one_onnx_input_per_feature(project):
+    """With a categorical column the export uses per-feature inputs, and still matches scikit-learn."""
+    from mlcd.data.schema import infer_schema, schema_to_yaml
+    from mlcd.data.sources import breast_cancer_frame
+
+    frame = breast_cancer_frame()
+    frame["clinic"] = np.where(np.arange(len(frame)) % 3 == 0, "north", "south")
+    frame.to_csv(project / "data" / "external" / "mixed.csv", index=False)
+    schema = infer_schema(frame, "diagnosis")
+    (project / "data" / "schemas" / "mixed.yaml").write_text(schema_to_yaml(schema))
+    paths, manifest = run_pipeline(
+        project, {"data": {"source": "data/external/mixed.csv", "schema": "data/schemas/mixed.yaml"}}
+    )
+    bundle_schema = json.loads((paths.bundle / "schema.json").read_text())
+    assert bundle_schema["onnx_input"] == "columns"
+    assert manifest["parity"]["label_mismatches"] == 0
+    from mlcd.serve.model import BundleModel
+    from mlcd.serve.payload import to_batch
+
+    model = BundleModel(paths.bundle)
+    examples = json.loads((paths.bundle / "examples.json").read_text())
+    assert all(r["clinic"] in {"north", "south"} for r in examples["records"])
+    batch = to_batch(examples["records"], model.features, len(examples["records"]))
+    answers = model.predict(batch.numbers, batch.texts)
+    assert answers["labels"] == examples["labels"]
+    np.testing.assert_allclose(
+        [[p["benign"], p["malignant"]] for p in answers["probabilities"]],
+        examples["probabilities"],
+        atol=1e-6,
+    )

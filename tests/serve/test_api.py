@@ -54,7 +54,8 @@ def test_predictions_equal_in_process_onnx(client, bundle, test_records):
     assert response.status_code == 200
     body = response.json()
     session = ort.InferenceSession(str(bundle / "model.onnx"))
-    feeds = {name: np.array([[r[name]] for r in test_records], dtype=np.float32) for name in test_records[0]}
+    names = [f["name"] for f in json.loads((bundle / "schema.json").read_text())["features"]]
+    feeds = {"features": np.array([[r[n] for n in names] for r in test_records], dtype=np.float32)}
     labels, proba = session.run(None, feeds)
     assert body["labels"] == labels.tolist()
     got = np.array([[p["benign"], p["malignant"]] for p in body["probabilities"]])

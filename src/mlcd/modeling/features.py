@@ -10,6 +10,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from mlcd.data.schema import DatasetSchema
 
 
+def single_matrix(schema: DatasetSchema) -> bool:
+    """Whether the model takes all features as one float matrix (no text features)."""
+    return not schema.categorical
+
+
 def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
     """Column-wise preparation that skl2onnx can export feature by feature.
 
@@ -25,7 +30,12 @@ def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
     if scale:
         numeric_steps.append(("scale", StandardScaler()))
     numeric: object = Pipeline(numeric_steps) if numeric_steps else "passthrough"
-    parts: list[tuple[str, object, list[str]]] = [("numeric", numeric, schema.numeric)]
+    # All-numeric data selects columns by position, so the ONNX export can take one
+    # [n, k] matrix (about three times faster to run than one input per feature).
+    columns: list[str] | list[int] = (
+        list(range(len(schema.numeric))) if single_matrix(schema) else schema.numeric
+    )
+    parts: list[tuple[str, object, list[str] | list[int]]] = [("numeric", numeric, columns)]
     if schema.categorical:
         # Missing categories were made a level of their own in preprocess.
         parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), schema.categorical))

@@ -26,6 +26,7 @@ from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import read_split
 from mlcd.errors import ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
+from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
 
 # Largest allowed |ONNX - scikit-learn| on a probability (classifiers) or on a
@@ -42,8 +43,13 @@ BUNDLE_FILES = ("model.onnx", "schema.json", "examples.json")
 _VERSIONED = ("mlcd", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "skops")
 
 
+MATRIX_INPUT = "features"
+
+
 def onnx_inputs(schema: DatasetSchema) -> list[tuple[str, Any]]:
-    """One [n, 1] input per feature, in schema order; categoricals as strings."""
+    """One float [n, k] matrix for all-numeric data; otherwise one [n, 1] input per feature."""
+    if single_matrix(schema):
+        return [(MATRIX_INPUT, FloatTensorType([None, len(schema.features)]))]
     return [
         (
             f.name,
@@ -54,6 +60,8 @@ def onnx_inputs(schema: DatasetSchema) -> list[tuple[str, Any]]:
 
 
 def onnx_feeds(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.ndarray]:
+    if single_matrix(schema):
+        return {MATRIX_INPUT: frame[schema.feature_names].to_numpy(dtype=np.float32)}
     feeds = {}
     for spec in schema.features:
         column = frame[spec.name].to_numpy()
@@ -142,6 +150,7 @@ def bundle_schema(schema: DatasetSchema, x: pd.DataFrame, profile: dict[str, Any
         "target": schema.target.model_dump(mode="json"),
         "positive_class": schema.positive_class,
         "class_balance": profile.get("class_balance"),
+        "onnx_input": "matrix" if single_matrix(schema) else "columns",
         "outputs": ["label", "probabilities"] if schema.task == "classification" else ["variable"],
     }
 

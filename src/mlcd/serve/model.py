@@ -40,7 +40,7 @@ class BundleModel:
         self.session = ort.InferenceSession(
             (bundle / "model.onnx").read_bytes(), options, providers=["CPUExecutionProvider"]
         )
-        self.all_numeric = all(f.numeric for f in self.features)
+        self.matrix_input = self.schema.get("onnx_input") == "matrix"
 
     @property
     def is_classifier(self) -> bool:
@@ -51,7 +51,9 @@ class BundleModel:
         return self.manifest["model_hash"]
 
     def feeds(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, np.ndarray]:
-        """ONNX inputs: one [n, 1] column per feature, numbers as float32."""
+        """ONNX inputs: the whole float32 matrix, or one [n, 1] column per feature."""
+        if self.matrix_input:
+            return {"features": numbers}
         feeds: dict[str, np.ndarray] = {}
         column = 0
         for feature in self.features:
