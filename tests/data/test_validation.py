@@ -72,7 +72,7 @@ def test_wrong_dtype_names_column_and_example(frame, schema):
     frame["mean_area"] = frame["mean_area"].astype("string")
     frame.loc[3, "mean_area"] = "large"
     [problem] = problems(frame, schema)
-    assert problem == "column 'mean_area': expected float, got string (e.g. 'large')"
+    assert problem == "column 'mean_area': expected float, got text (e.g. 'large')"
 
 
 def test_all_nan_column(frame, schema):

@@ -63,7 +63,7 @@ def test_wrong_dtype(project):
     frame.loc[3, "mean_area"] = "large"
     set_source(project, write_csv(project, frame))
     message = ingest_and_validate(project)
-    assert "column 'mean_area': expected float, got string (e.g. 'large')" in message
+    assert "column 'mean_area': expected float, got text (e.g. 'large')" in message
     assert outputs(project) == ["data/raw/dataset.parquet"]
 
 

@@ -105,8 +105,9 @@ def read_source_file(path: Path) -> pd.DataFrame:
         raise SourceError(f"cannot read data.source {str(path)!r}: {exc}") from None
     # Mixed-type text columns (a stray word in a numeric column) must reach
     # validation as text, where the error can name them, not crash the writer.
-    for name in frame.select_dtypes(include="object").columns:
-        frame[name] = frame[name].astype("string")
+    for name, dtype in frame.dtypes.items():
+        if pd.api.types.is_object_dtype(dtype):
+            frame[name] = frame[name].astype("string")
     return frame
 
 

@@ -49,7 +49,8 @@ def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
         present = column[~missing]
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
         example = f" (e.g. {bad.iloc[0]!r})" if len(bad) else ""
-        return [*problems, f"column {name!r}: expected {spec.dtype}, got {column.dtype}{example}"]
+        found = "text" if pd.api.types.is_string_dtype(column) else str(column.dtype)
+        return [*problems, f"column {name!r}: expected {spec.dtype}, got {found}{example}"]
     values = column.to_numpy(dtype="float64", na_value=np.nan)
     if not np.isfinite(values[~missing]).all():
         problems.append(f"column {name!r}: infinite values ({_rows(np.isinf(values))})")
