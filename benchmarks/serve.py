@@ -25,6 +25,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from mlcd.container.smoke import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "bundle"
 WORK = ROOT / ".bench"
@@ -52,14 +54,6 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [[%s]]
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_ready(url: str, timeout: float = 120) -> None:

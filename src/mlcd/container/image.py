@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from mlcd.bundle import verify_bundle
 from mlcd.container.podman import BuiltImage, build_image, ensure_local_bases, ensure_tools
-
-
-def git_commit(root: Path) -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
+from mlcd.versions.gitrepo import resolve_commit
 
 
 def default_tag(root: Path, bundle: Path) -> str:
@@ -25,5 +20,8 @@ def build(root: Path, tag: str | None, local_base: bool, base: str | None, runti
     ensure_tools()
     if local_base:
         base, runtime = ensure_local_bases()
-    build_args = {"MODEL_HASH": manifest["model_hash"], "GIT_COMMIT": git_commit(root)}
+    build_args = {
+        "MODEL_HASH": manifest["model_hash"],
+        "GIT_COMMIT": resolve_commit(root, "HEAD") or "unknown",
+    }
     return build_image(root, tag or default_tag(root, bundle), build_args, base=base, runtime=runtime)

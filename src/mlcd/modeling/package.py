@@ -8,9 +8,7 @@ The serving side reads only this bundle, never the training code.
 from __future__ import annotations
 
 import platform
-import subprocess
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +26,7 @@ from mlcd.errors import ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
+from mlcd.versions.gitrepo import resolve_commit
 
 # Largest allowed |ONNX - scikit-learn| on a probability (classifiers) or on a
 # prediction relative to max(1, |prediction|) (regressors). ONNX runs in
@@ -173,16 +172,6 @@ def examples(session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSche
     }
 
 
-def git_commit(root: Path) -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        )
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return done.stdout.strip()
-
-
 def library_versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in _VERSIONED:
@@ -226,7 +215,7 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 "params": params.as_dict(),
                 "metrics": read_json(paths.metrics),
                 "parity": parity,
-                "git_commit": git_commit(paths.root),
+                "git_commit": resolve_commit(paths.root, "HEAD"),
                 "versions": library_versions(),
             }
             (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")

@@ -32,9 +32,6 @@ class Batch:
     numbers: np.ndarray
     texts: dict[str, list[str]] = field(default_factory=dict)
 
-    def __len__(self) -> int:
-        return len(self.numbers)
-
 
 def parse_json(body: bytes) -> Any:
     if not body:

@@ -14,7 +14,7 @@ from mlcd.bundle import verify_bundle
 from mlcd.errors import VersionError
 from mlcd.versions.gitrepo import Semver, git, require_clean, resolve_commit, short
 from mlcd.versions.releases import artifact, release_tags
-from mlcd.versions.storage import ObjectStores, StoredObject, missing_lines, outputs_at
+from mlcd.versions.storage import ObjectStores, StoredObject, copy_out, missing_lines, outputs_at
 
 
 @dataclass(frozen=True)
@@ -112,8 +112,6 @@ def restore_to(root: Path, ref: str, out: Path) -> Restored:
     from dvc.api import DVCFileSystem
 
     out.mkdir(parents=True, exist_ok=True)
-    fs = DVCFileSystem(str(root), rev=commit)
-    for name in fs.ls(art.path, detail=False):
-        fs.get_file(name, str(out / Path(name).name))
+    copy_out(DVCFileSystem(str(root), rev=commit), art.path, out)
     manifest = verify_bundle(out)
     return Restored(label, commit, out, manifest, sum(not o.in_cache for o in objects))

@@ -90,6 +90,12 @@ class ObjectStores:
         self.repo.close()
 
 
+def copy_out(fs: Any, path: str, target: Path) -> None:
+    """Copy the directory output `path` as a DVCFileSystem sees it (cache or remote) into `target`."""
+    for name in fs.ls(path, detail=False):
+        fs.get_file(name, str(target / Path(name).name))
+
+
 def outputs_at(root: Path, commit: str, only: str | None = None) -> dict[str, str]:
     lock_text = show_file(root, commit, "dvc.lock")
     pipeline_text = show_file(root, commit, "dvc.yaml")
