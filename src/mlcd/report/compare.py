@@ -1,0 +1,128 @@
+"""Base vs head: metric, param, data and model rows, and the gate's verdict on them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from mlcd.config import HIGHER_IS_BETTER, GateParams
+from mlcd.report.sides import PROCESSED, Side
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    name: str
+    base: float | None
+    head: float | None
+
+    @property
+    def change(self) -> float | None:
+        return None if self.base is None or self.head is None else self.head - self.base
+
+    @property
+    def relative(self) -> float | None:
+        change = self.change
+        return None if change is None or not self.base else change / abs(self.base)
+
+    @property
+    def worsening(self) -> float | None:
+        """How much worse head is than base, in the metric's units (negative: better)."""
+        change = self.change
+        if change is None:
+            return None
+        return -change if HIGHER_IS_BETTER.get(self.name, True) else change
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    limit: str
+    observed: str
+    passed: bool | None  # None: could not be checked (missing on one side)
+
+
+def metric_rows(base: Side, head: Side) -> list[MetricRow]:
+    names = list(head.metrics) + [n for n in base.metrics if n not in head.metrics]
+    return [MetricRow(n, base.metrics.get(n), head.metrics.get(n)) for n in names]
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def param_changes(base: Side, head: Side) -> list[tuple[str, Any, Any]]:
+    """(key, base value, head value) for every param that differs; files are merged, keys dotted."""
+    old, new = flatten(base.params), flatten(head.params)
+    missing = object()
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, missing), new.get(key, missing)
+        if before != after:
+            changes.append((key, None if before is missing else before, None if after is missing else after))
+    return changes
+
+
+def data_rows(base: Side, head: Side) -> list[tuple[str, Any, Any]]:
+    rows: list[tuple[str, Any, Any]] = [
+        ("rows", base.profile.get("rows"), head.profile.get("rows")),
+        ("features", base.profile.get("features"), head.profile.get("features")),
+        ("missing cells", base.profile.get("missing_cells"), head.profile.get("missing_cells")),
+        ("raw data sha256", _short(base.profile.get("sha256")), _short(head.profile.get("sha256"))),
+    ]
+    for path in PROCESSED:
+        rows.append((f"{path} md5", _short(base.data_hashes.get(path)), _short(head.data_hashes.get(path))))
+    balance_keys = list((head.profile.get("class_balance") or {}) | (base.profile.get("class_balance") or {}))
+    for key in balance_keys:
+        rows.append(
+            (
+                f"class share: {key}",
+                (base.profile.get("class_balance") or {}).get(key),
+                (head.profile.get("class_balance") or {}).get(key),
+            )
+        )
+    return rows
+
+
+def _short(digest: str | None) -> str | None:
+    return digest[:12] if digest else None
+
+
+def _ratio(base: float | None, head: float | None) -> float | None:
+    return None if not base or head is None else head / base - 1
+
+
+def gate(rows: list[MetricRow], base: Side, head: Side, params: GateParams) -> list[Rule]:
+    rules = []
+    by_name = {row.name: row for row in rows}
+    for name, limit in params.max_drop.items():
+        row = by_name.get(name)
+        worse = row.worsening if row else None
+        word = "rise" if not HIGHER_IS_BETTER[name] else "drop"
+        rules.append(
+            Rule(
+                f"{name} {word} at most {limit:g}",
+                f"{limit:g}",
+                "not measured on both sides" if worse is None else f"{worse:+.4f}",
+                None if worse is None else worse <= limit,
+            )
+        )
+    for label, limit, ratio in (
+        ("single-row latency", params.max_latency_increase, _ratio(base.latency_ms, head.latency_ms)),
+        ("bundle size", params.max_size_increase, _ratio(base.bundle_bytes, head.bundle_bytes)),
+    ):
+        rules.append(
+            Rule(
+                f"{label} up at most {limit:.0%}",
+                f"{limit:.0%}",
+                "not measured on both sides" if ratio is None else f"{ratio:+.1%}",
+                None if ratio is None else ratio <= limit,
+            )
+        )
+    return rules

@@ -1,0 +1,98 @@
+"""Post the report as one sticky merge-request note, with its PNGs uploaded to the project.
+
+GitLab's CI_JOB_TOKEN cannot write notes, so a project or personal access token
+(api scope) must be in GITLAB_TOKEN. Without one, or when GitLab fails, the
+caller keeps the report in its output directory and the job log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import gitlab
+import requests
+
+from mlcd.report.render import MARKER
+
+
+
+def timeout_seconds() -> float:
+    return float(os.environ.get("MLCD_GITLAB_TIMEOUT", "10"))
+
+
+@dataclass(frozen=True)
+class Target:
+    url: str
+    project: str
+    merge_request: int
+    token: str
+
+
+@dataclass(frozen=True)
+class Posted:
+    note_id: int
+    created: bool
+    links: dict[str, str]
+
+
+class NotPosted(Exception):
+    """Why the note was not posted; the report itself is still written."""
+
+
+def target_from_env() -> Target:
+    env = os.environ
+    if not env.get("GITLAB_TOKEN"):
+        raise NotPosted(
+            "GITLAB_TOKEN is not set (GitLab's CI_JOB_TOKEN cannot post merge-request notes; add a masked "
+            "project access token with api scope as a CI/CD variable)"
+        )
+    needed = ("CI_SERVER_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID")
+    absent = [name for name in needed if not env.get(name)]
+    if absent:
+        raise NotPosted(f"not a merge-request pipeline ({', '.join(absent)} unset)")
+    return Target(env["CI_SERVER_URL"], env["CI_PROJECT_ID"], int(env["CI_MERGE_REQUEST_IID"]), env["GITLAB_TOKEN"])
+
+
+def _explain(exc: Exception, target: Target) -> str:
+    if isinstance(exc, requests.exceptions.Timeout):
+        return f"GitLab at {target.url} did not answer within {timeout_seconds():g} s"
+    if isinstance(exc, requests.exceptions.RequestException):
+        return f"cannot reach GitLab at {target.url}: {exc.__class__.__name__}"
+    code = getattr(exc, "response_code", None)
+    if code == 401:
+        return "GitLab refused GITLAB_TOKEN (401): it is wrong or expired; it needs the api scope"
+    if code == 403:
+        return "GITLAB_TOKEN may not post on this merge request (403): give it the Reporter role or higher"
+    if code == 404:
+        return (
+            f"GitLab found no project {target.project} or merge request !{target.merge_request} (404): "
+            "check CI_PROJECT_ID, CI_MERGE_REQUEST_IID and that the token can see the project"
+        )
+    if code is not None and code >= 500:
+        return f"GitLab failed with {code}; the next pipeline will try again"
+    return f"GitLab answered {code}: {exc}"
+
+
+def post(target: Target, images: list[Path], body_for: Callable[[dict[str, str]], str]) -> Posted:
+    """Upload images, then create the note or update the one carrying the report marker."""
+    client = gitlab.Gitlab(target.url, private_token=target.token, timeout=timeout_seconds())
+    try:
+        project = client.projects.get(target.project, lazy=True)
+        links = {}
+        for image in images:
+            uploaded = project.upload(image.name, filedata=image.read_bytes())
+            links[image.stem] = uploaded["url"]
+        body = body_for(links)
+        merge_request = project.mergerequests.get(target.merge_request, lazy=True)
+        for note in merge_request.notes.list(iterator=True):
+            if MARKER in (note.body or ""):
+                note.body = body
+                note.save()
+                return Posted(note.id, created=False, links=links)
+        note = merge_request.notes.create({"body": body})
+        return Posted(note.id, created=True, links=links)
+    except (gitlab.exceptions.GitlabError, requests.exceptions.RequestException) as exc:
+        raise NotPosted(_explain(exc, target)) from None

@@ -1,0 +1,143 @@
+"""The report as markdown and PNG figures, plus GitLab's metrics-report file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcd.config import HIGHER_IS_BETTER
+from mlcd.report.compare import MetricRow, Rule
+from mlcd.report.sides import Side
+
+MARKER = "<!-- mlcd-report -->"
+NONE = "n/a"
+SAME = "="
+
+
+def _num(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return NONE
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _mark(row: MetricRow) -> str:
+    worse = row.worsening
+    if worse is None:
+        return "❔"
+    if abs(worse) < 1e-12:
+        return SAME
+    return "✅ better" if worse < 0 else "🔻 worse"
+
+
+def metrics_table(rows: list[MetricRow]) -> list[str]:
+    lines = ["| metric | base | head | change | relative | |", "|---|---:|---:|---:|---:|---|"]
+    for row in rows:
+        arrow = "↑" if HIGHER_IS_BETTER.get(row.name, True) else "↓"
+        change = NONE if row.change is None else f"{row.change:+.4f}"
+        relative = NONE if row.relative is None else f"{row.relative:+.2%}"
+        lines.append(
+            f"| {row.name} ({arrow} better) | {_num(row.base)} | {_num(row.head)} | {change} | {relative} "
+            f"| {_mark(row)} |"
+        )
+    return lines
+
+
+def gate_table(rules: list[Rule]) -> list[str]:
+    lines = ["| rule | observed | result |", "|---|---:|---|"]
+    for rule in rules:
+        result = {True: "✅ pass", False: "❌ fail", None: "❔ not checked"}[rule.passed]
+        lines.append(f"| {rule.name} | {rule.observed} | {result} |")
+    return lines
+
+
+def _pairs(title: str, header: str, rows: list[tuple[str, Any, Any]]) -> list[str]:
+    lines = [f"### {title}", "", f"| {header} | base | head |", "|---|---|---|"]
+    for key, before, after in rows:
+        changed = " **changed**" if before != after else ""
+        lines.append(f"| {key}{changed} | {_num(before)} | {_num(after)} |")
+    return lines
+
+
+def markdown(
+    base: Side,
+    head: Side,
+    head_commit: str,
+    how: str,
+    rows: list[MetricRow],
+    params: list[tuple[str, Any, Any]],
+    data: list[tuple[str, Any, Any]],
+    rules: list[Rule] | None,
+    images: dict[str, str],
+) -> str:
+    base_label = base.rev[:8] if base.rev else "?"
+    lines = [MARKER, f"## mlcd model report: {head_commit[:8]} vs base {base_label}", ""]
+    lines.append(f"Base chosen by {how}.")
+    if rules is not None:
+        failed = [r for r in rules if r.passed is False]
+        verdict = (
+            f"❌ **gate failed**: {', '.join(r.name for r in failed)}" if failed else "✅ **gate passed**"
+        )
+        lines += ["", verdict, "", *gate_table(rules)]
+    lines += ["", "### Metrics (test set)", "", *metrics_table(rows), ""]
+    lines += ["### Parameters", ""]
+    if params:
+        lines += ["| param | base | head |", "|---|---|---|"]
+        lines += [f"| {k} | {NONE if b is None else b} | {NONE if h is None else h} |" for k, b, h in params]
+    else:
+        lines.append("No parameter changed.")
+    lines += ["", *_pairs("Data", "", data), ""]
+    lines += [
+        "### Model bundle",
+        "",
+        "| | base | head |",
+        "|---|---:|---:|",
+        f"| size (bytes) | {_num(base.bundle_bytes)} | {_num(head.bundle_bytes)} |",
+        f"| single-row predict, median ms | {_num(base.latency_ms, 3)} | {_num(head.latency_ms, 3)} |",
+        "",
+    ]
+    if images:
+        lines += ["### Plots", ""] + [f"![{name}]({link})" for name, link in images.items()] + [""]
+    missing = base.missing + head.missing
+    if missing:
+        lines += ["### Not compared", ""] + [f"- {m}" for m in missing] + [""]
+    return "\n".join(lines)
+
+
+def metrics_report(rows: list[MetricRow]) -> str:
+    """GitLab's `artifacts:reports:metrics` format: one `name value` line per metric."""
+    return "".join(f"{row.name} {row.head}\n" for row in rows if row.head is not None)
+
+
+def figures(base: Side, head: Side, out: Path) -> list[Path]:
+    from mlcd.modeling import plots
+
+    made: list[Path] = []
+    both = {"base": base.plots, "head": head.plots}
+    curve_specs: list[tuple[str, Callable[[dict[str, Any]], Path]]] = [
+        ("roc", lambda s: plots.curve(s, "fpr", "tpr", "ROC: base vs head", out / "roc.png", diagonal=True)),
+        (
+            "precision_recall",
+            lambda s: plots.curve(s, "recall", "precision", "precision-recall", out / "precision_recall.png"),
+        ),
+        ("predicted_vs_actual", lambda s: plots.scatter(s, out / "predicted_vs_actual.png")),
+    ]
+    for name, draw in curve_specs:
+        series = {label: side[name] for label, side in both.items() if name in side}
+        if series:
+            made.append(draw(series))
+    matrices = {}
+    for label, side in both.items():
+        if "confusion" in side:
+            records = side["confusion"]
+            labels = sorted({r["actual"] for r in records} | {r["predicted"] for r in records})
+            actual = np.array([r["actual"] for r in records])
+            predicted = np.array([r["predicted"] for r in records])
+            matrices[label] = plots.confusion_matrix(actual, predicted, labels)
+    if matrices:
+        made.append(plots.confusion(matrices, labels, out / "confusion_matrix.png"))
+    return made

@@ -1,0 +1,75 @@
+"""`mlcd report`: compare the workspace with a base revision, write the report, gate, post."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcd.config import load_params
+from mlcd.console import info, stage, warn
+from mlcd.files import atomic_dir, dump_json
+from mlcd.report import compare, render
+from mlcd.report.gitlab import NotPosted, post, target_from_env
+from mlcd.report.sides import collect, resolve_base
+from mlcd.versions.gitrepo import git
+
+REPORT = "report.md"
+METRICS_REPORT = "metrics.txt"
+SUMMARY = "report.json"
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    markdown: str
+    rules: list[compare.Rule] | None
+    out: Path
+    posted: str  # what happened to the merge-request note, for the log
+
+    @property
+    def gate_failed(self) -> bool:
+        return any(rule.passed is False for rule in self.rules or [])
+
+
+def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_note: bool) -> ReportResult:
+    with stage("report") as log:
+        params = load_params(root / "params.yaml")
+        base_sha, how = resolve_base(root, base_ref)
+        base = collect(root, "base", base_sha)
+        head = collect(root, "head", None)
+        head_commit = git(root, "rev-parse", "HEAD").strip()
+        rows = compare.metric_rows(base, head)
+        rules = compare.gate(rows, base, head, params.gate) if gate else None
+        params_changed = compare.param_changes(base, head)
+        data = compare.data_rows(base, head)
+
+        def body(links: dict[str, str]) -> str:
+            return render.markdown(base, head, head_commit, how, rows, params_changed, data, rules, links)
+
+        with atomic_dir(out) as tmp:
+            images = render.figures(base, head, tmp)
+            local_links = {image.stem: image.name for image in images}
+            markdown = body(local_links)
+            (tmp / REPORT).write_text(markdown, encoding="utf-8")
+            (tmp / METRICS_REPORT).write_text(render.metrics_report(rows), encoding="utf-8")
+            summary = {
+                "base": base_sha,
+                "head": head_commit,
+                "base_chosen_by": how,
+                "metrics": {r.name: {"base": r.base, "head": r.head, "change": r.change} for r in rows},
+                "params_changed": {k: {"base": b, "head": h} for k, b, h in params_changed},
+                "gate": None if rules is None else [rule.__dict__ for rule in rules],
+                "missing": base.missing + head.missing,
+            }
+            (tmp / SUMMARY).write_text(dump_json(summary), encoding="utf-8")
+        images = [out / image.name for image in images]
+        posted = "not posted: --no-post"
+        if post_note:
+            try:
+                done = post(target_from_env(), images, body)
+                posted = f"{'created' if done.created else 'updated'} merge-request note {done.note_id}"
+            except NotPosted as reason:
+                posted = f"not posted: {reason}"
+        (info if posted.startswith(("created", "updated")) else warn)(posted)
+        log.add(f"base {base_sha[:8]} ({how}) vs head {head_commit[:8]}: {len(rows)} metrics")
+        log.add(f"{len(params_changed)} params changed; {len(images)} plots -> {out}/")
+        return ReportResult(markdown, rules, out, posted)

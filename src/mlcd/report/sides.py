@@ -1,0 +1,133 @@
+"""One side of a comparison: what the pipeline produced at a revision, read through DVC.
+
+The head is the workspace; the base is a commit. Everything comes from DVC (git for
+`cache: false` files, the cache or remote for the rest), never from re-running stages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dvc_data.index.index import DataIndexDirError
+
+from mlcd.config import ProjectPaths
+from mlcd.errors import MlcdError
+from mlcd.versions.gitrepo import git, resolve_commit
+from mlcd.versions.storage import copy_out
+
+PLOTS = ("roc", "precision_recall", "confusion", "predicted_vs_actual")
+PROCESSED = ("data/raw/dataset.parquet", "data/processed/train.parquet", "data/processed/test.parquet")
+LATENCY_REPEATS = 300
+
+
+@dataclass
+class Side:
+    label: str  # "base" or "head"
+    rev: str | None  # commit sha; None for the workspace
+    metrics: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    data_hashes: dict[str, str | None] = field(default_factory=dict)
+    plots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    bundle_bytes: int | None = None
+    latency_ms: float | None = None
+    missing: list[str] = field(default_factory=list)
+
+
+def resolve_base(root: Path, explicit: str | None) -> tuple[str, str]:
+    """(sha, how it was chosen): --base, the MR diff base, the merge-base with the target, or HEAD~1."""
+    candidates = []
+    if explicit:
+        candidates.append((explicit, "--base"))
+    if sha := os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA"):
+        candidates.append((sha, "CI_MERGE_REQUEST_DIFF_BASE_SHA"))
+    target = os.environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or os.environ.get("CI_DEFAULT_BRANCH")
+    for branch in [f"origin/{target}", target] if target else []:
+        if resolve_commit(root, branch):
+            try:
+                merge_base = git(root, "merge-base", "HEAD", branch).strip()
+            except MlcdError:
+                continue
+            candidates.append((merge_base, f"merge-base with {branch}"))
+    candidates.append(("HEAD~1", "HEAD~1"))
+    for ref, how in candidates:
+        if sha := resolve_commit(root, ref):
+            return sha, how
+    raise MlcdError("no base revision to compare with: pass --base <rev> (the repository has one commit)")
+
+
+def _json_at(fs: Any, path: str) -> Any:
+    try:
+        return json.loads(fs.read_text(path))
+    except (FileNotFoundError, OSError, ValueError):
+        return None
+
+
+def _filesystem(root: Path, rev: str | None) -> Any:
+    from dvc.api import DVCFileSystem
+
+    return DVCFileSystem(str(root), rev=rev)
+
+
+def single_row_latency_ms(bundle: Path) -> float:
+    """Median in-process latency of one-record predictions through onnxruntime."""
+    from mlcd.serve.model import BundleModel
+    from mlcd.serve.payload import to_batch
+
+    model = BundleModel(bundle)
+    record = model.examples["records"][0]
+    timings = []
+    for _ in range(LATENCY_REPEATS + 30):
+        started = time.perf_counter()
+        batch = to_batch(record, model.features, 1)
+        model.predict(batch.numbers, batch.texts)
+        timings.append(time.perf_counter() - started)
+    return float(np.median(timings[30:]) * 1000)
+
+
+def collect(root: Path, label: str, rev: str | None) -> Side:
+    import dvc.api
+
+    side = Side(label, rev)
+    where = f"commit {rev[:8]}" if rev else "the workspace"
+    fs = _filesystem(root, rev)
+    paths = ProjectPaths(Path())
+    side.metrics = _json_at(fs, paths.metrics.as_posix()) or {}
+    if not side.metrics:
+        side.missing.append(f"{paths.metrics} is missing at {where}")
+    try:
+        side.params = dvc.api.params_show(repo=str(root), rev=rev)
+    except Exception:  # old commits may have no params.yaml; the diff then shows every key as new
+        side.params = {}
+    side.profile = _json_at(fs, paths.data_profile.as_posix()) or {}
+    for path in PROCESSED:
+        try:
+            side.data_hashes[path] = fs.info(path).get("dvc_info", {}).get("md5")
+        except (FileNotFoundError, OSError):
+            side.data_hashes[path] = None
+    for name in PLOTS:
+        if (data := _json_at(fs, f"{paths.plots.as_posix()}/{name}.json")) is not None:
+            side.plots[name] = data[name]
+    bundle = paths.bundle.as_posix()
+    with tempfile.TemporaryDirectory(prefix=f"mlcd-{label}-bundle-") as scratch:
+        try:
+            if rev is None and (root / bundle).is_dir():
+                bundle_dir = root / bundle  # the workspace's own bundle: measured in place
+            else:
+                bundle_dir = Path(scratch)
+                copy_out(fs, bundle, bundle_dir)
+            side.bundle_bytes = sum(p.stat().st_size for p in bundle_dir.iterdir())
+            side.latency_ms = single_row_latency_ms(bundle_dir)
+        except (FileNotFoundError, OSError, MlcdError, DataIndexDirError):
+            side.missing.append(
+                f"the model bundle {bundle} of {where} is not in the DVC cache or remote, so its size and "
+                "latency are not compared; fix: `dvc push` from the pipeline that built it"
+            )
+    return side

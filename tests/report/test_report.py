@@ -1,0 +1,173 @@
+"""`mlcd report` in a temp repo with two commits: numbers, gate, missing base, GitLab notes."""
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+
+from ..conftest import Repo, clone_repo, new_repo
+from . import fake_gitlab
+
+pytestmark = pytest.mark.e2e
+HEAD_C = 0.005
+
+
+@pytest.fixture(scope="module")
+def two_commits(tmp_path_factory):
+    repo = new_repo(tmp_path_factory.mktemp("report") / "repo")
+    repo.dvc("repro")
+    repo.commit("base model")
+    base = json.loads((repo.path / "metrics" / "metrics.json").read_text())
+    repo.set_params(**{"train.logistic_regression.C": HEAD_C})
+    repo.dvc("repro")
+    repo.commit("stronger regularisation")
+    head = json.loads((repo.path / "metrics" / "metrics.json").read_text())
+    return repo, base, head
+
+
+@pytest.fixture
+def repo(two_commits, tmp_path) -> Repo:
+    return clone_repo(two_commits[0], tmp_path / "repo")
+
+
+def report(repo: Repo, *args: str, env: dict | None = None, check: bool = True):
+    saved = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        return repo.mlcd("report", "--out", "out", *args, check=check)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def set_gate(repo: Repo, **max_drop: float) -> None:
+    repo.set_params(**{"gate.max_drop": max_drop, "gate.max_latency_increase": 20, "gate.max_size_increase": 20})
+
+
+def test_numbers_signs_marks_and_plots(repo, two_commits):
+    _, base, head = two_commits
+    done = report(repo, "--base", "HEAD~1", "--no-post")
+    summary = json.loads((repo.path / "out" / "report.json").read_text())
+    assert summary["base_chosen_by"] == "--base"
+    for name in ("accuracy", "roc_auc", "log_loss", "f1"):
+        row = summary["metrics"][name]
+        assert (row["base"], row["head"]) == (base[name], head[name])
+        assert row["change"] == pytest.approx(head[name] - base[name])
+    assert summary["params_changed"] == {"train.logistic_regression.C": {"base": 1.0, "head": HEAD_C}}
+    markdown = (repo.path / "out" / "report.md").read_text()
+    assert markdown == done.stdout.rstrip("\n") or markdown in done.stdout
+    assert markdown.startswith("<!-- mlcd-report -->")
+    log_loss_change = head["log_loss"] - base["log_loss"]
+    mark = "🔻 worse" if log_loss_change > 0 else "✅ better"
+    assert f"| log_loss (↓ better) | {base['log_loss']:.4f} | {head['log_loss']:.4f} | {log_loss_change:+.4f} |" in markdown
+    assert mark in markdown.split("log_loss (↓ better)")[1].split("\n")[0]
+    assert f"| train.logistic_regression.C | 1.0 | {HEAD_C} |" in markdown
+    assert "| rows | 569 | 569 |" in markdown
+    assert "single-row predict, median ms" in markdown and "n/a" not in markdown.split("### Model bundle")[1]
+    for png in ("roc.png", "precision_recall.png", "confusion_matrix.png"):
+        assert (repo.path / "out" / png).stat().st_size > 5000
+        assert f"]({png})" in markdown
+    lines = (repo.path / "out" / "metrics.txt").read_text().splitlines()
+    assert f"roc_auc {head['roc_auc']}" in lines
+
+
+def _worsened(base, head):
+    """A metric the head made worse, and by how much (in its own units)."""
+    from mlcd.config import HIGHER_IS_BETTER
+
+    for name in ("roc_auc", "accuracy", "f1", "log_loss"):
+        worse = (base[name] - head[name]) if HIGHER_IS_BETTER[name] else (head[name] - base[name])
+        if worse > 0:
+            return name, worse
+    raise AssertionError(f"the head model is not worse on any metric: {base} {head}")
+
+
+def test_gate_trips_and_passes_at_the_threshold(repo, two_commits):
+    _, base, head = two_commits
+    name, worse = _worsened(base, head)
+    set_gate(repo, **{name: worse * 0.9})
+    done = report(repo, "--base", "HEAD~1", "--gate", "--no-post", check=False)
+    assert done.returncode == 1
+    assert f"gate failed: {name} " in done.stderr
+    assert f"| {name} {'rise' if name == 'log_loss' else 'drop'} at most" in done.stdout
+    assert "❌ fail" in done.stdout
+    set_gate(repo, **{name: worse * 1.1})
+    done = report(repo, "--base", "HEAD~1", "--gate", "--no-post")
+    assert "✅ **gate passed**" in done.stdout
+
+
+def test_missing_base_bundle_is_reported_and_the_rest_still_compared(repo):
+    base_sha = repo.run("git", "rev-parse", "HEAD~1").stdout.strip()
+    lock = yaml.safe_load(repo.run("git", "show", "HEAD~1:dvc.lock").stdout)
+    bundle_md5 = lock["stages"]["package"]["outs"][0]["md5"]
+    cache = repo.path / ".dvc" / "cache" / "files" / "md5"
+    (cache / bundle_md5[:2] / bundle_md5[2:]).unlink()
+    shutil.rmtree(repo.remote, ignore_errors=True)
+    done = report(repo, "--base", "HEAD~1", "--no-post")
+    assert (
+        f"the model bundle models/bundle of commit {base_sha[:8]} is not in the DVC cache or remote"
+    ) in done.stdout
+    summary = json.loads((repo.path / "out" / "report.json").read_text())
+    assert summary["metrics"]["roc_auc"]["base"] is not None
+
+
+def test_merge_request_base_comes_from_ci_variables(repo):
+    base_sha = repo.run("git", "rev-parse", "HEAD~1").stdout.strip()
+    report(repo, "--no-post", env={"CI_MERGE_REQUEST_DIFF_BASE_SHA": base_sha})
+    summary = json.loads((repo.path / "out" / "report.json").read_text())
+    assert (summary["base"], summary["base_chosen_by"]) == (base_sha, "CI_MERGE_REQUEST_DIFF_BASE_SHA")
+
+
+@pytest.fixture
+def gitlab():
+    fake = fake_gitlab.FakeGitLab()
+    server, url = fake_gitlab.start(fake)
+    env = {"CI_SERVER_URL": url, "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_IID": "3", "GITLAB_TOKEN": "glpat-secret",
+           "MLCD_GITLAB_TIMEOUT": "1"}
+    yield fake, env
+    server.shutdown()
+
+
+def test_first_run_creates_the_note_and_the_second_updates_it(repo, gitlab):
+    fake, env = gitlab
+    first = report(repo, "--base", "HEAD~1", env=env)
+    assert "created merge-request note 100" in first.stderr
+    second = report(repo, "--base", "HEAD~1", env=env)
+    assert "updated merge-request note 100" in second.stderr
+    assert list(fake.notes) == [100]
+    methods = [(r.method, r.path.split("?")[0].rsplit("/", 1)[-1]) for r in fake.requests]
+    assert methods.count(("POST", "notes")) == 1
+    assert methods.count(("PUT", "100")) == 1
+    assert len(fake.uploads) == 6  # three PNGs per run
+    body = fake.notes[100]
+    for url in fake.uploads[3:]:
+        assert f"]({url})" in body
+    assert all(r.headers.get("private-token") == "glpat-secret" for r in fake.requests)
+
+
+@pytest.mark.parametrize(
+    ("status", "delay", "message"),
+    [
+        (401, 0, "GitLab refused GITLAB_TOKEN (401)"),
+        (404, 0, "GitLab found no project 7 or merge request !3 (404)"),
+        (500, 0, "GitLab failed with 500"),
+        (None, 3, "did not answer within 1 s"),
+    ],
+    ids=["401", "404", "500", "timeout"],
+)
+def test_gitlab_failures_keep_the_report_and_the_exit_code(repo, gitlab, status, delay, message):
+    fake, env = gitlab
+    fake.fail_with, fake.delay = status, delay
+    done = report(repo, "--base", "HEAD~1", env=env)
+    assert done.returncode == 0
+    assert "warning: not posted:" in done.stderr
+    assert message in done.stderr
+    assert (repo.path / "out" / "report.md").read_text().startswith("<!-- mlcd-report -->")
+
+
+def test_without_a_token_the_report_says_why(repo):
+    env = {"CI_SERVER_URL": "http://127.0.0.1:9", "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_IID": "3"}
+    done = report(repo, "--base", "HEAD~1", env={**env, "GITLAB_TOKEN": ""})
+    assert "not posted: GITLAB_TOKEN is not set (GitLab's CI_JOB_TOKEN cannot post" in done.stderr
