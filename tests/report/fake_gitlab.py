@@ -39,7 +39,12 @@ class FakeGitLab:
             name = re.search(rb'filename="([^"]+)"', body).group(1).decode()
             url = f"/uploads/{len(self.uploads):032x}/{name}"
             self.uploads.append(url)
-            return 201, {"alt": name, "url": url, "full_path": f"/group/project{url}", "markdown": f"![{name}]({url})"}
+            return 201, {
+                "alt": name,
+                "url": url,
+                "full_path": f"/group/project{url}",
+                "markdown": f"![{name}]({url})",
+            }
         if method == "GET" and path.split("?")[0] == notes:
             return 200, [{"id": i, "body": b, "system": False} for i, b in self.notes.items()]
         if method == "POST" and path == notes:
@@ -72,7 +77,7 @@ def start(fake: FakeGitLab) -> tuple[ThreadingHTTPServer, str]:
             except (BrokenPipeError, ConnectionResetError):
                 pass  # the client gave up (timeout test)
 
-        do_GET = do_POST = do_PUT = _serve
+        do_GET = do_POST = do_PUT = _serve  # noqa: N815 - names BaseHTTPRequestHandler calls
 
         def log_message(self, *args: object) -> None:
             pass

@@ -43,7 +43,9 @@ def report(repo: Repo, *args: str, env: dict | None = None, check: bool = True):
 
 
 def set_gate(repo: Repo, **max_drop: float) -> None:
-    repo.set_params(**{"gate.max_drop": max_drop, "gate.max_latency_increase": 20, "gate.max_size_increase": 20})
+    repo.set_params(
+        **{"gate.max_drop": max_drop, "gate.max_latency_increase": 20, "gate.max_size_increase": 20}
+    )
 
 
 def test_numbers_signs_marks_and_plots(repo, two_commits):
@@ -61,7 +63,10 @@ def test_numbers_signs_marks_and_plots(repo, two_commits):
     assert markdown.startswith("<!-- mlcd-report -->")
     log_loss_change = head["log_loss"] - base["log_loss"]
     mark = "🔻 worse" if log_loss_change > 0 else "✅ better"
-    assert f"| log_loss (↓ better) | {base['log_loss']:.4f} | {head['log_loss']:.4f} | {log_loss_change:+.4f} |" in markdown
+    assert (
+        f"| log_loss (↓ better) | {base['log_loss']:.4f} | {head['log_loss']:.4f} | {log_loss_change:+.4f} |"
+        in markdown
+    )
     assert mark in markdown.split("log_loss (↓ better)")[1].split("\n")[0]
     assert f"| train.logistic_regression.C | 1.0 | {HEAD_C} |" in markdown
     assert "| rows | 569 | 569 |" in markdown
@@ -124,8 +129,13 @@ def test_merge_request_base_comes_from_ci_variables(repo):
 def gitlab():
     fake = fake_gitlab.FakeGitLab()
     server, url = fake_gitlab.start(fake)
-    env = {"CI_SERVER_URL": url, "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_IID": "3", "GITLAB_TOKEN": "glpat-secret",
-           "MLCD_GITLAB_TIMEOUT": "1"}
+    env = {
+        "CI_SERVER_URL": url,
+        "CI_PROJECT_ID": "7",
+        "CI_MERGE_REQUEST_IID": "3",
+        "GITLAB_TOKEN": "glpat-secret",
+        "MLCD_GITLAB_TIMEOUT": "1",
+    }
     yield fake, env
     server.shutdown()
 

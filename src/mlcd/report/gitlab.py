@@ -18,7 +18,6 @@ import requests
 from mlcd.report.render import MARKER
 
 
-
 def timeout_seconds() -> float:
     return float(os.environ.get("MLCD_GITLAB_TIMEOUT", "10"))
 
@@ -38,22 +37,24 @@ class Posted:
     links: dict[str, str]
 
 
-class NotPosted(Exception):
+class NotPostedError(Exception):
     """Why the note was not posted; the report itself is still written."""
 
 
 def target_from_env() -> Target:
     env = os.environ
     if not env.get("GITLAB_TOKEN"):
-        raise NotPosted(
+        raise NotPostedError(
             "GITLAB_TOKEN is not set (GitLab's CI_JOB_TOKEN cannot post merge-request notes; add a masked "
             "project access token with api scope as a CI/CD variable)"
         )
     needed = ("CI_SERVER_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID")
     absent = [name for name in needed if not env.get(name)]
     if absent:
-        raise NotPosted(f"not a merge-request pipeline ({', '.join(absent)} unset)")
-    return Target(env["CI_SERVER_URL"], env["CI_PROJECT_ID"], int(env["CI_MERGE_REQUEST_IID"]), env["GITLAB_TOKEN"])
+        raise NotPostedError(f"not a merge-request pipeline ({', '.join(absent)} unset)")
+    return Target(
+        env["CI_SERVER_URL"], env["CI_PROJECT_ID"], int(env["CI_MERGE_REQUEST_IID"]), env["GITLAB_TOKEN"]
+    )
 
 
 def _explain(exc: Exception, target: Target) -> str:
@@ -95,4 +96,4 @@ def post(target: Target, images: list[Path], body_for: Callable[[dict[str, str]]
         note = merge_request.notes.create({"body": body})
         return Posted(note.id, created=True, links=links)
     except (gitlab.exceptions.GitlabError, requests.exceptions.RequestException) as exc:
-        raise NotPosted(_explain(exc, target)) from None
+        raise NotPostedError(_explain(exc, target)) from None

@@ -9,7 +9,7 @@ from mlcd.config import load_params
 from mlcd.console import info, stage, warn
 from mlcd.files import atomic_dir, dump_json
 from mlcd.report import compare, render
-from mlcd.report.gitlab import NotPosted, post, target_from_env
+from mlcd.report.gitlab import NotPostedError, post, target_from_env
 from mlcd.report.sides import collect, resolve_base
 from mlcd.versions.gitrepo import git
 
@@ -67,7 +67,7 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
             try:
                 done = post(target_from_env(), images, body)
                 posted = f"{'created' if done.created else 'updated'} merge-request note {done.note_id}"
-            except NotPosted as reason:
+            except NotPostedError as reason:
                 posted = f"not posted: {reason}"
         (info if posted.startswith(("created", "updated")) else warn)(posted)
         log.add(f"base {base_sha[:8]} ({how}) vs head {head_commit[:8]}: {len(rows)} metrics")
