@@ -49,16 +49,15 @@ def run(args: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedP
     return done
 
 
-def tracked_project_files() -> list[Path]:
+def tracked_files() -> list[Path]:
     """Files git tracks or would track (not ignored), so outputs and caches stay behind."""
     listed = run(["git", "ls-files", "-co", "--exclude-standard"], PROJECT_ROOT).stdout.split()
-    keep = []
-    for name in listed:
-        path = Path(name)
-        top = path.parts[0]
-        if (top in PROJECT_FILES or top in PROJECT_DIRS) and (PROJECT_ROOT / path).is_file():
-            keep.append(path)
-    return keep
+    return [Path(name) for name in listed if (PROJECT_ROOT / name).is_file()]
+
+
+def tracked_project_files() -> list[Path]:
+    """The tracked files a pipeline run needs (PROJECT_FILES, PROJECT_DIRS)."""
+    return [path for path in tracked_files() if path.parts[0] in PROJECT_FILES + PROJECT_DIRS]
 
 
 @dataclass

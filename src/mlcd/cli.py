@@ -34,6 +34,11 @@ schema_app = typer.Typer(help="Create and check dataset schemas (data/schemas/*.
 app.add_typer(schema_app, name="schema")
 image_app = typer.Typer(help="Build and smoke-test the model API image with podman.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
+ci_app = typer.Typer(
+    help="What the GitLab CI jobs run (.gitlab-ci.yml); each works the same on a laptop.",
+    no_args_is_help=True,
+)
+app.add_typer(ci_app, name="ci")
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", "-p", help="params file; outputs go under its directory.")
@@ -321,6 +326,66 @@ def image_smoke(
     with running(image, "mlcd-smoke") as container:
         checked = smoke_test(container, bundle)
     console.print(f"[green]smoke test passed[/]: {checked} records, ready in {container.ready_seconds:.2f} s")
+
+
+@ci_app.command("remote")
+@reports_errors
+def ci_remote(repo: RootOption = Path()) -> None:
+    """Make DVC_REMOTE_URL (plus DVC_REMOTE_ENDPOINT_URL, DVC_REMOTE_REGION) the default DVC remote.
+
+    Written to .dvc/config.local, which git ignores; credentials stay in the environment.
+    """
+    import os
+
+    from mlcd.ci.remote import URL_VARIABLE, configure_remote
+
+    remote = configure_remote(repo, os.environ)
+    console.print(f"DVC remote: {remote}" if remote else f"{URL_VARIABLE} unset: using .dvc/config's remote")
+
+
+@ci_app.command("reproduce")
+@reports_errors
+def ci_reproduce(
+    push: Annotated[
+        bool,
+        typer.Option(
+            "--push/--no-push",
+            envvar="MLCD_PUSH",
+            help="push outputs and run-cache (the default branch does).",
+        ),
+    ] = False,
+    dotenv: Annotated[
+        Path | None, typer.Option(help="write MODEL_HASH=... here, for a GitLab dotenv report.")
+    ] = None,
+    repo: RootOption = Path(),
+) -> None:
+    """Pull from the DVC remote in DVC_REMOTE_URL, `dvc repro`, and fail if the committed dvc.lock was wrong.
+
+    The lock is wrong when a stage's code, data or params changed without `dvc repro` (stale, named by
+    stage) or when a stage gives different outputs from the same inputs (non-deterministic). Without
+    DVC_REMOTE_URL the pipeline is reproduced from scratch and nothing is pulled or pushed.
+    """
+    from mlcd.ci.reproduce import reproduce
+
+    done = reproduce(repo, push, dotenv)
+    timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in done.seconds.items())
+    console.print(
+        f"[green]dvc.lock verified[/]: model {done.model_hash[:12]}; {timings}"
+        + ("; outputs and run-cache pushed" if done.pushed else "")
+    )
+
+
+@ci_app.command("verify-release")
+@reports_errors
+def ci_verify_release(
+    tag: Annotated[str, typer.Argument(envvar="CI_COMMIT_TAG", help="release tag, <artifact>@v<semver>.")],
+    repo: RootOption = Path(),
+) -> None:
+    """Check a release tag names the model artifact and every output it needs is in the DVC remote."""
+    from mlcd.ci.release import verify_release
+
+    commit, count = verify_release(repo, tag)
+    console.print(f"[green]{tag}[/] ({commit[:8]}): all {count} outputs are in the DVC remote")
 
 
 def _record_stats() -> None:

@@ -54,3 +54,7 @@ class VersionError(MlcdError):
 
 class ContainerError(MlcdError):
     """Building, running or checking a container image failed."""
+
+
+class PipelineError(MlcdError):
+    """CI's reproduction of the pipeline disagrees with what the commit says, or cannot run."""

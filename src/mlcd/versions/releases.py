@@ -125,6 +125,31 @@ def _stale_stages(root: Path) -> list[str]:
         return [f"{stage}: {changes}" for stage, changes in repo.status().items()]
 
 
+def require_pushed(root: Path, commit: str) -> int:
+    """Raise unless every cached output of `commit` is in the default remote; return how many there are."""
+    stores = ObjectStores(root)
+    try:
+        objects = stores.objects(outputs_at(root, commit))
+        remote = stores.describe_remote()
+    finally:
+        stores.close()
+    if unpushed := [o for o in objects if not o.in_remote]:
+        raise VersionError(
+            f"{len(unpushed)} outputs of commit {short(commit)} are not in {remote}; run `dvc push` first:",
+            [f"{o.path} (md5 {o.md5})" for o in unpushed],
+        )
+    return len(objects)
+
+
+def parse_tag(root: Path, tag: str) -> tuple[Artifact, Semver]:
+    """The artifact and version a release tag names; an error says the expected form."""
+    art = artifact(root)
+    name, _, version = tag.partition("@")
+    if name != art.name or not version.startswith("v"):
+        raise VersionError(f"tag {tag!r} is not a release of {art.name!r}: expected {art.name}@v<semver>")
+    return art, Semver.parse(version)
+
+
 def create_release(root: Path, version_text: str) -> VersionInfo:
     """Tag HEAD as a release after checking it is clean, reproduced and pushed."""
     art = artifact(root)
@@ -144,17 +169,7 @@ def create_release(root: Path, version_text: str) -> VersionInfo:
             "dvc.lock does not match the workspace: run `dvc repro`, commit dvc.lock, then release:",
             stale,
         )
-    stores = ObjectStores(root)
-    try:
-        unpushed = [o for o in stores.objects(outputs_at(root, head)) if not o.in_remote]
-        remote = stores.describe_remote()
-    finally:
-        stores.close()
-    if unpushed:
-        raise VersionError(
-            f"{len(unpushed)} outputs of this commit are not in {remote}; run `dvc push` first:",
-            [f"{o.path} (md5 {o.md5})" for o in unpushed],
-        )
+    require_pushed(root, head)
     info = VersionInfo(
         version=str(version),
         tag=tag,

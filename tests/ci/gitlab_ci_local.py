@@ -1,0 +1,129 @@
+"""Runs the project's real .gitlab-ci.yml with gitlab-ci-local, as shell jobs on this machine.
+
+GitLab runs the Python jobs in $PYTHON_IMAGE and build in $BUILDAH_IMAGE; here
+there is no container executor for jobs, so the expanded file (`--preview`:
+extends, anchors and !reference resolved) is written with `image:` and
+`services:` removed, and run with `--shell-isolation` (each job in its own copy
+of the repository, artifacts passed as GitLab does).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..conftest import command_env
+
+STATE_DIR = ".gitlab-ci-local"
+SHELL_FILE = f"{STATE_DIR}/shell-gitlab-ci.yml"
+PREDEFINED_OVERRIDES = ("CI_PIPELINE_SOURCE", "CI_COMMIT_BRANCH", "CI_SERVER_URL", "CI_PROJECT_ID")
+# The summary gitlab-ci-local ends with, per job: " PASS  [   58 s] check 54% coverage".
+_RESULT = re.compile(r"^\s*(PASS|FAIL|WARN)\s+\[\s*([^\]]+?)\s*\]\s+(\S+).*$", re.M)
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def merge_request(iid: int = 3, target: str = "main") -> dict[str, str]:
+    return {
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_MERGE_REQUEST_IID": str(iid),
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": target,
+    }
+
+
+@dataclass
+class PipelineRun:
+    returncode: int
+    output: str
+    results: dict[str, str]  # job -> PASS / FAIL / WARN
+    durations: dict[str, str]  # job -> as gitlab-ci-local prints it, e.g. "1 min 3 s"
+    logs: dict[str, str] = field(default_factory=dict)
+
+    def log(self, job: str) -> str:
+        return self.logs.get(job, "")
+
+    def explain(self) -> str:
+        return f"gitlab-ci-local exited {self.returncode}; results {self.results}\n{self.output[-6000:]}"
+
+
+@dataclass
+class GitlabCiLocal:
+    binary: Path
+    project: Path  # a git clone with an `origin` remote
+    variables: dict[str, str] = field(default_factory=dict)  # for every run
+
+    def _command(self, *args: str, variables: dict[str, str], unset: tuple[str, ...]) -> list[str]:
+        command = [str(self.binary), "--no-color", "--max-job-name-padding", "0"]
+        for name, value in {**self.variables, **variables}.items():
+            command += ["--variable", f"{name}={value}"]
+        for name in unset:
+            command += ["--unset-variable", name]
+        # Overriding predefined variables is how a merge-request or tag pipeline is simulated here.
+        command += ["--ignore-predefined-vars", ",".join(PREDEFINED_OVERRIDES)]
+        return [*command, *args]
+
+    def list_jobs(self, variables: dict[str, str], unset: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+        """{job: {stage, when, allow_failure, needs}}; rules that say never show as when=never."""
+        done = subprocess.run(
+            self._command("--list-json", variables=variables, unset=unset),
+            capture_output=True,
+            text=True,
+            env=command_env(),
+            cwd=self.project,
+            check=True,
+        )
+        return {job["name"]: job for job in json.loads(done.stdout)}
+
+    def write_shell_file(self) -> Path:
+        done = subprocess.run(
+            self._command("--preview", variables={}, unset=()),
+            capture_output=True,
+            text=True,
+            env=command_env(),
+            cwd=self.project,
+            check=True,
+        )
+        expanded = yaml.safe_load(done.stdout)
+        for value in expanded.values():
+            if isinstance(value, dict) and "script" in value:
+                value.pop("image", None)
+                value.pop("services", None)
+        expanded.pop("default", None)
+        path = self.project / SHELL_FILE
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(yaml.safe_dump(expanded, sort_keys=False))
+        return path
+
+    def run(
+        self, *jobs: str, variables: dict[str, str] | None = None, unset: tuple[str, ...] = ()
+    ) -> PipelineRun:
+        """Run the named jobs (in needs order) or, with none named, the whole pipeline."""
+        self.write_shell_file()
+        command = self._command(
+            "--file",
+            SHELL_FILE,
+            "--shell-isolation",
+            "--no-artifacts-to-source",
+            "--timestamps",
+            *jobs,
+            variables=variables or {},
+            unset=unset,
+        )
+        done = subprocess.run(
+            command, capture_output=True, text=True, env=command_env(), cwd=self.project, timeout=1800
+        )
+        output = _ANSI.sub("", done.stdout + done.stderr)
+        found = _RESULT.findall(output)
+        results = {job: result for result, _, job in found}
+        durations = {job: duration for _, duration, job in found}
+        logs = {}
+        for job in results:
+            log = self.project / STATE_DIR / "output" / f"{job}.log"
+            if log.exists():
+                logs[job] = _ANSI.sub("", log.read_text(errors="replace"))
+        return PipelineRun(done.returncode, output, results, durations, logs)

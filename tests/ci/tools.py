@@ -1,0 +1,41 @@
+"""What the CI tests drive: gitlab-ci-local (npm, pinned in .ci/tools), rsync and docker-registry (apt)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from ..conftest import PROJECT_ROOT
+
+TOOLS_DIR = PROJECT_ROOT / ".ci" / "tools"
+GITLAB_CI_LOCAL = TOOLS_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
+
+
+def _run(args: list[str], cwd: Path | None = None) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+
+
+def apt_install(*packages: str, binaries: tuple[str, ...]) -> None:
+    if all(shutil.which(binary) for binary in binaries):
+        return
+    _run(["apt-get", "update", "-qq"])
+    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages])
+
+
+def gitlab_ci_local() -> Path:
+    """gitlab-ci-local 4.73 (the last on Node 20) from .ci/tools/package-lock.json, plus rsync it needs."""
+    apt_install("rsync", binaries=("rsync",))
+    if not GITLAB_CI_LOCAL.exists():
+        apt_install("nodejs", "npm", binaries=("node", "npm"))
+        _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS_DIR)
+    return GITLAB_CI_LOCAL
+
+
+def docker_registry() -> Path:
+    apt_install("docker-registry", binaries=("docker-registry",))
+    return Path(shutil.which("docker-registry") or "/usr/bin/docker-registry")
