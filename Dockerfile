@@ -30,6 +30,7 @@ COPY --from=build /opt/venv /opt/venv
 COPY src/mlcd /opt/mlcd/mlcd
 COPY models/bundle /opt/mlcd/bundle
 ENV PATH=/opt/venv/bin:${PATH} \
+    MLCD_GIT_COMMIT=${GIT_COMMIT} \
     PYTHONPATH=/opt/mlcd \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1

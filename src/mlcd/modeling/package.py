@@ -26,7 +26,6 @@ from mlcd.errors import ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
-from mlcd.versions.gitrepo import resolve_commit
 
 # Largest allowed |ONNX - scikit-learn| on a probability (classifiers) or on a
 # prediction relative to max(1, |prediction|) (regressors). ONNX runs in
@@ -215,7 +214,6 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 "params": params.as_dict(),
                 "metrics": read_json(paths.metrics),
                 "parity": parity,
-                "git_commit": resolve_commit(paths.root, "HEAD"),
                 "versions": library_versions(),
             }
             (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")

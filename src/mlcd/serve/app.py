@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,9 @@ class ServeSettings:
     threads: int = 1
     max_batch: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
+    # The commit the image was built from (the Dockerfile sets it). Not in the bundle's manifest: a
+    # DVC output must depend only on its declared inputs, or every commit would change the bundle.
+    git_commit: str | None = field(default_factory=lambda: os.environ.get("MLCD_GIT_COMMIT") or None)
 
 
 def json_response(body: Any, status: int = 200) -> Response:
@@ -55,8 +59,9 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
     )
     app.add_middleware(metrics.MetricsMiddleware)
     manifest = model.manifest
-    metrics.record_model(model.model_hash, manifest.get("estimator", "unknown"), manifest.get("git_commit"))
-    model_ref = {"hash": model.model_hash, "git_commit": manifest.get("git_commit")}
+    metrics.record_model(model.model_hash, manifest.get("estimator", "unknown"), settings.git_commit)
+    model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
+    provenance = {**manifest, "git_commit": settings.git_commit}
     feature_names = model.names
 
     @app.post(
@@ -94,7 +99,7 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
 
     @app.get("/version", summary="The bundle manifest: hashes, commit, params, metrics")
     async def version() -> Response:
-        return json_response(manifest)
+        return json_response(provenance)
 
     @app.get("/metrics", summary="Prometheus metrics")
     async def prometheus() -> Response:
