@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import urllib.request
+
 import pytest
+
+from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, ensure_tools, inspect_image, podman
 
 from ..conftest import Repo
 from .gitlab_ci_local import GitlabCiLocal, merge_request
@@ -79,3 +84,109 @@ def test_merge_request_with_a_param_change_passes_and_posts_the_note(
     assert "| train.logistic_regression.C | 1.0 | 0.5 |" in note
     junit = gitlab.project / ".gitlab-ci-local" / "artifacts" / "check"
     assert list(junit.rglob("junit.xml")) and list(junit.rglob("coverage.xml")), "check reports missing"
+
+
+def test_a_metric_regression_past_the_gate_fails_the_report_job(
+    gitlab: GitlabCiLocal, developer: Repo, fake_gitlab_api
+):
+    fake, url = fake_gitlab_api
+    # An L1 penalty this strong drops ROC-AUC by about 0.012; params.yaml allows 0.01.
+    open_merge_request(
+        developer,
+        "sparse",
+        **{"train.logistic_regression.penalty": "l1", "train.logistic_regression.C": 0.02},
+    )
+    variables = {**merge_request(), "CI_SERVER_URL": url, "CI_PROJECT_ID": fake.project, "GITLAB_TOKEN": "t"}
+    run = gitlab.run("reproduce", "report", variables=variables, unset=MR_UNSET)
+    assert run.results == {"reproduce": "PASS", "report": "FAIL"}, run.explain()
+    assert "gate failed: roc_auc" in run.log("report")
+    (note,) = fake.notes.values()
+    assert "roc_auc" in note and "gate failed" in note.lower()
+
+
+def test_a_stale_dvc_lock_fails_reproduce_naming_the_stage(gitlab: GitlabCiLocal, developer: Repo):
+    developer.run("git", "checkout", "-q", "-b", "forgot-repro")
+    developer.set_params(**{"train.logistic_regression.C": 0.5})
+    developer.commit("change C without dvc repro")
+    run = gitlab.run("reproduce", variables=merge_request(), unset=MR_UNSET)
+    assert run.results == {"reproduce": "FAIL"}, run.explain()
+    log = run.log("reproduce")
+    assert "the committed dvc.lock does not match the reproduced pipeline" in log
+    for stage in ("train", "package"):  # package records every param in its manifest
+        assert (
+            f"stale: stage '{stage}' was not re-run after its inputs changed: "
+            "param train.logistic_regression.C: 1.0 -> 0.5. Run `dvc repro`"
+        ) in log
+    assert "changed only because an upstream output changed: evaluate" in log
+
+
+def test_default_branch_pushes_outputs_and_builds_and_pushes_the_image(
+    gitlab: GitlabCiLocal, developer: Repo, registry, tmp_path
+):
+    ensure_tools()
+    base, runtime = ensure_local_bases()
+    empty_remote = tmp_path / "team-remote"  # nothing pushed yet: CI must reproduce and push
+    head = developer.run("git", "rev-parse", "HEAD").stdout.strip()
+    image = f"{registry.address}/group/mlcd:{head}"
+    variables = {
+        "CI_COMMIT_BRANCH": "main",
+        "DVC_REMOTE_URL": str(empty_remote),
+        "CI_REGISTRY": registry.address,
+        "CI_REGISTRY_IMAGE": f"{registry.address}/group/mlcd",
+        "REGISTRY_TLS_VERIFY": "false",  # the loopback registry speaks plain HTTP
+        # What a runner without registry access needs: local bases and the host's CAs for pip.
+        "BASE_IMAGE": base,
+        "RUNTIME_IMAGE": runtime,
+        "BUILD_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+        "CONTAINERS_CONF": str(CONTAINERS_CONF),
+    }
+    try:
+        run = gitlab.run("reproduce", "build", variables=variables)
+        assert run.results == {"reproduce": "PASS", "build": "PASS"}, run.explain()
+        assert "outputs and run-cache pushed" in run.log("reproduce")
+        assert (empty_remote / "runs").is_dir(), "run-cache was not pushed"
+        bundle_md5 = next(o["md5"] for o in developer.lock()["stages"]["package"]["outs"])
+        assert (empty_remote / "files" / "md5" / bundle_md5[:2] / bundle_md5[2:]).is_file()
+
+        tags = json.load(urllib.request.urlopen(f"{registry.url}/v2/group/mlcd/tags/list", timeout=10))
+        assert tags["tags"] == [head]
+        manifest = json.loads((developer.path / "models" / "bundle" / "manifest.json").read_text())
+        labels = inspect_image(image).labels
+        assert labels["io.mlcd.model-hash"] == manifest["model_hash"]
+        assert labels["org.opencontainers.image.revision"] == head
+    finally:
+        podman("rmi", "--force", image, check=False)
+
+
+def test_reproduce_against_an_s3_remote_pushes_on_main_and_pulls_on_a_merge_request(
+    gitlab: GitlabCiLocal, s3
+):
+    import boto3
+
+    credentials = {"AWS_ACCESS_KEY_ID": "ci-key", "AWS_SECRET_ACCESS_KEY": "ci-secret"}
+    client = boto3.client("s3", endpoint_url=s3.url, region_name="us-east-1", **_boto(credentials))
+    client.create_bucket(Bucket="mlcd-ci")
+    variables = {
+        **credentials,  # masked CI/CD variables in GitLab
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "DVC_REMOTE_URL": "s3://mlcd-ci/dvc",
+        "DVC_REMOTE_ENDPOINT_URL": s3.url,
+    }
+    main = gitlab.run("reproduce", variables={**variables, "CI_COMMIT_BRANCH": "main"})
+    assert main.results == {"reproduce": "PASS"}, main.explain()
+    keys = [o["Key"] for o in client.list_objects_v2(Bucket="mlcd-ci", MaxKeys=1000)["Contents"]]
+    assert any(k.startswith("dvc/files/md5/") for k in keys) and any(k.startswith("dvc/runs/") for k in keys)
+    assert "ci-secret" not in main.log("reproduce")
+
+    mr = gitlab.run("reproduce", variables={**variables, **merge_request()}, unset=MR_UNSET)
+    assert mr.results == {"reproduce": "PASS"}, mr.explain()
+    log = mr.log("reproduce")
+    assert log.count("didn't change, skipping") == 6, "outputs were not pulled from S3"
+    assert "outputs and run-cache pushed" not in log
+
+
+def _boto(credentials: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": credentials["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": credentials["AWS_SECRET_ACCESS_KEY"],
+    }

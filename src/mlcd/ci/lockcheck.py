@@ -33,8 +33,19 @@ def _hashes(entries: list[dict[str, Any]] | None) -> dict[str, str | None]:
     return {entry["path"]: entry.get("md5") or entry.get("etag") for entry in entries or []}
 
 
+def _flatten(prefix: str, value: Any) -> dict[str, Any]:
+    """Dotted keys, so a stage that depends on a whole section names the one value that changed."""
+    if isinstance(value, dict) and value:
+        return {k: v for key, item in value.items() for k, v in _flatten(f"{prefix}.{key}", item).items()}
+    return {prefix: value}
+
+
 def _params(stage: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for values in (stage.get("params") or {}).values() for key, value in values.items()}
+    flat: dict[str, Any] = {}
+    for values in (stage.get("params") or {}).values():
+        for key, value in values.items():
+            flat |= _flatten(key, value)
+    return flat
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
