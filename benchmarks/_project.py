@@ -31,13 +31,13 @@ def timed(*args: str, cwd: Path) -> float:
     return time.perf_counter() - started
 
 
-def project_copy(target: Path) -> Path:
-    """Copy what git tracks (or would) of the pipeline into `target`, as a new git repo."""
+def project_copy(target: Path, everything: bool = False) -> Path:
+    """Copy what git tracks (or would) of the pipeline (or of everything) into `target`, as a new git repo."""
     listed = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
     for name in listed:
-        if name.split("/")[0] in COPIED:
+        if (everything or name.split("/")[0] in COPIED) and (ROOT / name).is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / name, target / name)
     sh("git", "init", "-q", "-b", "main", cwd=target)
