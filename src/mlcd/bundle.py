@@ -47,3 +47,25 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
             problems,
         )
     return manifest
+
+
+def answers_match(
+    answer: dict[str, Any], examples: dict[str, Any], classes: list[str], tol: float = 1e-6
+) -> bool:
+    """Whether an API answer to the bundle's example records equals the answers stored beside them."""
+    if "labels" in examples:
+        if answer.get("labels") != examples["labels"]:
+            return False
+        try:
+            got = [[row[c] for c in classes] for row in answer.get("probabilities", [])]
+        except (KeyError, TypeError):  # not the API's {class: probability} rows
+            return False
+        want = examples["probabilities"]
+    else:
+        got, want = [answer.get("predictions", [])], [examples["predictions"]]
+    if len(got) != len(want):
+        return False
+    return all(
+        len(g) == len(w) and all(abs(a - b) <= tol * max(1.0, abs(b)) for a, b in zip(g, w, strict=True))
+        for g, w in zip(got, want, strict=True)
+    )

@@ -328,6 +328,92 @@ def image_smoke(
     console.print(f"[green]smoke test passed[/]: {checked} records, ready in {container.ready_seconds:.2f} s")
 
 
+EnvironmentOption = Annotated[
+    str, typer.Option("--environment", "-e", help="environment name: staging, production, ...")
+]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--backend",
+        envvar="DEPLOY_BACKEND",
+        help="podman (one host, nginx in front) or kubernetes (kubectl).",
+    ),
+]
+PortOption = Annotated[int, typer.Option(help="podman: public port (nginx); the colours use port+1, port+2.")]
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(help="podman: where state.json and nginx.conf live [~/.local/state/mlcd/deploy/ENV]"),
+]
+NamespaceOption = Annotated[str | None, typer.Option(help="kubernetes: namespace [mlcd-ENV].")]
+ContextOption = Annotated[
+    str | None, typer.Option(envvar="KUBE_CONTEXT", help="kubernetes: kubectl context.")
+]
+TimeoutOption = Annotated[float, typer.Option(help="seconds to wait for the new colour's /ready.")]
+
+
+@app.command()
+@reports_errors
+def deploy(
+    image: Annotated[
+        str, typer.Argument(help="image to deploy, e.g. registry.example.com/group/mlcd:COMMIT")
+    ],
+    environment: EnvironmentOption = "staging",
+    backend: BackendOption = "podman",
+    bundle: Annotated[
+        Path, typer.Option(help="the bundle the image was built from; its examples are the smoke test.")
+    ] = Path("models/bundle"),
+    port: PortOption = 8080,
+    state_dir: StateDirOption = None,
+    namespace: NamespaceOption = None,
+    context: ContextOption = None,
+    timeout: TimeoutOption = 60.0,
+) -> None:
+    """Blue/green deploy: start IMAGE in the idle colour, wait for /ready, smoke-test it, switch traffic.
+
+    The smoke test posts the bundle's example records and needs the bundle's own answers back (and the
+    bundle's model hash from /ready). If anything fails before the switch, traffic stays where it was and
+    the idle colour is put back to the previous release, so `mlcd rollback` still works.
+    """
+    from mlcd.deploy.backends import make_backend
+    from mlcd.deploy.bluegreen import Expected
+    from mlcd.deploy.bluegreen import deploy as run_deploy
+
+    target = make_backend(
+        backend, environment, port=port, state_dir=state_dir, namespace=namespace, context=context
+    )
+    state = run_deploy(target, image, Expected.from_bundle(bundle), timeout)
+    was = f", previous {state.previous.colour} kept for rollback" if state.previous else ""
+    console.print(
+        f"[green]{environment}[/]: {state.live.colour} is live with {image} "
+        f"(model {state.live.model_hash[:12]}){was}"
+    )
+
+
+@app.command()
+@reports_errors
+def rollback(
+    environment: EnvironmentOption = "staging",
+    backend: BackendOption = "podman",
+    port: PortOption = 8080,
+    state_dir: StateDirOption = None,
+    namespace: NamespaceOption = None,
+    context: ContextOption = None,
+    timeout: TimeoutOption = 60.0,
+) -> None:
+    """Switch traffic back to the previous colour, which every deploy keeps running."""
+    from mlcd.deploy.backends import make_backend
+    from mlcd.deploy.bluegreen import rollback as run_rollback
+
+    target = make_backend(
+        backend, environment, port=port, state_dir=state_dir, namespace=namespace, context=context
+    )
+    state = run_rollback(target, timeout)
+    console.print(
+        f"[green]{environment}[/]: rolled back to {state.live.colour} with {state.live.image} "
+        f"(model {state.live.model_hash[:12]})"
+    )
+
+
 @ci_app.command("remote")
 @reports_errors
 def ci_remote(repo: RootOption = Path()) -> None:

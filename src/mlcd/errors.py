@@ -58,3 +58,7 @@ class ContainerError(MlcdError):
 
 class PipelineError(MlcdError):
     """CI's reproduction of the pipeline disagrees with what the commit says, or cannot run."""
+
+
+class DeployError(MlcdError):
+    """A deploy or rollback did not happen; what was serving before still serves."""

@@ -59,7 +59,12 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
     )
     app.add_middleware(metrics.MetricsMiddleware)
     manifest = model.manifest
-    metrics.record_model(model.model_hash, manifest.get("estimator", "unknown"), settings.git_commit)
+    metrics.record_model(
+        model.model_hash,
+        manifest.get("estimator", "unknown"),
+        settings.git_commit,
+        model.schema.get("class_balance"),
+    )
     model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
     provenance = {**manifest, "git_commit": settings.git_commit}
     feature_names = model.names

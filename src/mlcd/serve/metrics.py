@@ -35,9 +35,21 @@ MODEL_INFO = Gauge(
     multiprocess_mode="liveall",
 )
 
+# The class shares the model was trained on, so a dashboard or alert can compare the live mix.
+TRAINING_CLASS_SHARE = Gauge(
+    "mlcd_training_class_share",
+    "Share of each class in the training data (from the bundle).",
+    ["label"],
+    multiprocess_mode="liveall",
+)
 
-def record_model(model_hash: str, estimator: str, git_commit: str | None) -> None:
+
+def record_model(
+    model_hash: str, estimator: str, git_commit: str | None, class_balance: dict[str, float] | None = None
+) -> None:
     MODEL_INFO.labels(model_hash, estimator, git_commit or "unknown").set(1)
+    for label, share in (class_balance or {}).items():
+        TRAINING_CLASS_SHARE.labels(label).set(share)
 
 
 def render() -> tuple[bytes, str]:

@@ -6,9 +6,9 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
 from fastapi import FastAPI
 
+from mlcd.bundle import answers_match
 from mlcd.errors import BundleError
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.model import BundleModel
@@ -30,12 +30,7 @@ def self_check(model: BundleModel) -> None:
     except PayloadError as exc:
         raise BundleError(f"the bundle's example records do not fit its own schema: {exc.detail}") from None
     got = model.predict(batch.numbers, batch.texts)
-    if model.is_classifier:
-        expected = np.array(examples["probabilities"])
-        actual = np.array([[row[c] for c in model.classes] for row in got["probabilities"]])
-        same = got["labels"] == examples["labels"] and np.allclose(actual, expected, atol=1e-6)
-    else:
-        same = np.allclose(got["predictions"], examples["predictions"], rtol=1e-6)
+    same = answers_match(got, examples, model.classes)
     if not same:
         raise BundleError("the model does not reproduce the example answers stored in its bundle; rebuild it")
 

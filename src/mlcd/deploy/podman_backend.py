@@ -1,0 +1,101 @@
+"""Blue/green on one host: two podman containers on loopback ports behind nginx on the public port.
+
+Ports: nginx listens on `port`; blue on port+1, green on port+2 (127.0.0.1 only).
+State: `state.json` in the state directory, written after nginx has switched.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlcd.container.podman import podman
+from mlcd.container.smoke import http_json
+from mlcd.deploy.nginx import Nginx
+from mlcd.deploy.state import COLOURS, DeployState
+from mlcd.errors import DeployError
+
+
+@dataclass
+class PodmanBackend:
+    environment: str
+    state_dir: Path
+    port: int = 8080
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.nginx = Nginx(self.state_dir, self.host, self.port)
+
+    @property
+    def state_file(self) -> Path:
+        return self.state_dir / "state.json"
+
+    def container(self, colour: str) -> str:
+        return f"mlcd-{self.environment}-{colour}"
+
+    def colour_port(self, colour: str) -> int:
+        return self.port + 1 + COLOURS.index(colour)
+
+    def url(self, colour: str) -> str:
+        return f"http://127.0.0.1:{self.colour_port(colour)}"
+
+    def read_state(self) -> DeployState | None:
+        if not self.state_file.exists():
+            return None
+        return DeployState.from_json(self.state_file.read_text(encoding="utf-8"))
+
+    def start(self, colour: str, image: str) -> None:
+        name = self.container(colour)
+        podman("rm", "--force", "--ignore", "--time", "10", name)
+        podman(
+            "run", "--detach", "--name", name,
+            "--label", f"io.mlcd.environment={self.environment}", "--label", f"io.mlcd.colour={colour}",
+            "--publish", f"127.0.0.1:{self.colour_port(colour)}:8080",
+            "--read-only", "--tmpfs", "/tmp",
+            image,
+        )  # fmt: skip
+
+    def _running(self, colour: str) -> bool:
+        done = podman("inspect", "--format", "{{.State.Running}}", self.container(colour), check=False)
+        return done.returncode == 0 and done.stdout.strip() == "true"
+
+    def wait_ready(self, colour: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self._running(colour):
+                logs = podman("logs", "--tail", "20", self.container(colour), check=False)
+                raise DeployError(
+                    f"container {self.container(colour)} is not running; its last log lines:\n"
+                    f"{(logs.stdout + logs.stderr).strip()}"
+                )
+            try:
+                return http_json(f"{self.url(colour)}/ready", timeout=2)["model_hash"]
+            except (OSError, urllib.error.URLError, ValueError, KeyError):
+                time.sleep(0.2)
+        raise DeployError(f"{self.container(colour)} did not answer /ready within {timeout:.0f} s")
+
+    def predict(self, colour: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+        try:
+            return http_json(f"{self.url(colour)}/predict", records, timeout=30)
+        except (OSError, urllib.error.URLError, ValueError) as exc:
+            raise DeployError(f"{self.container(colour)} failed the smoke request: {exc}") from None
+
+    def switch(self, state: DeployState) -> None:
+        self.nginx.route(self.colour_port(state.live.colour), state.live.colour)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(state.to_json(), encoding="utf-8")
+        tmp.replace(self.state_file)
+
+    def stop(self, colour: str) -> None:
+        podman("rm", "--force", "--ignore", "--time", "10", self.container(colour), check=False)
+
+    def teardown(self) -> None:
+        """Stop nginx and both colours and forget the state (tests, `mlcd deploy --teardown`)."""
+        self.nginx.stop()
+        for colour in COLOURS:
+            self.stop(colour)
+        self.state_file.unlink(missing_ok=True)
