@@ -27,6 +27,10 @@ http {{
     uwsgi_temp_path {dir}/tmp/uwsgi;
     scgi_temp_path {dir}/tmp/scgi;
     client_max_body_size 8m;
+    # One request per client connection. A reload closes idle keep-alive connections, and a client
+    # that has just sent a POST on one gets no answer (HTTP/1.1 lets clients retry only idempotent
+    # requests); measured: 1 failure in ~1,000 requests per switch. Upstream connections stay pooled.
+    keepalive_timeout 0;
     upstream mlcd_live {{
         server 127.0.0.1:{upstream_port};
         keepalive 32;

@@ -1,0 +1,176 @@
+"""The podman backend for real: two containers behind Debian's nginx, switched under load.
+
+v1 and v2 are images of two different models; v3 is v2 with a tampered bundle file,
+so its server refuses to start and never answers /ready.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mlcd.container.image import build
+from mlcd.container.podman import podman
+from mlcd.deploy.podman_backend import PodmanBackend
+
+from ..conftest import Repo, clone_repo
+
+pytestmark = pytest.mark.image
+ENVIRONMENT = "pytest"
+
+
+@dataclass(frozen=True)
+class Release:
+    image: str
+    bundle: Path
+    model_hash: str
+
+
+def _release(repo: Repo, tag: str) -> Release:
+    bundle = repo.path / "models" / "bundle"
+    build(repo.path, tag, local_base=True, base=None, runtime=None)
+    return Release(tag, bundle, json.loads((bundle / "manifest.json").read_text())["model_hash"])
+
+
+@pytest.fixture(scope="module")
+def releases(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Release]]:
+    v1 = _release(reproduced_repo, "localhost/mlcd-deploy:v1")
+    other = clone_repo(reproduced_repo, tmp_path_factory.mktemp("deploy") / "repo")
+    other.set_params(**{"train.logistic_regression.C": 0.5})
+    other.dvc("repro")
+    v2 = _release(other, "localhost/mlcd-deploy:v2")
+    assert v1.model_hash != v2.model_hash
+    broken = tmp_path_factory.mktemp("broken")
+    (broken / "Containerfile").write_text(
+        f"FROM {v2.image}\nUSER 0\nRUN echo '# tampered' >> /opt/mlcd/bundle/schema.json\nUSER 10001:10001\n"
+    )
+    podman("build", "--tag", "localhost/mlcd-deploy:v3-broken", str(broken))
+    v3 = Release("localhost/mlcd-deploy:v3-broken", v2.bundle, v2.model_hash)
+    yield {"v1": v1, "v2": v2, "v3": v3}
+    for release in (v1, v2, v3):
+        podman("rmi", "--force", release.image, check=False)
+
+
+def free_port_run(length: int = 3) -> int:
+    """A port p with p .. p+length-1 all free: nginx and the two colours."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            start = probe.getsockname()[1]
+        if start + length < 65535 and all(_free(start + i) for i in range(length)):
+            return start
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Load:
+    """Clients posting one record in a loop, without pause, over keep-alive connections."""
+
+    url: str
+    record: dict
+    clients: int = 4
+    answered: list[str] = field(default_factory=list)  # model hash per successful answer, in order
+    failed: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def _client(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=10) as client:
+            while not self._stop.is_set():
+                try:
+                    response = client.post("/predict", json=self.record)
+                except httpx.HTTPError as exc:
+                    self.failed.append(repr(exc))
+                    continue
+                if response.status_code == 200:
+                    self.answered.append(response.json()["model"]["hash"])
+                else:
+                    self.failed.append(f"{response.status_code} {response.text[:200]}")
+
+    def __enter__(self) -> Load:
+        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
+        for thread in self.threads:
+            thread.start()
+        time.sleep(0.5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(0.5)
+        self._stop.set()
+        for thread in self.threads:
+            thread.join(15)
+
+
+def test_deploy_switch_under_load_broken_release_and_rollback(releases, reproduced_repo, tmp_path):
+    v1, v2, v3 = releases["v1"], releases["v2"], releases["v3"]
+    port = free_port_run()
+    options = ["--environment", ENVIRONMENT, "--port", str(port), "--state-dir", str(tmp_path / "state")]
+    record = json.loads((v1.bundle / "examples.json").read_text())["records"][0]
+    backend = PodmanBackend(ENVIRONMENT, tmp_path / "state", port)
+    public = f"http://127.0.0.1:{port}"
+    try:
+        done = reproduced_repo.mlcd("deploy", v1.image, "--bundle", str(v1.bundle), *options)
+        assert "blue is live" in done.stderr
+        assert httpx.post(f"{public}/predict", json=record).json()["model"]["hash"] == v1.model_hash
+
+        with Load(public, record) as load:
+            done = reproduced_repo.mlcd("deploy", v2.image, "--bundle", str(v2.bundle), *options)
+        assert "green is live" in done.stderr and "previous blue kept for rollback" in done.stderr
+        print(
+            f"\nswitch v1 -> v2: {len(load.answered) + len(load.failed)} requests, {len(load.failed)} failed"
+        )
+        assert load.failed == []
+        assert load.answered[0] == v1.model_hash and load.answered[-1] == v2.model_hash
+        assert len(load.answered) > 50
+
+        with Load(public, record) as load:
+            failed = reproduced_repo.mlcd(
+                "deploy", v3.image, "--bundle", str(v3.bundle), "--timeout", "20", *options, check=False
+            )
+        assert failed.returncode == 2, failed.stderr
+        assert "traffic not switched; green (localhost/mlcd-deploy:v2) keeps serving" in failed.stderr
+        assert "is not running" in failed.stderr and "sha256" in failed.stderr  # the server's own refusal
+        assert load.failed == [] and set(load.answered) == {v2.model_hash}
+        state = json.loads((tmp_path / "state" / "state.json").read_text())
+        assert state["live"]["image"] == v2.image and state["previous"]["image"] == v1.image
+
+        with Load(public, record) as load:
+            done = reproduced_repo.mlcd("rollback", *options)
+        assert "rolled back to blue with localhost/mlcd-deploy:v1" in done.stderr
+        assert load.failed == [] and load.answered[-1] == v1.model_hash
+        response = httpx.post(f"{public}/predict", json=record)
+        assert response.headers["x-mlcd-colour"] == "blue"
+        assert response.json()["model"]["hash"] == v1.model_hash
+    finally:
+        backend.teardown()
+    assert not [n for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split() if ENVIRONMENT in n]
+
+
+def test_wrong_bundle_fails_the_smoke_test_and_nothing_switches(releases, reproduced_repo, tmp_path):
+    v1, v2 = releases["v1"], releases["v2"]
+    port = free_port_run()
+    options = ["--environment", ENVIRONMENT, "--port", str(port), "--state-dir", str(tmp_path / "state")]
+    try:
+        failed = reproduced_repo.mlcd("deploy", v1.image, "--bundle", str(v2.bundle), *options, check=False)
+        assert failed.returncode == 2
+        assert "traffic not switched; nothing was serving" in failed.stderr
+        assert f"serves model {v1.model_hash[:12]}, but the bundle is {v2.model_hash[:12]}" in failed.stderr
+        assert not (tmp_path / "state" / "state.json").exists()
+    finally:
+        PodmanBackend(ENVIRONMENT, tmp_path / "state", port).teardown()
