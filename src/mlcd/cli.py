@@ -339,10 +339,18 @@ BackendOption = Annotated[
         help="podman (one host, nginx in front) or kubernetes (kubectl).",
     ),
 ]
-PortOption = Annotated[int, typer.Option(help="podman: public port (nginx); the colours use port+1, port+2.")]
+PortOption = Annotated[
+    int,
+    typer.Option(
+        envvar="MLCD_DEPLOY_PORT", help="podman: public port (nginx); the colours use port+1, port+2."
+    ),
+]
 StateDirOption = Annotated[
     Path | None,
-    typer.Option(help="podman: where state.json and nginx.conf live [~/.local/state/mlcd/deploy/ENV]"),
+    typer.Option(
+        envvar="MLCD_DEPLOY_STATE_DIR",
+        help="podman: where state.json and nginx.conf live [~/.local/state/mlcd/deploy/ENV]",
+    ),
 ]
 NamespaceOption = Annotated[str | None, typer.Option(help="kubernetes: namespace [mlcd-ENV].")]
 ContextOption = Annotated[

@@ -9,7 +9,10 @@ import pytest
 
 from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, ensure_tools, inspect_image, podman
 
+from mlcd.deploy.podman_backend import PodmanBackend
+
 from ..conftest import Repo
+from ..deploy.test_podman_deploy import free_port_run
 from .gitlab_ci_local import GitlabCiLocal, merge_request
 
 pytestmark = pytest.mark.ci
@@ -120,7 +123,7 @@ def test_a_stale_dvc_lock_fails_reproduce_naming_the_stage(gitlab: GitlabCiLocal
     assert "changed only because an upstream output changed: evaluate" in log
 
 
-def test_default_branch_pushes_outputs_and_builds_and_pushes_the_image(
+def test_default_branch_pushes_outputs_builds_pushes_the_image_and_deploys_staging(
     gitlab: GitlabCiLocal, developer: Repo, registry, tmp_path
 ):
     ensure_tools()
@@ -128,6 +131,7 @@ def test_default_branch_pushes_outputs_and_builds_and_pushes_the_image(
     empty_remote = tmp_path / "team-remote"  # nothing pushed yet: CI must reproduce and push
     head = developer.run("git", "rev-parse", "HEAD").stdout.strip()
     image = f"{registry.address}/group/mlcd:{head}"
+    port = free_port_run()
     variables = {
         "CI_COMMIT_BRANCH": "main",
         "DVC_REMOTE_URL": str(empty_remote),
@@ -139,10 +143,14 @@ def test_default_branch_pushes_outputs_and_builds_and_pushes_the_image(
         "RUNTIME_IMAGE": runtime,
         "BUILD_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
         "CONTAINERS_CONF": str(CONTAINERS_CONF),
+        # staging on this host: the podman backend (the image is already in local storage)
+        "DEPLOY_BACKEND": "podman",
+        "MLCD_DEPLOY_PORT": str(port),
+        "MLCD_DEPLOY_STATE_DIR": str(tmp_path / "staging"),
     }
     try:
-        run = gitlab.run("reproduce", "build", variables=variables)
-        assert run.results == {"reproduce": "PASS", "build": "PASS"}, run.explain()
+        run = gitlab.run("reproduce", "build", "deploy-staging", variables=variables)
+        assert run.results == {"reproduce": "PASS", "build": "PASS", "deploy-staging": "PASS"}, run.explain()
         assert "outputs and run-cache pushed" in run.log("reproduce")
         assert (empty_remote / "runs").is_dir(), "run-cache was not pushed"
         bundle_md5 = next(o["md5"] for o in developer.lock()["stages"]["package"]["outs"])
@@ -154,7 +162,20 @@ def test_default_branch_pushes_outputs_and_builds_and_pushes_the_image(
         labels = inspect_image(image).labels
         assert labels["io.mlcd.model-hash"] == manifest["model_hash"]
         assert labels["org.opencontainers.image.revision"] == head
+
+        assert "staging: blue is live" in run.log("deploy-staging")
+        record = json.loads((developer.path / "models" / "bundle" / "examples.json").read_text())["records"][
+            0
+        ]
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/predict",
+            json.dumps(record).encode(),
+            {"content-type": "application/json"},
+        )
+        answer = json.load(urllib.request.urlopen(request, timeout=10))
+        assert answer["model"] == {"hash": manifest["model_hash"], "git_commit": head}
     finally:
+        PodmanBackend("staging", tmp_path / "staging", port).teardown()
         podman("rmi", "--force", image, check=False)
 
 

@@ -122,6 +122,16 @@ def inspect_image(name: str) -> BuiltImage:
     )
 
 
+def provenance_flags(model_hash: str, git_commit: str) -> list[str]:
+    """Labels and env set at commit time. buildah 1.28 (Debian bookworm) reuses cached LABEL and ENV
+    layers whatever the build-arg values, so ARG-based ones would carry an earlier build's commit."""
+    return [
+        "--label", f"org.opencontainers.image.revision={git_commit}",
+        "--label", f"io.mlcd.model-hash={model_hash}",
+        "--env", f"MLCD_GIT_COMMIT={git_commit}",
+    ]  # fmt: skip
+
+
 def build_image(
     context: Path,
     tag: str,
@@ -138,6 +148,7 @@ def build_image(
         build_args = {**build_args, "BASE_IMAGE": base, "RUNTIME_IMAGE": runtime or base}
     for key, value in build_args.items():
         args += ["--build-arg", f"{key}={value}"]
+    args += provenance_flags(build_args.get("MODEL_HASH", "unknown"), build_args.get("GIT_COMMIT", "unknown"))
     with working(f"building {tag}"):
         podman(*args, str(context))
     return inspect_image(tag)
