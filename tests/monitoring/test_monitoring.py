@@ -23,6 +23,7 @@ from mlcd.container.smoke import free_port, wait_ready
 from ..ci.tools import apt_install
 from ..conftest import PROJECT_ROOT, Repo
 
+pytestmark = pytest.mark.e2e  # Debian's prometheus/promtool, installed with apt-get when missing
 MONITORING = PROJECT_ROOT / "monitoring"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
