@@ -8,7 +8,6 @@ import urllib.request
 import pytest
 
 from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, ensure_tools, inspect_image, podman
-
 from mlcd.deploy.podman_backend import PodmanBackend
 
 from ..conftest import Repo

@@ -96,10 +96,11 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
     for version, tag, commit, date in tags:
         by_commit.setdefault(commit, (version, tag, date))
     if include_all:
-        lines = git(root, "log", "--format=%H%x09%cI", "--", "dvc.lock").splitlines()
-        commits = [tuple(line.split("\t")) for line in lines]
-        known = {commit for commit, _ in commits}
-        commits += [(c, d) for _, _, c, d in tags if c not in known]
+        changed = set(git(root, "log", "--format=%H", "--", "dvc.lock").split())
+        tagged = {commit for _, _, commit, _ in tags}
+        # Newest first over HEAD and every tag, so a release that left dvc.lock as it was keeps its place.
+        listing = git(root, "log", "--topo-order", "--format=%H%x09%cI", "HEAD", "--tags").splitlines()
+        commits = [(c, d) for c, d in (line.split("\t") for line in listing) if c in changed | tagged]
     else:
         commits = [(commit, date) for _, _, commit, date in tags]
     rows = []
