@@ -129,3 +129,50 @@ def test_artifact_names_the_bundle():
     artifacts = _dvc_yaml()["artifacts"]
     assert artifacts["model"]["path"] == ProjectPaths(Path()).bundle.as_posix()
     assert artifacts["model"]["type"] == "model"
+
+
+STAGE_MODULES = {
+    "ingest": "mlcd.data.sources",
+    "validate": "mlcd.data.validation",
+    "preprocess": "mlcd.data.split",
+    "train": "mlcd.modeling.train",
+    "evaluate": "mlcd.modeling.evaluate",
+    "package": "mlcd.modeling.package",
+}
+# Plumbing every stage shares: paths, console, errors, atomic writes. Changing them changes no output.
+SHARED = {"mlcd", "mlcd.config", "mlcd.console", "mlcd.errors", "mlcd.files", "mlcd.data", "mlcd.modeling"}
+
+
+def _imported_mlcd_modules(module: str) -> set[str]:
+    """Every mlcd module `module` imports, directly or not (function-level imports included)."""
+    import ast
+
+    seen: set[str] = set()
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        path = PROJECT_ROOT / "src" / Path(*name.split("."))
+        source = path.with_suffix(".py") if path.with_suffix(".py").exists() else path / "__init__.py"
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("mlcd"):
+                todo.append(node.module)
+                todo += [
+                    f"{node.module}.{a.name}"
+                    for a in node.names
+                    if (PROJECT_ROOT / "src" / Path(*node.module.split(".")) / f"{a.name}.py").exists()
+                ]
+            elif isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if a.name.startswith("mlcd")]
+    return seen - SHARED
+
+
+def test_every_stage_depends_on_the_code_that_computes_its_outputs():
+    """A change to any module a stage runs must re-run it: missing deps make `dvc repro` skip it."""
+    stages = _dvc_yaml()["stages"]
+    for name, module in STAGE_MODULES.items():
+        needed = {f"src/{m.replace('.', '/')}.py" for m in _imported_mlcd_modules(module)}
+        declared = {str(dep) for dep in stages[name]["deps"]}
+        assert needed <= declared, f"stage {name} is missing deps: {sorted(needed - declared)}"

@@ -7,9 +7,6 @@ loaded, which keeps memory near one copy of the data and start-up short.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,9 +17,6 @@ from mlcd.console import stage
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.errors import SourceError
 from mlcd.files import write_with
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 MISSING_CATEGORY = "__missing__"
 
@@ -58,13 +52,6 @@ def split_indices(
         test.append(shuffled[:cut])
         train.append(shuffled[cut:])
     return rng.permutation(np.concatenate(train)), rng.permutation(np.concatenate(test))
-
-
-def read_split(path: Path, schema: DatasetSchema) -> tuple[pd.DataFrame, pd.Series]:
-    """Features and target of a split for train, evaluate and package (pyarrow loads pandas here)."""
-    # One consolidated block: scikit-learn then takes the features without another copy.
-    frame = pq.read_table(path).to_pandas(self_destruct=True)
-    return frame[schema.feature_names], frame[schema.target.name]
 
 
 def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:

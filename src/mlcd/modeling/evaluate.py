@@ -10,8 +10,8 @@ from sklearn import metrics as skm
 
 from mlcd.config import DataParams, EvaluateParams, ProjectPaths
 from mlcd.console import stage
+from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
-from mlcd.data.split import read_split
 from mlcd.files import atomic_dir, write_json
 from mlcd.modeling import plots
 from mlcd.modeling.model_io import load_model

@@ -20,8 +20,8 @@ from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 from mlcd.bundle import MANIFEST
 from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
+from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
-from mlcd.data.split import read_split
 from mlcd.errors import ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix

@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 
 from mlcd.config import DataParams, ProjectPaths, TrainParams
 from mlcd.console import progress, stage, working
+from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
-from mlcd.data.split import read_split
 from mlcd.errors import ConfigError
 from mlcd.files import human_size, write_json
 from mlcd.modeling.features import build_preprocessor
