@@ -185,12 +185,14 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     with stage("package") as log:
         schema = load_schema(paths.schema(params.data))
         model = load_model(paths.model)
-        x, _ = read_split(paths.test_data, schema)
+        x, _ = read_split(paths.test_data, schema, float32=False)
         tolerance = params.package.parity_tolerance or PARITY_TOLERANCE[params.train.estimator]
         with working(f"exporting to ONNX and checking parity on {len(x):,} rows"):
             model_bytes = to_onnx(model, schema, params.package.onnx_opset)
             session = onnx_session(model_bytes)
-            parity = check_parity(model, session, x, schema, tolerance)
+            # The model was fit on float32 features (read_split); ONNX computes in float32: compare on those.
+            x_model = x.astype(dict.fromkeys(schema.numeric, "float32"))
+            parity = check_parity(model, session, x_model, schema, tolerance)
         profile = read_json(paths.data_profile)
         contents = {
             "model.onnx": model_bytes,
