@@ -128,8 +128,8 @@ class RecordedKubectl:
 
 
 @pytest.fixture
-def expected() -> Expected:
-    return Expected.from_bundle(PROJECT_ROOT / "models" / "bundle")
+def expected(reproduced_repo) -> Expected:
+    return Expected.from_bundle(reproduced_repo.path / "models" / "bundle")
 
 
 def api_answer(expected: Expected, labels: list[str] | None = None) -> dict[str, Any]:
