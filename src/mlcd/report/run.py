@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from mlcd.console import info, stage, warn
 from mlcd.files import atomic_dir, dump_json
 from mlcd.report import compare, render
 from mlcd.report.gitlab import NotPostedError, post, target_from_env
-from mlcd.report.sides import collect, resolve_base
+from mlcd.report.sides import collect, measure_latency, resolve_base
 from mlcd.versions.gitrepo import git
 
 REPORT = "report.md"
@@ -34,8 +35,10 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
     with stage("report") as log:
         params = load_params(root / "params.yaml")
         base_sha, how = resolve_base(root, base_ref)
-        base = collect(root, "base", base_sha)
-        head = collect(root, "head", None)
+        with tempfile.TemporaryDirectory(prefix="mlcd-report-") as scratch:
+            base = collect(root, "base", base_sha, Path(scratch))
+            head = collect(root, "head", None, Path(scratch))
+            measure_latency([base, head])
         head_commit = git(root, "rev-parse", "HEAD").strip()
         rows = compare.metric_rows(base, head)
         rules = compare.gate(rows, base, head, params.gate) if gate else None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 from dvc_data.index.index import DataIndexDirError
 
+from mlcd.bundle import verify_bundle
 from mlcd.config import ProjectPaths
 from mlcd.errors import MlcdError
 from mlcd.versions.gitrepo import git, resolve_commit
@@ -37,6 +37,7 @@ class Side:
     data_hashes: dict[str, str | None] = field(default_factory=dict)
     plots: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     bundle_bytes: int | None = None
+    bundle_dir: Path | None = None  # where its bundle can be loaded, while the report runs
     latency_ms: float | None = None
     missing: list[str] = field(default_factory=list)
 
@@ -76,23 +77,31 @@ def _filesystem(root: Path, rev: str | None) -> Any:
     return DVCFileSystem(str(root), rev=rev)
 
 
-def single_row_latency_ms(bundle: Path) -> float:
-    """Median in-process latency of one-record predictions through onnxruntime."""
+def measure_latency(sides: list[Side]) -> None:
+    """Median in-process latency of one-record predictions through onnxruntime, for every side with a bundle.
+
+    The sides are timed in alternation, one prediction each per round, so whatever else loads the
+    machine (a CI runner's other jobs) slows them alike and the ratio the gate reads stays fair.
+    """
     from mlcd.serve.model import BundleModel
     from mlcd.serve.payload import to_batch
 
-    model = BundleModel(bundle)
-    record = model.examples["records"][0]
-    timings = []
+    measured = [side for side in sides if side.bundle_dir is not None]
+    models = [BundleModel(side.bundle_dir) for side in measured]  # type: ignore[arg-type]
+    records = [model.examples["records"][0] for model in models]
+    timings: list[list[float]] = [[] for _ in models]
     for _ in range(LATENCY_REPEATS + 30):
-        started = time.perf_counter()
-        batch = to_batch(record, model.features, 1)
-        model.predict(batch.numbers, batch.texts)
-        timings.append(time.perf_counter() - started)
-    return float(np.median(timings[30:]) * 1000)
+        for model, record, times in zip(models, records, timings, strict=True):
+            started = time.perf_counter()
+            batch = to_batch(record, model.features, 1)
+            model.predict(batch.numbers, batch.texts)
+            times.append(time.perf_counter() - started)
+    for side, times in zip(measured, timings, strict=True):
+        side.latency_ms = float(np.median(times[30:]) * 1000)
 
 
-def collect(root: Path, label: str, rev: str | None) -> Side:
+def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
+    """Read one side; its bundle is copied under `scratch` (the caller's temp dir) for measuring."""
     import dvc.api
 
     side = Side(label, rev)
@@ -116,18 +125,19 @@ def collect(root: Path, label: str, rev: str | None) -> Side:
         if (data := _json_at(fs, f"{paths.plots.as_posix()}/{name}.json")) is not None:
             side.plots[name] = data[name]
     bundle = paths.bundle.as_posix()
-    with tempfile.TemporaryDirectory(prefix=f"mlcd-{label}-bundle-") as scratch:
-        try:
-            if rev is None and (root / bundle).is_dir():
-                bundle_dir = root / bundle  # the workspace's own bundle: measured in place
-            else:
-                bundle_dir = Path(scratch)
-                copy_out(fs, bundle, bundle_dir)
-            side.bundle_bytes = sum(p.stat().st_size for p in bundle_dir.iterdir())
-            side.latency_ms = single_row_latency_ms(bundle_dir)
-        except (FileNotFoundError, OSError, MlcdError, DataIndexDirError):
-            side.missing.append(
-                f"the model bundle {bundle} of {where} is not in the DVC cache or remote, so its size and "
-                "latency are not compared; fix: `dvc push` from the pipeline that built it"
-            )
+    try:
+        if rev is None and (root / bundle).is_dir():
+            bundle_dir = root / bundle  # the workspace's own bundle: measured in place
+        else:
+            bundle_dir = scratch / label
+            bundle_dir.mkdir(parents=True)
+            copy_out(fs, bundle, bundle_dir)
+        side.bundle_bytes = sum(p.stat().st_size for p in bundle_dir.iterdir())
+        verify_bundle(bundle_dir)
+        side.bundle_dir = bundle_dir
+    except (FileNotFoundError, OSError, MlcdError, DataIndexDirError):
+        side.missing.append(
+            f"the model bundle {bundle} of {where} is not in the DVC cache or remote, so its size and "
+            "latency are not compared; fix: `dvc push` from the pipeline that built it"
+        )
     return side
