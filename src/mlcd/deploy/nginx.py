@@ -106,7 +106,10 @@ class Nginx:
             if previous is not None:
                 self.config.write_text(previous, encoding="utf-8")
             raise
-        self._run("-s", "reload") if self.running() else self._run()
+        if self.running():
+            self._run("-s", "reload")
+        else:
+            self._run()
 
     def stop(self) -> None:
         if self.running():
