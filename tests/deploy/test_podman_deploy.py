@@ -172,5 +172,8 @@ def test_wrong_bundle_fails_the_smoke_test_and_nothing_switches(releases, reprod
         assert "traffic not switched; nothing was serving" in failed.stderr
         assert f"serves model {v1.model_hash[:12]}, but the bundle is {v2.model_hash[:12]}" in failed.stderr
         assert not (tmp_path / "state" / "state.json").exists()
+        missing = reproduced_repo.mlcd("deploy", "localhost/mlcd-deploy:no-such-tag", *options, check=False)
+        assert missing.returncode == 2
+        assert "deploy of localhost/mlcd-deploy:no-such-tag failed, traffic not switched" in missing.stderr
     finally:
         PodmanBackend(ENVIRONMENT, tmp_path / "state", port).teardown()

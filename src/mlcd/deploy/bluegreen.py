@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from mlcd.bundle import answers_match, verify_bundle
-from mlcd.console import info
+from mlcd.console import info, working
 from mlcd.deploy.state import COLOURS, DeployState, Slot, now, other
 from mlcd.errors import DeployError, MlcdError
 
@@ -72,9 +72,10 @@ def deploy(backend: Backend, image: str, expected: Expected, timeout: float = 60
     state = backend.read_state()
     colour = other(state.live.colour) if state else COLOURS[0]
     info(f"deploying {image} to the idle colour {colour} ({backend.environment})")
-    backend.start(colour, image)
     try:
-        served = backend.wait_ready(colour, timeout)
+        with working(f"starting {colour} and waiting for its /ready (up to {timeout:.0f} s)"):
+            backend.start(colour, image)
+            served = backend.wait_ready(colour, timeout)
         checked = smoke_test(backend, colour, expected, served)
     except MlcdError as exc:
         _restore_idle(backend, state, colour, timeout)
