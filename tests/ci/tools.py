@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from mlcd.apt import apt_install as install
+from mlcd.errors import MlcdError
 
 from ..conftest import PROJECT_ROOT
 
@@ -14,17 +16,14 @@ GITLAB_CI_LOCAL = TOOLS_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
 
 
 def _run(args: list[str], cwd: Path | None = None) -> None:
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
 def apt_install(*packages: str, binaries: tuple[str, ...]) -> None:
-    if all(shutil.which(binary) for binary in binaries):
-        return
-    _run(["apt-get", "update", "-qq"])
-    _run(["apt-get", "install", "-y", "-qq", "--no-install-recommends", *packages])
+    if not all(shutil.which(binary) for binary in binaries):
+        install(packages, MlcdError)
 
 
 def gitlab_ci_local() -> Path:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcd.apt import apt_install
 from mlcd.console import info, working
 from mlcd.errors import ContainerError
 
@@ -57,18 +58,14 @@ def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.C
 
 def ensure_tools() -> None:
     """Install podman, buildah, runc and mmdebstrap from Debian when any is missing."""
-    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
-    if not missing:
-        return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise ContainerError(f"missing {', '.join(missing)}: install them with apt-get (as root)")
-    with working(f"installing {', '.join(TOOLS)} with apt-get"):
-        for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *TOOLS]):
-            done = subprocess.run(
-                args, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            )
-            if done.returncode != 0:
-                raise ContainerError(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    if any(shutil.which(tool) is None for tool in TOOLS):
+        apt_install(TOOLS, ContainerError)
+
+
+def start_container(name: str, image: str, port: int, *options: str) -> None:
+    """Replace any container called `name` with a detached one of `image`, its 8080 on 127.0.0.1:`port`."""
+    podman("rm", "--force", "--ignore", "--time", "10", name)
+    podman("run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080", *options, image)
 
 
 def image_exists(name: str) -> bool:

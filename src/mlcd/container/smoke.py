@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcd.container.podman import podman
+from mlcd.container.podman import podman, start_container
 from mlcd.errors import ContainerError
 
 
@@ -54,9 +54,8 @@ class RunningContainer:
 @contextmanager
 def running(image: str, name: str, timeout: float = 60.0) -> Iterator[RunningContainer]:
     port = free_port()
-    podman("rm", "--force", "--ignore", name)
     started = time.monotonic()
-    podman("run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080", image)
+    start_container(name, image, port)
     try:
         url = f"http://127.0.0.1:{port}"
         try:

@@ -11,6 +11,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from mlcd.apt import apt_install
 from mlcd.errors import DeployError
 
 CONFIG = """\
@@ -56,15 +57,7 @@ def ensure_nginx() -> str:
     found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if found:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        raise DeployError(
-            "nginx is not installed: `apt-get install nginx` (the podman backend proxies with it)"
-        )
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "nginx-light"]):
-        done = subprocess.run(args, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise DeployError(f"{' '.join(args)} failed: {done.stderr.strip()[-1500:]}")
+    apt_install(["nginx-light"], DeployError)  # the podman backend proxies with it
     return "/usr/sbin/nginx"
 
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcd.container.podman import podman
+from mlcd.container.podman import podman, start_container
 from mlcd.container.smoke import http_json
 from mlcd.deploy.nginx import Nginx
 from mlcd.deploy.state import COLOURS, DeployState
@@ -49,14 +49,10 @@ class PodmanBackend:
         return DeployState.from_json(self.state_file.read_text(encoding="utf-8"))
 
     def start(self, colour: str, image: str) -> None:
-        name = self.container(colour)
-        podman("rm", "--force", "--ignore", "--time", "10", name)
-        podman(
-            "run", "--detach", "--name", name,
+        start_container(
+            self.container(colour), image, self.colour_port(colour),
             "--label", f"io.mlcd.environment={self.environment}", "--label", f"io.mlcd.colour={colour}",
-            "--publish", f"127.0.0.1:{self.colour_port(colour)}:8080",
             "--read-only", "--tmpfs", "/tmp",
-            image,
         )  # fmt: skip
 
     def _running(self, colour: str) -> bool:
