@@ -82,11 +82,12 @@ def deploy(backend: Backend, image: str, expected: Expected, timeout: float = 60
         live = f"{state.live.colour} ({state.live.image}) keeps serving" if state else "nothing was serving"
         raise DeployError(f"deploy of {image} failed, traffic not switched; {live}: {exc}") from None
     info(f"{colour} is ready and answered {checked} example records like the bundle")
+    at = now()
     new = DeployState(
         environment=backend.environment,
-        live=Slot(colour, image, served, now()),
+        live=Slot(colour, image, served, at),
         previous=state.live if state else None,
-        switched_at=now(),
+        switched_at=at,
     )
     backend.switch(new)
     return new

@@ -98,6 +98,13 @@ def _ratio(base: float | None, head: float | None) -> float | None:
     return None if not base or head is None else head / base - 1
 
 
+def _rule(name: str, limit: str, value: float | None, spec: str, allowed: float) -> Rule:
+    """A gate rule: `value` (shown with format `spec`) must be at most `allowed`; None when unmeasured."""
+    if value is None:
+        return Rule(name, limit, "not measured on both sides", None)
+    return Rule(name, limit, f"{value:{spec}}", value <= allowed)
+
+
 def gate(rows: list[MetricRow], base: Side, head: Side, params: GateParams) -> list[Rule]:
     rules = []
     by_name = {row.name: row for row in rows}
@@ -105,24 +112,10 @@ def gate(rows: list[MetricRow], base: Side, head: Side, params: GateParams) -> l
         row = by_name.get(name)
         worse = row.worsening if row else None
         word = "rise" if not HIGHER_IS_BETTER[name] else "drop"
-        rules.append(
-            Rule(
-                f"{name} {word} at most {limit:g}",
-                f"{limit:g}",
-                "not measured on both sides" if worse is None else f"{worse:+.4f}",
-                None if worse is None else worse <= limit,
-            )
-        )
+        rules.append(_rule(f"{name} {word} at most {limit:g}", f"{limit:g}", worse, "+.4f", limit))
     for label, limit, ratio in (
         ("single-row latency", params.max_latency_increase, _ratio(base.latency_ms, head.latency_ms)),
         ("bundle size", params.max_size_increase, _ratio(base.bundle_bytes, head.bundle_bytes)),
     ):
-        rules.append(
-            Rule(
-                f"{label} up at most {limit:.0%}",
-                f"{limit:.0%}",
-                "not measured on both sides" if ratio is None else f"{ratio:+.1%}",
-                None if ratio is None else ratio <= limit,
-            )
-        )
+        rules.append(_rule(f"{label} up at most {limit:.0%}", f"{limit:.0%}", ratio, "+.1%", limit))
     return rules
