@@ -10,52 +10,41 @@ with GitLab's cache restored; the image build is excluded (target: <= 2 min in a
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._project import project_copy, sh
-from tests.ci.gitlab_ci_local import GitlabCiLocal, merge_request
+from benchmarks._project import project_copy
+from tests.ci.gitlab_ci_local import (
+    GitlabCiLocal,
+    merge_request,
+    open_merge_request,
+    publish,
+    shared_uv_cache,
+)
 from tests.ci.tools import gitlab_ci_local
+from tests.conftest import Repo
 from tests.report import fake_gitlab
 
 JOBS = ("check", "reproduce", "report")
-
-
-def developer_branch(repo: Path) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["train"]["logistic_regression"]["C"] = 0.5
-    sh("git", "checkout", "-q", "-b", "smaller-c", cwd=repo)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    sh("dvc", "repro", cwd=repo)
-    sh("git", "add", "-A", cwd=repo)
-    sh("git", "commit", "-qm", "C=0.5", cwd=repo)
-    sh("dvc", "push", "--run-cache", cwd=repo)
 
 
 def main() -> None:
     binary = gitlab_ci_local()
     with tempfile.TemporaryDirectory(prefix="mlcd-bench-ci-") as tmp:
         base = Path(tmp)
-        repo = project_copy(base / "repo", everything=True)
-        sh("dvc", "repro", cwd=repo)  # the committed dvc.lock is fresh: this only makes outputs
-        sh("dvc", "push", "--run-cache", cwd=repo)
-        sh("git", "init", "-q", "--bare", "-b", "main", str(base / "origin.git"), cwd=base)
-        sh("git", "remote", "add", "origin", str(base / "origin.git"), cwd=repo)
-        sh("git", "push", "-q", "-u", "origin", "main", cwd=repo)
-        sh("git", "remote", "set-head", "origin", "main", cwd=repo)
-        developer_branch(repo)
+        repo = Repo(project_copy(base / "repo", everything=True))
+        repo.dvc("repro")  # the committed dvc.lock is fresh: this only makes outputs
+        repo.dvc("push", "--run-cache")
+        publish(repo, base / "origin.git")
+        open_merge_request(repo, "smaller-c", **{"train.logistic_regression.C": 0.5})
 
         fake = fake_gitlab.FakeGitLab()
         server, url = fake_gitlab.start(fake)
-        uv_cache = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True, check=True).stdout
-        gitlab = GitlabCiLocal(binary, repo, {"UV_CACHE_DIR": uv_cache.strip(), "UV_LINK_MODE": "hardlink"})
+        gitlab = GitlabCiLocal(binary, repo.path, shared_uv_cache())
         variables = {
             **merge_request(fake.merge_request),
             "DVC_REMOTE_URL": str(base / "mlcd-dvc-remote"),

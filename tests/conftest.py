@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +123,54 @@ def clone_repo(source: Repo, path: Path) -> Repo:
     if source.remote.exists():
         shutil.copytree(source.remote, path.parent / "mlcd-dvc-remote")
     return Repo(path)
+
+
+def free_port_run(length: int = 3) -> int:
+    """A port p with p .. p+length-1 all free: nginx and the two colours."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            start = probe.getsockname()[1]
+        if start + length < 65535 and all(_free(start + i) for i in range(length)):
+            return start
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(url: str, timeout: float = 60, any_answer: bool = True) -> None:
+    """Until `url` answers: with any HTTP status, or (any_answer=False) with a success."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            if any_answer:
+                return
+            time.sleep(0.2)
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_service(args: list[str], url: str, log: Path, any_answer: bool = True) -> subprocess.Popen[bytes]:
+    """A server process for a test, its output in `log`; fails with that log if `url` never answers."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_http(url, any_answer=any_answer)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"{args[0]} did not start:\n{log.read_text(errors='replace')}") from None
+    return process
 
 
 @pytest.fixture(scope="session")

@@ -8,10 +8,6 @@ outputs and run-cache in a local remote, as a developer would leave it.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +16,10 @@ import pytest
 
 from mlcd.container.smoke import free_port
 
-from ..conftest import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, run, tracked_files
+from ..conftest import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, start_service, tracked_files
 from ..report import fake_gitlab
 from . import tools
-from .gitlab_ci_local import GitlabCiLocal
+from .gitlab_ci_local import GitlabCiLocal, publish, shared_uv_cache
 
 
 @dataclass(frozen=True)
@@ -48,12 +44,8 @@ def seed(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> See
     repo.commit("CI, tests and tooling")
     assert not repo.run("git", "diff", "HEAD~1", "--stat", "--", "dvc.lock").stdout, "seed's dvc.lock changed"
     repo.dvc("push", "--run-cache")
-    origin = base / "origin.git"
-    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], base)
-    repo.run("git", "remote", "add", "origin", str(origin))
-    repo.run("git", "push", "-q", "-u", "origin", "main")
-    repo.run("git", "remote", "set-head", "origin", "main")
-    return Seed(repo, origin)
+    publish(repo, base / "origin.git")
+    return Seed(repo, base / "origin.git")
 
 
 @pytest.fixture
@@ -72,49 +64,14 @@ def fake_gitlab_api() -> Iterator[tuple[fake_gitlab.FakeGitLab, str]]:
 
 @pytest.fixture
 def gitlab(gitlab_ci_local_binary: Path, developer: Repo) -> GitlabCiLocal:
-    uv_cache = subprocess.run(
-        ["uv", "cache", "dir"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    return GitlabCiLocal(
-        gitlab_ci_local_binary,
-        developer.path,
-        {
-            # The runner's uv cache, shared by jobs, instead of GitLab's per-job cache archive.
-            "UV_CACHE_DIR": uv_cache.strip(),
-            "UV_LINK_MODE": "hardlink",
-            "DVC_REMOTE_URL": str(developer.remote),
-        },
-    )
-
-
-def wait_http(url: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except urllib.error.HTTPError:
-            return  # it answers
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+    variables = {**shared_uv_cache(), "DVC_REMOTE_URL": str(developer.remote)}
+    return GitlabCiLocal(gitlab_ci_local_binary, developer.path, variables)
 
 
 @dataclass(frozen=True)
 class Service:
     url: str
     address: str  # host:port
-
-
-def _serve(args: list[str], url: str, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as sink:
-        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
-    try:
-        wait_http(url)
-    except TimeoutError:
-        process.kill()
-        raise AssertionError(f"{args[0]} did not start:\n{log.read_text(errors='replace')}") from None
-    return process
 
 
 @pytest.fixture(scope="session")
@@ -129,7 +86,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         f"storage:\n  filesystem:\n    rootdirectory: {base / 'data'}\n"
         f"http:\n  addr: {address}\n"
     )
-    process = _serve([str(binary), "serve", str(config)], f"http://{address}/v2/", base / "log")
+    process = start_service([str(binary), "serve", str(config)], f"http://{address}/v2/", base / "log")
     yield Service(f"http://{address}", address)
     process.terminate()
     process.wait(10)
@@ -141,7 +98,9 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     address = f"127.0.0.1:{free_port()}"
     host, port = address.split(":")
     log = tmp_path_factory.mktemp("moto") / "log"
-    process = _serve([str(VENV_BIN / "moto_server"), "-H", host, "-p", port], f"http://{address}/", log)
+    process = start_service(
+        [str(VENV_BIN / "moto_server"), "-H", host, "-p", port], f"http://{address}/", log
+    )
     yield Service(f"http://{address}", address)
     process.terminate()
     process.wait(10)

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..conftest import command_env
+from ..conftest import Repo, command_env, run
 
 STATE_DIR = ".gitlab-ci-local"
 SHELL_FILE = f"{STATE_DIR}/shell-gitlab-ci.yml"
@@ -26,6 +26,30 @@ PREDEFINED_OVERRIDES = ("CI_PIPELINE_SOURCE", "CI_COMMIT_BRANCH", "CI_SERVER_URL
 # The summary gitlab-ci-local ends with, per job: " PASS  [   58 s] check 54% coverage".
 _RESULT = re.compile(r"^\s*(PASS|FAIL|WARN)\s+\[\s*([^\]]+?)\s*\]\s+(\S+).*$", re.M)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def shared_uv_cache() -> dict[str, str]:
+    """Variables that point jobs at this machine's uv cache, instead of GitLab's per-job cache archive."""
+    cache = subprocess.run(["uv", "cache", "dir"], capture_output=True, text=True, check=True).stdout.strip()
+    return {"UV_CACHE_DIR": cache, "UV_LINK_MODE": "hardlink"}
+
+
+def publish(repo: Repo, origin: Path) -> None:
+    """Make a bare `origin` holding repo's main, as the clone GitLab's runner would fetch from."""
+    run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], origin.parent)
+    repo.run("git", "remote", "add", "origin", str(origin))
+    repo.run("git", "push", "-q", "-u", "origin", "main")
+    repo.run("git", "remote", "set-head", "origin", "main")
+
+
+def open_merge_request(repo: Repo, branch: str, **params: object) -> None:
+    """A developer's branch: params changed, `dvc repro` run, lock committed, outputs pushed."""
+    repo.run("git", "checkout", "-q", "-b", branch)
+    repo.set_params(**params)
+    repo.dvc("repro")
+    repo.commit(f"{branch}: {params}")
+    repo.dvc("push", "--run-cache")
+    repo.run("git", "push", "-q", "origin", branch)
 
 
 def merge_request(iid: int = 3, target: str = "main") -> dict[str, str]:

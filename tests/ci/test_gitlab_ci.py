@@ -10,24 +10,13 @@ import pytest
 from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, ensure_tools, inspect_image, podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
-from ..conftest import Repo
-from ..deploy.test_podman_deploy import free_port_run
-from .gitlab_ci_local import GitlabCiLocal, merge_request
+from ..conftest import Repo, free_port_run
+from .gitlab_ci_local import GitlabCiLocal, merge_request, open_merge_request
 
 pytestmark = pytest.mark.ci
 
 MR_UNSET = ("CI_COMMIT_BRANCH",)  # GitLab leaves it unset in merge-request pipelines
 TAG = "model@v1.2.0"
-
-
-def open_merge_request(repo: Repo, branch: str, **params: object) -> None:
-    """A developer's branch: params changed, `dvc repro` run, lock committed, outputs pushed."""
-    repo.run("git", "checkout", "-q", "-b", branch)
-    repo.set_params(**params)
-    repo.dvc("repro")
-    repo.commit(f"{branch}: {params}")
-    repo.dvc("push", "--run-cache")
-    repo.run("git", "push", "-q", "origin", branch)
 
 
 def when(jobs: dict[str, dict]) -> dict[str, str]:

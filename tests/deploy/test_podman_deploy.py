@@ -7,7 +7,6 @@ so its server refuses to start and never answers /ready.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from mlcd.container.image import build
 from mlcd.container.podman import podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
-from ..conftest import Repo, clone_repo
+from ..conftest import Repo, clone_repo, free_port_run
 
 pytestmark = pytest.mark.image
 ENVIRONMENT = "pytest"
@@ -57,26 +56,6 @@ def releases(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) ->
     yield {"v1": v1, "v2": v2, "v3": v3}
     for release in (v1, v2, v3):
         podman("rmi", "--force", release.image, check=False)
-
-
-def free_port_run(length: int = 3) -> int:
-    """A port p with p .. p+length-1 all free: nginx and the two colours."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            start = probe.getsockname()[1]
-        if start + length < 65535 and all(_free(start + i) for i in range(length)):
-            return start
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @dataclass

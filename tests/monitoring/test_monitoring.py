@@ -21,7 +21,7 @@ import yaml
 from mlcd.container.smoke import free_port, wait_ready
 
 from ..ci.tools import apt_install
-from ..conftest import PROJECT_ROOT, Repo
+from ..conftest import PROJECT_ROOT, Repo, start_service
 
 pytestmark = pytest.mark.e2e  # Debian's prometheus/promtool, installed with apt-get when missing
 MONITORING = PROJECT_ROOT / "monitoring"
@@ -80,23 +80,12 @@ def prometheus(promtool: str, api: str, tmp_path_factory: pytest.TempPathFactory
     config["scrape_configs"][0]["static_configs"][0]["targets"] = [api.removeprefix("http://")]
     (base / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    with (base / "log").open("wb") as log:
-        process = subprocess.Popen(
-            ["prometheus", f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        process.kill()
-        raise AssertionError(f"prometheus did not start: {(base / 'log').read_text()}")
+    process = start_service(
+        ["prometheus", f"--config.file={base / 'prometheus.yml'}", f"--storage.tsdb.path={base / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--log.level=warn"],
+        f"{url}/-/ready", base / "log", any_answer=False,
+    )  # fmt: skip
     yield url
     process.terminate()
     process.wait(10)
