@@ -13,6 +13,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from mlcd.blas import pin_blas_kernel
 from mlcd.config import Params, ProjectPaths, load_params
 from mlcd.console import console
 from mlcd.errors import MlcdError
@@ -453,19 +454,30 @@ def ci_reproduce(
     ] = None,
     repo: RootOption = Path(),
 ) -> None:
-    """Pull from the DVC remote in DVC_REMOTE_URL, `dvc repro`, and fail if the committed dvc.lock was wrong.
+    """`dvc repro` with what DVC_REMOTE_URL holds, and fail if the committed dvc.lock was wrong.
 
-    The lock is wrong when a stage's code, data or params changed without `dvc repro` (stale, named by
-    stage) or when a stage gives different outputs from the same inputs (non-deterministic). Without
-    DVC_REMOTE_URL the pipeline is reproduced from scratch and nothing is pulled or pushed.
+    Wrong means stale (a stage's code, data or params changed without `dvc repro`, named by stage) or
+    different (a stage gave other results from the same inputs). Outputs whose bytes differ are compared
+    by content first: float noise from another CPU is "equivalent" and passes, with the largest
+    difference named. Without DVC_REMOTE_URL the pipeline is reproduced from scratch and nothing is
+    pulled or pushed. README "Reproducibility" says what is byte-identical where.
     """
+    from mlcd.ci.equivalence import Verdict
     from mlcd.ci.reproduce import reproduce
 
     done = reproduce(repo, push, dotenv)
+    for comparison in done.comparisons:
+        console.print(comparison.line(), highlight=False)
     timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in done.seconds.items())
+    meaning = {
+        Verdict.IDENTICAL: "identical: every output has the committed bytes",
+        Verdict.EQUIVALENT: "equivalent: some bytes differ by float noise only (another CPU or BLAS kernel)",
+        Verdict.UNVERIFIED: "equivalent where compared (the unverified outputs above have no committed copy)",
+    }[done.verdict]
     console.print(
-        f"[green]dvc.lock verified[/]: model {done.model_hash[:12]}; {timings}"
-        + ("; outputs and run-cache pushed" if done.pushed else "")
+        f"[green]dvc.lock verified[/], {meaning}; model {done.model_hash[:12]}; {timings}"
+        + ("; outputs and run-cache pushed" if done.pushed else ""),
+        highlight=False,
     )
 
 
@@ -507,6 +519,8 @@ def _record_stats() -> None:
 
 
 def main() -> None:
+    # Before any command imports numpy: OpenBLAS reads its kernel choice once, at load.
+    pin_blas_kernel()
     try:
         app(prog_name="mlcd")
     finally:

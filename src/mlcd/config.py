@@ -202,6 +202,12 @@ def load_params(path: Path | str = PARAMS_FILE) -> Params:
     return parse_params(raw, origin=str(path))
 
 
+# The plot data files under ProjectPaths.plots, one per plot dvc.yaml declares. Evaluate writes
+# every one for every task; one that does not fit the task is a bare `[]`, which `dvc plots`
+# skips quietly (a missing file would be a "failed to load" warning).
+PLOT_NAMES = ("roc", "precision_recall", "confusion", "predicted_vs_actual")
+
+
 @dataclass(frozen=True)
 class ProjectPaths:
     """Where every stage reads and writes, relative to the project root.
@@ -214,6 +220,10 @@ class ProjectPaths:
     @property
     def params(self) -> Path:
         return self.root / PARAMS_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "dvc.lock"
 
     @property
     def external_data(self) -> Path:

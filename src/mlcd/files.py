@@ -26,11 +26,31 @@ _FILE_MODE = 0o666 & ~_umask()
 _DIR_MODE = 0o777 & ~_umask()
 
 
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}."
+
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def remove_leftovers(target: Path) -> None:
+    """Delete temporary siblings of `target` that a killed run left behind (no `finally` ran).
+
+    DVC holds the repository lock while a stage runs, so no other writer owns them.
+    """
+    for stale in target.parent.glob(f"{_temp_prefix(target)}*{_TEMP_SUFFIX}"):
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary sibling of `target`; move it into place only on success."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    remove_leftovers(target)
+    fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -45,7 +65,8 @@ def atomic_path(target: Path) -> Iterator[Path]:
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Like atomic_path for a directory: build it aside, then swap it in."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_leftovers(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=_TEMP_SUFFIX, dir=target.parent))
     try:
         yield tmp
         tmp.chmod(_DIR_MODE)

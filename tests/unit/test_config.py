@@ -116,7 +116,8 @@ def test_every_stage_depends_on_its_own_module_and_real_params():
     stages = _dvc_yaml()["stages"]
     defaults = Params().as_dict()
     for name, stage in stages.items():
-        assert stage["cmd"] == f"mlcd {name}"
+        # The stage runs the src/ of the directory DVC runs it in (dvc exp --temp, queue workers).
+        assert stage["cmd"] == f"PYTHONPATH=src python -m mlcd {name}"
         assert any(str(dep).startswith("src/mlcd/") for dep in stage["deps"]), name
         for key in stage.get("params", []):
             node = defaults

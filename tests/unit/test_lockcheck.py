@@ -33,14 +33,14 @@ def test_changed_source_file_is_stale_and_downstream_stages_are_consequences():
     assert lines[-1] == "changed only because an upstream output changed: evaluate"
 
 
-def test_same_inputs_different_outputs_is_non_determinism():
+def test_same_inputs_different_outputs_is_left_to_the_content_comparison():
     reproduced = copy.deepcopy(COMMITTED)
     _entry(reproduced, "package", "outs", "models/bundle")["md5"] = "2" * 32 + ".dir"
     (drift,) = lock_drift(COMMITTED, reproduced)
     assert drift.kind == "non-deterministic"
-    assert explain([drift])[0].startswith(
-        "non-deterministic: stage 'package' produced different outputs from the same inputs: models/bundle"
-    )
+    assert drift.changed_outputs == ["models/bundle"]
+    # Not called non-determinism by hash alone: float noise from another CPU changes bytes too.
+    assert explain([drift]) == []
 
 
 def test_nested_params_are_named_by_dotted_key_and_missing_stages_are_stale():

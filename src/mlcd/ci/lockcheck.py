@@ -2,8 +2,9 @@
 
 A stage whose own inputs (command, source files, data, params) differ from the
 commit means the lock is stale: someone changed code or params and did not run
-`dvc repro`. A stage whose inputs match but whose outputs differ is
-non-deterministic. Stages that only differ because an upstream output changed
+`dvc repro`. A stage whose inputs match but whose output bytes differ is either
+float noise (another CPU) or non-determinism: ci/equivalence.py tells which by
+comparing contents. Stages that only differ because an upstream output changed
 are named too, but as consequences, so the message points at the cause.
 """
 
@@ -18,7 +19,8 @@ class StageDrift:
     stage: str
     inputs: list[str] = field(default_factory=list)  # own inputs that changed
     upstream: list[str] = field(default_factory=list)  # deps produced by other stages that changed
-    outputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)  # each changed output with its hashes, for people
+    changed_outputs: list[str] = field(default_factory=list)  # the same outputs' paths
 
     @property
     def kind(self) -> str:
@@ -86,28 +88,26 @@ def lock_drift(committed: dict[str, Any], reproduced: dict[str, Any]) -> list[St
         for path, before, after in _diff(_hashes(old.get("deps")), _hashes(new.get("deps"))):
             (drift.upstream if path in produced else drift.inputs).append(_file_change(path, before, after))
         drift.inputs += [_param_change(*change) for change in _diff(_params(old), _params(new))]
-        drift.outputs += [
-            _file_change(*change) for change in _diff(_hashes(old.get("outs")), _hashes(new.get("outs")))
-        ]
+        for change in _diff(_hashes(old.get("outs")), _hashes(new.get("outs"))):
+            drift.outputs.append(_file_change(*change))
+            drift.changed_outputs.append(change[0])
         if drift.inputs or drift.upstream or drift.outputs:
             drifts.append(drift)
     return drifts
 
 
 def explain(drifts: list[StageDrift]) -> list[str]:
-    """One line per stage, causes first, saying what to do."""
-    lines = []
-    for drift in drifts:
-        if drift.kind == "stale":
-            lines.append(
-                f"stale: stage '{drift.stage}' was not re-run after its inputs changed: "
-                f"{'; '.join(drift.inputs)}. Run `dvc repro`, commit dvc.lock and `dvc push`."
-            )
-        elif drift.kind == "non-deterministic":
-            lines.append(
-                f"non-deterministic: stage '{drift.stage}' produced different outputs from the same inputs: "
-                f"{'; '.join(drift.outputs)}. Seed or sort what varies between runs."
-            )
+    """One line per stale stage, saying what to do, then the stages that only followed upstream.
+
+    Stages whose outputs changed from the same inputs are not judged here: their contents decide
+    (ci/equivalence.py), since float noise from another CPU changes bytes too.
+    """
+    lines = [
+        f"stale: stage '{drift.stage}' was not re-run after its inputs changed: "
+        f"{'; '.join(drift.inputs)}. Run `dvc repro`, commit dvc.lock and `dvc push`."
+        for drift in drifts
+        if drift.kind == "stale"
+    ]
     downstream = [drift.stage for drift in drifts if drift.kind == "downstream"]
     if downstream:
         lines.append(f"changed only because an upstream output changed: {', '.join(downstream)}")

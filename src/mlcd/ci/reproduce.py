@@ -1,17 +1,26 @@
-"""The reproduce job: pull what the remote has, `dvc repro`, prove dvc.lock was right, push on main."""
+"""The reproduce job: `dvc repro` with what the remote has, prove dvc.lock was right, push on main.
+
+Proof has three verdicts. Identical: every reproduced output has the committed bytes.
+Equivalent: some bytes differ, but only by float noise (ci/equivalence.py compares
+contents); the job passes and names the largest difference. Different: a stage gave
+other results from the same inputs; the job fails, naming stage, file and difference.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from mlcd.blas import CORETYPE_VARIABLE
+from mlcd.bundle import read_manifest
+from mlcd.ci.equivalence import Comparison, ModelCheck, Verdict, compare_output, overall
 from mlcd.ci.lockcheck import explain, lock_drift
 from mlcd.ci.remote import URL_VARIABLE, configure_remote
 from mlcd.config import ProjectPaths
@@ -26,6 +35,8 @@ class Reproduced:
     pushed: bool
     model_hash: str
     seconds: dict[str, float]
+    verdict: Verdict = Verdict.IDENTICAL
+    comparisons: list[Comparison] = field(default_factory=list)
 
 
 def dvc(root: Path, *args: str) -> None:
@@ -36,34 +47,84 @@ def dvc(root: Path, *args: str) -> None:
         raise PipelineError(f"`dvc {' '.join(args)}` failed (exit {done.returncode}); its output is above")
 
 
+def model_check(root: Path) -> ModelCheck | None:
+    """The test split and tolerance models are judged by; None when the workspace has no test split."""
+    from mlcd.config import load_params
+    from mlcd.data.model_input import read_split
+    from mlcd.data.schema import load_schema
+    from mlcd.modeling.package import onnx_feeds, parity_tolerance
+
+    paths = ProjectPaths(root)
+    params = load_params(paths.params)
+    if not paths.test_data.is_file():
+        return None
+    schema = load_schema(root / params.data.schema)
+    features, _ = read_split(paths.test_data, schema)
+    return ModelCheck(features, parity_tolerance(params), lambda frame: onnx_feeds(frame, schema))
+
+
+def judge(root: Path, committed: dict[str, Any], reproduced: dict[str, Any]) -> list[Comparison]:
+    """Compare every output whose hash moved; raise on stale stages or a real difference."""
+    drifts = lock_drift(committed, reproduced)
+    if any(drift.kind == "stale" for drift in drifts):
+        raise PipelineError("the committed dvc.lock does not match the reproduced pipeline:", explain(drifts))
+    if not drifts:
+        return []
+    from dvc.api import DVCFileSystem
+
+    committed_fs = DVCFileSystem(str(root), rev="HEAD")
+    check = model_check(root)
+    comparisons = [
+        comparison
+        for drift in drifts
+        for output in drift.changed_outputs
+        for comparison in compare_output(drift.stage, output, root, committed_fs, check)
+    ]
+    if overall(comparisons) is Verdict.DIFFERENT:
+        raise PipelineError(
+            "the reproduced pipeline differs from the committed dvc.lock by more than float noise: "
+            "the same inputs gave other results. Seed or sort what varies between runs, then "
+            "`dvc repro` twice to check, and commit dvc.lock:",
+            [c.line() for c in comparisons if c.verdict is not Verdict.EQUIVALENT],
+        )
+    return comparisons
+
+
 def reproduce(root: Path, push: bool, dotenv: Path | None) -> Reproduced:
-    committed_text = show_file(root, "HEAD", "dvc.lock")
+    paths = ProjectPaths(root)
+    committed_text = show_file(root, "HEAD", paths.lock.name)
     if committed_text is None:
         raise PipelineError("HEAD has no dvc.lock: run `dvc repro` and commit dvc.lock")
     remote = configure_remote(root, os.environ)
     if push and remote is None:
         raise PipelineError(f"cannot push outputs: set the CI/CD variable {URL_VARIABLE} (see README)")
+    info(f"BLAS kernel: {os.environ.get(CORETYPE_VARIABLE) or 'chosen by OpenBLAS for this CPU'}")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     if remote is None:
         warn(f"{URL_VARIABLE} is not set: reproducing from scratch, nothing pulled or pushed")
+        dvc(root, "repro")
+    elif push:
+        info(f"DVC remote: {remote}")
+        # The default branch makes whatever the remote lacks, so it can push it afterwards.
+        dvc(root, "pull", "--run-cache", "--allow-missing")
+        dvc(root, "repro")
     else:
         info(f"DVC remote: {remote}")
-        # Outputs and run-cache the remote lacks are fine: dvc repro makes them.
-        dvc(root, "pull", "--run-cache", "--allow-missing")
-        seconds["pull"] = time.perf_counter() - started
-    started = time.perf_counter()
-    dvc(root, "repro")
+        # A merge request fetches only what the stages that re-run need, plus the bundle for build.
+        dvc(root, "repro", "--pull", "--allow-missing")
+        dvc(root, "pull", "--allow-missing", paths.bundle.relative_to(root).as_posix())
     seconds["repro"] = time.perf_counter() - started
-    reproduced = yaml.safe_load((root / "dvc.lock").read_text(encoding="utf-8"))
-    if drifts := lock_drift(yaml.safe_load(committed_text), reproduced):
-        raise PipelineError("the committed dvc.lock does not match the reproduced pipeline:", explain(drifts))
+    reproduced = yaml.safe_load(paths.lock.read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    comparisons = judge(root, yaml.safe_load(committed_text), reproduced)
+    seconds["compare"] = time.perf_counter() - started
     if push:
         started = time.perf_counter()
         dvc(root, "push", "--run-cache")
         seconds["push"] = time.perf_counter() - started
-    manifest = json.loads((ProjectPaths(root).bundle / "manifest.json").read_text(encoding="utf-8"))
+    manifest = read_manifest(paths.bundle)
     if dotenv is not None:
         # A dotenv report hands these to later jobs (build labels the image with them).
         dotenv.write_text(f"MODEL_HASH={manifest['model_hash']}\n", encoding="utf-8")
-    return Reproduced(remote, push, manifest["model_hash"], seconds)
+    return Reproduced(remote, push, manifest["model_hash"], seconds, overall(comparisons), comparisons)

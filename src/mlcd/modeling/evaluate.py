@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-from mlcd.config import DataParams, EvaluateParams, ProjectPaths
+from mlcd.config import PLOT_NAMES, DataParams, EvaluateParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
@@ -110,8 +110,10 @@ def plot_data(
 
 
 def write_plots(data: dict[str, list[dict[str, Any]]], plot_dir: Path) -> None:
-    for name, records in data.items():
-        write_json(plot_dir / f"{name}.json", {name: records})
+    for name in PLOT_NAMES:
+        # A bare [] is how dvc skips a plot quietly; {name: []} would be an error in `dvc plots show`.
+        records = data.get(name)
+        write_json(plot_dir / f"{name}.json", {name: records} if records else [])
 
 
 def run_evaluate(data: DataParams, params: EvaluateParams, paths: ProjectPaths) -> dict[str, float]:

@@ -17,12 +17,11 @@ import numpy as np
 from dvc_data.index.index import DataIndexDirError
 
 from mlcd.bundle import verify_bundle
-from mlcd.config import ProjectPaths
+from mlcd.config import PLOT_NAMES, ProjectPaths
 from mlcd.errors import MlcdError
 from mlcd.versions.gitrepo import git, resolve_commit
 from mlcd.versions.storage import copy_out
 
-PLOTS = ("roc", "precision_recall", "confusion", "predicted_vs_actual")
 PROCESSED = ("data/raw/dataset.parquet", "data/processed/train.parquet", "data/processed/test.parquet")
 LATENCY_REPEATS = 300
 
@@ -121,8 +120,10 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
             side.data_hashes[path] = fs.info(path).get("dvc_info", {}).get("md5")
         except (FileNotFoundError, OSError):
             side.data_hashes[path] = None
-    for name in PLOTS:
-        if (data := _json_at(fs, f"{paths.plots.as_posix()}/{name}.json")) is not None:
+    for name in PLOT_NAMES:
+        # A plot that does not fit the task is stored empty (see config.PLOT_NAMES).
+        data = _json_at(fs, f"{paths.plots.as_posix()}/{name}.json")
+        if isinstance(data, dict) and data.get(name):
             side.plots[name] = data[name]
     bundle = paths.bundle.as_posix()
     try:
