@@ -452,6 +452,13 @@ def ci_reproduce(
     dotenv: Annotated[
         Path | None, typer.Option(help="write MODEL_HASH=... here, for a GitLab dotenv report.")
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="re-run every stage, after fetching the committed outputs, to prove the lock here.",
+        ),
+    ] = False,
     repo: RootOption = Path(),
 ) -> None:
     """`dvc repro` with what DVC_REMOTE_URL holds, and fail if the committed dvc.lock was wrong.
@@ -465,17 +472,18 @@ def ci_reproduce(
     from mlcd.ci.equivalence import Verdict
     from mlcd.ci.reproduce import reproduce
 
-    done = reproduce(repo, push, dotenv)
+    done = reproduce(repo, push, dotenv, force)
     for comparison in done.comparisons:
         console.print(comparison.line(), highlight=False)
     timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in done.seconds.items())
     meaning = {
-        Verdict.IDENTICAL: "identical: every output has the committed bytes",
+        Verdict.IDENTICAL: "identical: every compared output has the committed bytes",
         Verdict.EQUIVALENT: "equivalent: some bytes differ by float noise only (another CPU or BLAS kernel)",
-        Verdict.UNVERIFIED: "equivalent where compared (the unverified outputs above have no committed copy)",
     }[done.verdict]
+    unverified = sum(c.verdict is Verdict.UNVERIFIED for c in done.comparisons)
     console.print(
         f"[green]dvc.lock verified[/], {meaning}; model {done.model_hash[:12]}; {timings}"
+        + (f"; {unverified} output(s) not compared, no committed copy here" if unverified else "")
         + ("; outputs and run-cache pushed" if done.pushed else ""),
         highlight=False,
     )

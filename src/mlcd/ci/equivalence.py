@@ -40,12 +40,12 @@ _DIGEST = re.compile(r"^[0-9a-f]{32,64}$")
 
 
 class Verdict(IntEnum):
-    """Ordered by how much they say against the committed lock."""
+    """Ordered by how much they say against the committed lock; UNVERIFIED says nothing either way."""
 
+    UNVERIFIED = -1
     IDENTICAL = 0
     EQUIVALENT = 1
-    UNVERIFIED = 2
-    DIFFERENT = 3
+    DIFFERENT = 2
 
     def __str__(self) -> str:
         return self.name.lower()
@@ -269,4 +269,6 @@ def compare_output(
 
 
 def overall(comparisons: list[Comparison]) -> Verdict:
-    return max((c.verdict for c in comparisons), default=Verdict.IDENTICAL)
+    """The worst verdict among the outputs that could be compared."""
+    compared = [c.verdict for c in comparisons if c.verdict is not Verdict.UNVERIFIED]
+    return max(compared, default=Verdict.IDENTICAL)

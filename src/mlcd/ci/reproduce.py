@@ -58,7 +58,7 @@ def model_check(root: Path) -> ModelCheck | None:
     params = load_params(paths.params)
     if not paths.test_data.is_file():
         return None
-    schema = load_schema(root / params.data.schema)
+    schema = load_schema(paths.schema(params.data))
     features, _ = read_split(paths.test_data, schema)
     return ModelCheck(features, parity_tolerance(params), lambda frame: onnx_feeds(frame, schema))
 
@@ -90,7 +90,30 @@ def judge(root: Path, committed: dict[str, Any], reproduced: dict[str, Any]) -> 
     return comparisons
 
 
-def reproduce(root: Path, push: bool, dotenv: Path | None) -> Reproduced:
+def _run_pipeline(root: Path, remote: str | None, push: bool, force: bool) -> None:
+    bundle = ProjectPaths().bundle.as_posix()
+    if remote is None:
+        warn(f"{URL_VARIABLE} is not set: reproducing from scratch, nothing pulled or pushed")
+    else:
+        info(f"DVC remote: {remote}")
+    if force:
+        # Every stage runs here; the committed outputs are fetched first so they can be compared.
+        if remote is not None:
+            dvc(root, "pull", "--allow-missing")
+        dvc(root, "repro", "--force")
+    elif remote is None:
+        dvc(root, "repro")
+    elif push:
+        # The default branch makes whatever the remote lacks, so it can push it afterwards.
+        dvc(root, "pull", "--run-cache", "--allow-missing")
+        dvc(root, "repro")
+    else:
+        # A merge request fetches only what the stages that re-run need, plus the bundle for build.
+        dvc(root, "repro", "--pull", "--allow-missing")
+        dvc(root, "pull", "--allow-missing", bundle)
+
+
+def reproduce(root: Path, push: bool, dotenv: Path | None, force: bool = False) -> Reproduced:
     paths = ProjectPaths(root)
     committed_text = show_file(root, "HEAD", paths.lock.name)
     if committed_text is None:
@@ -101,19 +124,7 @@ def reproduce(root: Path, push: bool, dotenv: Path | None) -> Reproduced:
     info(f"BLAS kernel: {os.environ.get(CORETYPE_VARIABLE) or 'chosen by OpenBLAS for this CPU'}")
     seconds: dict[str, float] = {}
     started = time.perf_counter()
-    if remote is None:
-        warn(f"{URL_VARIABLE} is not set: reproducing from scratch, nothing pulled or pushed")
-        dvc(root, "repro")
-    elif push:
-        info(f"DVC remote: {remote}")
-        # The default branch makes whatever the remote lacks, so it can push it afterwards.
-        dvc(root, "pull", "--run-cache", "--allow-missing")
-        dvc(root, "repro")
-    else:
-        info(f"DVC remote: {remote}")
-        # A merge request fetches only what the stages that re-run need, plus the bundle for build.
-        dvc(root, "repro", "--pull", "--allow-missing")
-        dvc(root, "pull", "--allow-missing", paths.bundle.relative_to(root).as_posix())
+    _run_pipeline(root, remote, push, force)
     seconds["repro"] = time.perf_counter() - started
     reproduced = yaml.safe_load(paths.lock.read_text(encoding="utf-8"))
     started = time.perf_counter()
