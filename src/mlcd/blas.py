@@ -27,7 +27,7 @@ AUTO = "auto"
 
 # The x86-64 instructions each kernel needs (as /proc/cpuinfo names them).
 REQUIRED_FLAGS: dict[str, frozenset[str]] = {
-    "Prescott": frozenset({"sse3"}),
+    "Prescott": frozenset({"pni"}),  # SSE3, as Linux names it
     "Sandybridge": frozenset({"avx"}),
     "Haswell": frozenset({"avx2", "fma"}),
     "SkylakeX": frozenset({"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512cd"}),

@@ -452,6 +452,10 @@ def ci_reproduce(
     dotenv: Annotated[
         Path | None, typer.Option(help="write MODEL_HASH=... here, for a GitLab dotenv report.")
     ] = None,
+    metrics_report: Annotated[
+        Path | None,
+        typer.Option(help="write the test metrics here as `name value` lines, GitLab's metrics report."),
+    ] = None,
     force: Annotated[
         bool,
         typer.Option(
@@ -472,7 +476,7 @@ def ci_reproduce(
     from mlcd.ci.equivalence import Verdict
     from mlcd.ci.reproduce import reproduce
 
-    done = reproduce(repo, push, dotenv, force)
+    done = reproduce(repo, push, dotenv, force, metrics_report)
     for comparison in done.comparisons:
         console.print(comparison.line(), highlight=False)
     timings = ", ".join(f"{step} {seconds:.1f} s" for step, seconds in done.seconds.items())

@@ -65,10 +65,16 @@ def test_merge_request_with_a_param_change_passes_and_posts_the_note(
         "CI_SERVER_URL": url,
         "CI_PROJECT_ID": fake.project,
         "GITLAB_TOKEN": "glpat-test-token",
+        # The runner is another CPU family than the committer's: another BLAS kernel.
+        "OPENBLAS_CORETYPE": "Sandybridge",
     }
     run = gitlab.run("check", "reproduce", "report", variables=variables, unset=MR_UNSET)
     assert run.results == {"check": "PASS", "reproduce": "PASS", "report": "PASS"}, run.explain()
-    assert "dvc.lock verified" in run.log("reproduce")
+    log = run.log("reproduce")
+    assert "BLAS kernel: Sandybridge" in log
+    assert "dvc.lock verified, identical" in log or "dvc.lock verified, equivalent" in log
+    metrics_report = gitlab.project / ".gitlab-ci-local" / "artifacts" / "reproduce"
+    assert any("roc_auc " in f.read_text() for f in metrics_report.rglob("metrics.txt"))
     assert [request.headers.get("private-token") for request in fake.requests if request.method != "GET"]
     (note,) = fake.notes.values()
     assert "<!-- mlcd-report -->" in note
@@ -192,6 +198,16 @@ def test_reproduce_against_an_s3_remote_pushes_on_main_and_pulls_on_a_merge_requ
     log = mr.log("reproduce")
     assert log.count("didn't change, skipping") == 6, "outputs were not pulled from S3"
     assert "outputs and run-cache pushed" not in log
+
+    # A default-branch runner of another CPU family, with a remote of its own to fill: it
+    # reproduces everything under its kernel, passes as equivalent, and says what it pushed.
+    client.create_bucket(Bucket="mlcd-other-cpu")
+    other = {**variables, "DVC_REMOTE_URL": "s3://mlcd-other-cpu/dvc", "CI_COMMIT_BRANCH": "main"}
+    main = gitlab.run("reproduce", variables={**other, "OPENBLAS_CORETYPE": "Prescott"})
+    assert main.results == {"reproduce": "PASS"}, main.explain()
+    log = main.log("reproduce")
+    assert "BLAS kernel: Prescott" in log and "dvc.lock verified, equivalent" in log
+    assert "pushed this runner's equivalent outputs" in log
 
 
 def _boto(credentials: dict[str, str]) -> dict[str, str]:

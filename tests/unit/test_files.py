@@ -37,3 +37,33 @@ def test_published_files_get_umask_modes(tmp_path):
 @pytest.mark.parametrize(("size", "text"), [(12, "12 B"), (2048, "2.0 KB"), (5 * 2**20, "5.0 MB")])
 def test_human_size(size, text):
     assert human_size(size) == text
+
+
+def test_a_killed_write_leaves_a_temporary_the_next_write_removes(tmp_path):
+    """SIGKILL runs no `finally`: the leftover is ignored by git and cleaned by the next run."""
+    import signal
+    import subprocess
+    import sys
+
+    from ..helpers import PROJECT_ROOT
+
+    target = tmp_path / "models" / "bundle"
+    script = (
+        "import os, signal, sys\n"
+        "from pathlib import Path\n"
+        "from mlcd.files import atomic_dir\n"
+        "with atomic_dir(Path(sys.argv[1])) as tmp:\n"
+        "    (tmp / 'model.onnx').write_bytes(b'half')\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(target)], check=False)
+    assert done.returncode == -signal.SIGKILL
+    (leftover,) = target.parent.iterdir()
+    assert leftover.name.startswith(".bundle.") and leftover.name.endswith(".tmp")
+    ignored = subprocess.run(
+        ["git", "check-ignore", "--no-index", "-q", f"models/{leftover.name}/model.onnx"], cwd=PROJECT_ROOT
+    )
+    assert ignored.returncode == 0, "git would show the leftover as untracked"
+    with atomic_dir(target) as tmp:
+        (tmp / "model.onnx").write_bytes(b"whole")
+    assert [p.name for p in target.parent.iterdir()] == ["bundle"]

@@ -19,14 +19,17 @@ from typing import Any
 import yaml
 
 from mlcd.blas import CORETYPE_VARIABLE
-from mlcd.bundle import read_manifest
+from mlcd.bundle import MANIFEST, read_manifest
 from mlcd.ci.equivalence import Comparison, ModelCheck, Verdict, compare_output, overall
 from mlcd.ci.lockcheck import explain, lock_drift
 from mlcd.ci.remote import URL_VARIABLE, configure_remote
 from mlcd.config import ProjectPaths
 from mlcd.console import info, warn
 from mlcd.errors import PipelineError
+from mlcd.files import read_json
 from mlcd.versions.gitrepo import show_file
+
+PACKAGE_STAGE = "package"  # the dvc.yaml stage that writes the bundle
 
 
 @dataclass
@@ -111,9 +114,14 @@ def _run_pipeline(root: Path, remote: str | None, push: bool, force: bool) -> No
         # A merge request fetches only what the stages that re-run need, plus the bundle for build.
         dvc(root, "repro", "--pull", "--allow-missing")
         dvc(root, "pull", "--allow-missing", bundle)
+        if not (root / bundle / MANIFEST).is_file():
+            info("the remote has no copy of the committed bundle (not pushed?): building it here")
+            dvc(root, "repro", "--pull", PACKAGE_STAGE)
 
 
-def reproduce(root: Path, push: bool, dotenv: Path | None, force: bool = False) -> Reproduced:
+def reproduce(
+    root: Path, push: bool, dotenv: Path | None, force: bool = False, metrics_report: Path | None = None
+) -> Reproduced:
     paths = ProjectPaths(root)
     committed_text = show_file(root, "HEAD", paths.lock.name)
     if committed_text is None:
@@ -134,7 +142,17 @@ def reproduce(root: Path, push: bool, dotenv: Path | None, force: bool = False) 
         started = time.perf_counter()
         dvc(root, "push", "--run-cache")
         seconds["push"] = time.perf_counter() - started
+        if changed := sorted({c.path for c in comparisons if c.verdict is Verdict.EQUIVALENT}):
+            # The remote now holds this runner's bytes; the lock's own objects exist where it was made.
+            warn(
+                "pushed this runner's equivalent outputs; the committed dvc.lock's own copies of "
+                f"{', '.join(changed)} reach the remote only by `dvc push` from the machine that made it"
+            )
     manifest = read_manifest(paths.bundle)
+    if metrics_report is not None:
+        from mlcd.report.render import metrics_report as gitlab_metrics
+
+        metrics_report.write_text(gitlab_metrics(read_json(paths.metrics)), encoding="utf-8")
     if dotenv is not None:
         # A dotenv report hands these to later jobs (build labels the image with them).
         dotenv.write_text(f"MODEL_HASH={manifest['model_hash']}\n", encoding="utf-8")

@@ -53,7 +53,8 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
             local_links = {image.stem: image.name for image in images}
             markdown = body(local_links)
             (tmp / REPORT).write_text(markdown, encoding="utf-8")
-            (tmp / METRICS_REPORT).write_text(render.metrics_report(rows), encoding="utf-8")
+            head_metrics = {row.name: row.head for row in rows}
+            (tmp / METRICS_REPORT).write_text(render.metrics_report(head_metrics), encoding="utf-8")
             summary = {
                 "base": base_sha,
                 "head": head_commit,
