@@ -159,3 +159,19 @@ def test_own_data_tracked_with_dvc_add_drives_ingest(repo_copy):
     repo_copy.dvc("add", "data/external/mine.csv")
     status = repo_copy.dvc("status", "ingest").stdout
     assert "changed deps" in status and "data/external" in status
+
+
+def test_plots_show_and_diff_load_without_errors_for_a_classifier(reproduced_repo):
+    """Every plot dvc.yaml declares loads; the regression-only one is empty, so dvc leaves it out."""
+    import json
+
+    for command in (["plots", "show", "--json"], ["plots", "diff", "HEAD", "--json"]):
+        done = reproduced_repo.dvc(*command)
+        assert "failed to load" not in done.stdout + done.stderr, command
+        shown = json.loads(done.stdout[done.stdout.index("{") :])
+        assert not shown.get("errors"), shown.get("errors")
+        assert shown["data"]["Predicted vs actual"] == []
+        roc = shown["data"]["ROC"][0]["content"]
+        assert roc["title"]["text"] == "ROC curve (positive class)"
+        assert roc["encoding"]["x"]["title"] == "false positive rate"
+        assert not any(name.endswith(".png") for name in shown["data"]), "figures repeat the curves"
