@@ -6,6 +6,7 @@ is respected by mlcd's pin, so the stages really compute with it.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import time
 
@@ -19,8 +20,10 @@ from ..helpers import committed_text
 pytestmark = pytest.mark.e2e
 
 
-def reproduce(repo: Repo, *args: str) -> subprocess.CompletedProcess[str]:
-    return repo.mlcd("ci", "reproduce", *args, check=False)
+def reproduce(repo: Repo, *args: str) -> tuple[int, str]:
+    """Exit code and everything printed (verdicts are for people: they go to stderr)."""
+    done: subprocess.CompletedProcess[str] = repo.mlcd("ci", "reproduce", *args, check=False)
+    return done.returncode, done.stdout + done.stderr
 
 
 VERDICTS = ("identical:", "equivalent:", "different:")
@@ -42,14 +45,14 @@ def test_another_kernel_is_float_noise_judged_equivalent_by_content(repo_copy, m
     """Every stage re-run under another kernel, compared with the committed outputs in the DVC cache."""
     head = repo_copy.run("git", "rev-parse", "HEAD").stdout
     force_kernel(monkeypatch, kernel)
-    done = reproduce(repo_copy, "--force")
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert f"BLAS kernel: {kernel}" in done.stdout + done.stderr
-    lines = verdict_lines(done.stdout)
+    code, output = reproduce(repo_copy, "--force")
+    assert code == 0, output
+    assert f"BLAS kernel: {kernel}" in output
+    lines = verdict_lines(output)
     model = next(line for line in lines if "models/model.skops" in line)
     assert model.startswith("equivalent: stage 'train' models/model.skops: predictions on 113 test rows")
     assert any("models/bundle/model.onnx" in line for line in lines)
-    assert "dvc.lock verified, equivalent" in done.stdout
+    assert "dvc.lock verified, equivalent" in output
     assert repo_copy.run("git", "rev-parse", "HEAD").stdout == head  # the commit is never touched
 
 
@@ -57,12 +60,14 @@ def test_fresh_clone_on_another_kernel_passes_and_says_what_it_could_not_compare
     """No remote, no cache: the model itself has no committed copy, its metrics and plots do (git)."""
     repo = new_repo(tmp_path / "fresh")
     force_kernel(monkeypatch, "Prescott")
-    done = reproduce(repo)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "dvc.lock verified, equivalent" in done.stdout
-    assert "equivalent: stage 'evaluate' metrics/plots/roc.json: values differ by up to" in done.stdout
-    assert "output(s) not compared, no committed copy here" in done.stdout
-    assert "Seed or sort" not in done.stdout
+    code, output = reproduce(repo)
+    assert code == 0, output
+    assert "dvc.lock verified, equivalent" in output
+    # Which curve's thresholds move in their last bits depends on the kernel; some always do.
+    noise = r"^equivalent: stage 'evaluate' metrics/plots/\S+\.json: values differ by up to"
+    assert re.search(noise, output, re.M)
+    assert "output(s) not compared, no committed copy here" in output
+    assert "Seed or sort" not in output
 
 
 def test_the_pin_reproduces_the_committed_files_byte_for_byte(reproduced_repo):
@@ -83,12 +88,11 @@ def test_a_truly_non_deterministic_stage_is_different(repo_copy, monkeypatch):
     train.write_text(train.read_text().replace(fit, fit + noise))
     repo_copy.dvc("repro")
     repo_copy.commit("train with unseeded noise")
-    done = reproduce(repo_copy, "--force")
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert "differs from the committed dvc.lock by more than float noise" in done.stdout
-    assert "different: stage 'train' models/model.skops: predictions on 113 test rows differ by up to" in (
-        done.stdout
-    )
+    code, output = reproduce(repo_copy, "--force")
+    assert code == 2, output
+    assert "differs from the committed dvc.lock by more than float noise" in output
+    drift = "different: stage 'train' models/model.skops: predictions on 113 test rows differ by up to"
+    assert drift in output
 
 
 def test_a_queued_experiment_runs_its_own_code(repo_copy, monkeypatch):

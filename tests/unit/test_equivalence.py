@@ -2,6 +2,9 @@
 
 import io
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +16,7 @@ from mlcd.ci.equivalence import (
     Comparison,
     Verdict,
     compare_bytes,
+    compare_output,
     compare_png,
     json_difference,
     overall,
@@ -90,3 +94,38 @@ def test_overall_ignores_what_could_not_be_compared():
     assert overall([c(Verdict.UNVERIFIED)]) is Verdict.IDENTICAL
     assert overall([c(Verdict.UNVERIFIED), c(Verdict.EQUIVALENT)]) is Verdict.EQUIVALENT
     assert overall([c(Verdict.EQUIVALENT), c(Verdict.DIFFERENT)]) is Verdict.DIFFERENT
+
+
+def _git_dvc_repo(root: Path) -> None:
+    def run(*args: str) -> None:
+        subprocess.run(args, cwd=root, check=True, capture_output=True)
+
+    run("git", "init", "-q")
+    run("git", "config", "user.email", "t@example.com")
+    run("git", "config", "user.name", "t")
+    run("dvc", "init", "-q")
+
+
+@pytest.mark.parametrize("kind", ["directory", "file"])
+def test_a_committed_output_no_cache_or_remote_holds_is_not_compared(tmp_path: Path, kind: str):
+    """Another runner's empty remote: the committed copy cannot be read, which is not a failure."""
+    from dvc.api import DVCFileSystem
+
+    _git_dvc_repo(tmp_path)
+    output = tmp_path / "out"
+    if kind == "directory":
+        output.mkdir()
+        (output / "a.json").write_text("[1]")
+    else:
+        output.write_text("[1]")
+    (tmp_path / "remote").mkdir()
+    remote = ["dvc", "remote", "add", "-q", "-d", "r", str(tmp_path / "remote")]
+    for args in (["dvc", "add", "-q", "out"], remote):
+        subprocess.run(args, cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["git", "add", "-A"], cwd=tmp_path, check=True)
+    subprocess.run(["git", "commit", "-qm", "out"], cwd=tmp_path, check=True)
+    shutil.rmtree(tmp_path / ".dvc" / "cache")
+    (output / "a.json" if kind == "directory" else output).write_text("[2]")
+
+    found = compare_output("s", "out", tmp_path, DVCFileSystem(str(tmp_path), rev="HEAD"), None)
+    assert [c.verdict for c in found] == [Verdict.UNVERIFIED]

@@ -216,6 +216,17 @@ def compare_bytes(path: str, old: bytes, new: bytes, model: ModelCheck | None) -
     return Verdict.DIFFERENT, "bytes differ, and mlcd has no content comparison for this kind of file"
 
 
+def _unreadable() -> tuple[type[Exception], ...]:
+    """What DVCFileSystem raises for a committed copy that no cache or remote here holds.
+
+    A directory output whose listing (.dir object) is missing raises DataIndexError, not
+    OSError (an empty remote on another runner: measured with dvc 3.x).
+    """
+    from dvc_data.index.index import DataIndexError
+
+    return (OSError, DataIndexError)
+
+
 def committed_files(fs: Any, output: str) -> dict[str, Callable[[], bytes]] | None:
     """{path: reader} of an output as HEAD committed it (a file, or every file of a directory)."""
     try:
@@ -223,7 +234,7 @@ def committed_files(fs: Any, output: str) -> dict[str, Callable[[], bytes]] | No
             return {name: (lambda name=name: fs.read_bytes(name)) for name in sorted(fs.find(output))}
         if fs.isfile(output):
             return {output: lambda: fs.read_bytes(output)}
-    except (FileNotFoundError, OSError):
+    except _unreadable():
         return None
     return None
 
@@ -259,7 +270,7 @@ def compare_output(
             continue
         try:
             old = before[path]()
-        except (FileNotFoundError, OSError):
+        except _unreadable():
             found.append(Comparison(stage, path, Verdict.UNVERIFIED, "its committed copy cannot be read"))
             continue
         verdict, detail = compare_bytes(path, old, after[path].read_bytes(), model)
