@@ -2,9 +2,9 @@
 
 Run: uv run python benchmarks/pipeline.py [--sizes 10000,100000,1000000,10000000]
 For every size, a fresh temp repo (copy of this project) with `data.source:
-synthetic`, `data.rows: N` and cross-validation off, and one `dvc repro`. Each
-stage process reports its own wall time (from process start, imports included)
-and peak RSS through MLCD_STAGE_STATS; the repro's total includes dvc. Then a
+synthetic`, `data.rows: N` and cross-validation off, and one `dvc repro -s`
+per stage, each timed by a wrapper process (wall time of the whole call, dvc and
+the stage's imports included, and the peak RSS of its children). Then a
 no-op `dvc repro`, and the bare baseline (benchmarks/_baseline.py, also timed
 from process start) on the same raw Parquet. Prints a table and writes
 benchmarks/pipeline.png (time and memory against rows). Asserts nothing.

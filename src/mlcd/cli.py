@@ -7,16 +7,19 @@ serving install need not carry the training stack.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
+from rich.markup import escape
 
 from mlcd.blas import pin_blas_kernel
 from mlcd.config import Params, ProjectPaths, load_params
 from mlcd.console import console
 from mlcd.errors import MlcdError
+from mlcd.extras import install_hint, missing_extra
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,22 +45,69 @@ ci_app = typer.Typer(
 app.add_typer(ci_app, name="ci")
 
 ParamsOption = Annotated[
-    Path, typer.Option("--params", "-p", help="params file; outputs go under its directory.")
+    Path, typer.Option("--params", "-p", metavar="PATH", help="params file; outputs go under its directory.")
 ]
 
 
+DEBUG_VARIABLE = "MLCD_DEBUG"
+
+
+_traceback_flag = False  # --traceback of the current invocation (set by the app callback)
+
+
+def _debugging() -> bool:
+    return _traceback_flag or os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+
+
+def _fail(message: str, exit_code: int) -> NoReturn:
+    if _debugging():
+        console.print_exception(show_locals=False)
+    # Escaped: messages quote user input and commands such as pip install 'mlcd[serve]'.
+    console.print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
+    raise typer.Exit(exit_code)
+
+
 def reports_errors(command: F) -> F:
-    """Print an MlcdError as a red message and exit 2; any other exception is a bug."""
+    """Turn what a user can fix into one `error:` line and exit 2 (README "Exit codes").
+
+    An MlcdError prints its message; a module of an optional extra that is not installed
+    names the extra. Anything else is a bug and shows its traceback. `--traceback` (or
+    MLCD_DEBUG=1) prints the traceback of the errors above too.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
         except MlcdError as exc:
-            console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            raise typer.Exit(exc.exit_code) from None
+            _fail(str(exc), exc.exit_code)
+        except ModuleNotFoundError as exc:
+            extra = missing_extra(exc)
+            if extra is None:
+                raise
+            module = (exc.name or "").partition(".")[0]
+            _fail(
+                f"this command needs mlcd's `{extra}` extra ({module} is not installed): "
+                f"{install_hint(extra)}",
+                MlcdError.exit_code,
+            )
 
     return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _options(
+    traceback: Annotated[
+        bool,
+        typer.Option(
+            "--traceback",
+            metavar="",
+            help=f"show the full traceback of an error (or set {DEBUG_VARIABLE}=1).",
+        ),
+    ] = False,
+) -> None:
+    global _traceback_flag
+    _traceback_flag = traceback
 
 
 def _setup(params_file: Path) -> tuple[Params, ProjectPaths]:
@@ -140,9 +190,11 @@ def show_params(params_file: ParamsOption = Path("params.yaml")) -> None:
 @schema_app.command("infer")
 @reports_errors
 def schema_infer(
-    data_file: Annotated[Path, typer.Argument(help="a .csv or .parquet file with your data")],
-    target: Annotated[str, typer.Option(help="name of the column to predict")],
-    out: Annotated[Path, typer.Option(help="where to write the schema YAML")] = Path(
+    data_file: Annotated[
+        Path, typer.Argument(metavar="DATA_FILE", help="a .csv or .parquet file with your data")
+    ],
+    target: Annotated[str, typer.Option(metavar="TEXT", help="name of the column to predict")],
+    out: Annotated[Path, typer.Option(metavar="PATH", help="where to write the schema YAML")] = Path(
         "data/schemas/custom.yaml"
     ),
 ) -> None:
@@ -156,13 +208,15 @@ def schema_infer(
     console.print(f"wrote {out}: {len(schema.features)} features, {schema.task} target {target!r}")
 
 
-RootOption = Annotated[Path, typer.Option("--repo", help="the project's git repository.")]
+RootOption = Annotated[Path, typer.Option("--repo", metavar="PATH", help="the project's git repository.")]
 
 
 @app.command()
 @reports_errors
 def release(
-    version: Annotated[str, typer.Argument(help="semantic version, e.g. 1.4.0 (tagged as model@v1.4.0)")],
+    version: Annotated[
+        str, typer.Argument(metavar="VERSION", help="semantic version, e.g. 1.4.0 (tagged as model@v1.4.0)")
+    ],
     repo: RootOption = Path(),
 ) -> None:
     """Tag HEAD as a model release, after checking it is committed, reproduced and pushed."""
@@ -177,9 +231,11 @@ def release(
 @reports_errors
 def versions(
     all_commits: Annotated[
-        bool, typer.Option("--all", help="also list untagged commits that changed dvc.lock.")
+        bool, typer.Option("--all", metavar="", help="also list untagged commits that changed dvc.lock.")
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", metavar="", help="print JSON instead of a table.")
+    ] = False,
     repo: RootOption = Path(),
 ) -> None:
     """List model releases, newest first, with each one's model hash and metrics."""
@@ -198,11 +254,15 @@ def versions(
 @app.command()
 @reports_errors
 def restore(
-    ref: Annotated[str, typer.Argument(help="a version (1.4.0), a release tag, or any commit")],
+    ref: Annotated[
+        str, typer.Argument(metavar="REF", help="a version (1.4.0), a release tag, or any commit")
+    ],
     out: Annotated[
         Path | None,
         typer.Option(
-            "--out", help="write only that version's model bundle here; the workspace is untouched."
+            "--out",
+            metavar="PATH",
+            help="write only that version's model bundle here; the workspace is untouched.",
         ),
     ] = None,
     repo: RootOption = Path(),
@@ -227,19 +287,23 @@ def restore(
 @app.command()
 @reports_errors
 def serve(
-    bundle: Annotated[Path, typer.Option(help="model bundle directory (made by `mlcd package`).")] = Path(
-        "models/bundle"
-    ),
-    host: Annotated[str, typer.Option(help="address to listen on; 0.0.0.0 in a container.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8080,
-    workers: Annotated[int, typer.Option(min=1, help="server processes.")] = 1,
-    threads: Annotated[int, typer.Option(min=1, help="onnxruntime intra-op threads per process.")] = 1,
+    bundle: Annotated[
+        Path, typer.Option(metavar="PATH", help="model bundle directory (made by `mlcd package`).")
+    ] = Path("models/bundle"),
+    host: Annotated[
+        str, typer.Option(metavar="TEXT", help="address to listen on; 0.0.0.0 in a container.")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="INTEGER", help="TCP port.")] = 8080,
+    workers: Annotated[int, typer.Option(metavar="INTEGER", min=1, help="server processes.")] = 1,
+    threads: Annotated[
+        int, typer.Option(metavar="INTEGER", min=1, help="onnxruntime intra-op threads per process.")
+    ] = 1,
     max_batch: Annotated[
-        int, typer.Option(min=1, help="most records in one /predict request (413 above).")
+        int, typer.Option(metavar="INTEGER", min=1, help="most records in one /predict request (413 above).")
     ] = 1000,
-    max_body_bytes: Annotated[int, typer.Option(min=1024, help="largest request body (413 above).")] = 4
-    * 1024
-    * 1024,
+    max_body_bytes: Annotated[
+        int, typer.Option(metavar="INTEGER", min=1024, help="largest request body (413 above).")
+    ] = 4 * 1024 * 1024,
 ) -> None:
     """Serve the bundle over HTTP: POST /predict, GET /health, /ready, /version, /metrics.
 
@@ -262,17 +326,21 @@ def report(
     base: Annotated[
         str | None,
         typer.Option(
-            help="revision to compare with; default: the MR diff base, merge-base with target, HEAD~1."
+            metavar="TEXT",
+            help="revision to compare with; default: the MR diff base, merge-base with target, HEAD~1.",
         ),
     ] = None,
     out: Annotated[
-        Path, typer.Option(help="directory for report.md, PNGs, metrics.txt, report.json.")
+        Path, typer.Option(metavar="PATH", help="directory for report.md, PNGs, metrics.txt, report.json.")
     ] = Path("report"),
     gate: Annotated[
-        bool, typer.Option("--gate", help="exit 1 when a rule in params.yaml's gate breaks.")
+        bool, typer.Option("--gate", metavar="", help="exit 1 when a rule in params.yaml's gate breaks.")
     ] = False,
     post_note: Annotated[
-        bool, typer.Option("--post/--no-post", help="post to the merge request when GITLAB_TOKEN is set.")
+        bool,
+        typer.Option(
+            "--post/--no-post", metavar="", help="post to the merge request when GITLAB_TOKEN is set."
+        ),
     ] = True,
     repo: RootOption = Path(),
 ) -> None:
@@ -295,16 +363,22 @@ def report(
 @reports_errors
 def image_build(
     tag: Annotated[
-        str | None, typer.Option(help="image name; default localhost/mlcd-model:<model hash>.")
+        str | None,
+        typer.Option(metavar="TEXT", help="image name; default `localhost/mlcd-model:<model hash>`."),
     ] = None,
     local_base: Annotated[
-        bool, typer.Option(help="build Debian base images locally with mmdebstrap (no registry needed).")
+        bool,
+        typer.Option(
+            metavar="", help="build Debian base images locally with mmdebstrap (no registry needed)."
+        ),
     ] = False,
-    base_image: Annotated[str | None, typer.Option(help="BASE_IMAGE build argument.")] = None,
-    runtime_image: Annotated[str | None, typer.Option(help="RUNTIME_IMAGE build argument.")] = None,
+    base_image: Annotated[str | None, typer.Option(metavar="TEXT", help="BASE_IMAGE build argument.")] = None,
+    runtime_image: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="RUNTIME_IMAGE build argument.")
+    ] = None,
     repo: RootOption = Path(),
 ) -> None:
-    """Build the Dockerfile around models/bundle; installs podman, buildah, runc and mmdebstrap if missing."""
+    """Build the Dockerfile around models/bundle with podman (needs podman, buildah, runc, mmdebstrap)."""
     from mlcd.container.image import build
     from mlcd.files import human_size
 
@@ -316,10 +390,12 @@ def image_build(
 @image_app.command("smoke")
 @reports_errors
 def image_smoke(
-    image: Annotated[str, typer.Argument(help="image to run, e.g. localhost/mlcd-model:<hash>")],
-    bundle: Annotated[Path, typer.Option(help="the bundle the image should answer like.")] = Path(
-        "models/bundle"
-    ),
+    image: Annotated[
+        str, typer.Argument(metavar="IMAGE", help="image to run, e.g. `localhost/mlcd-model:<hash>`")
+    ],
+    bundle: Annotated[
+        Path, typer.Option(metavar="PATH", help="the bundle the image should answer like.")
+    ] = Path("models/bundle"),
 ) -> None:
     """Run the image on a loopback port, wait for /ready, check its answers and non-root user, remove it."""
     from mlcd.container.smoke import running, smoke_test
@@ -330,12 +406,14 @@ def image_smoke(
 
 
 EnvironmentOption = Annotated[
-    str, typer.Option("--environment", "-e", help="environment name: staging, production, ...")
+    str,
+    typer.Option("--environment", "-e", metavar="TEXT", help="environment name: staging, production, ..."),
 ]
 BackendOption = Annotated[
     str,
     typer.Option(
         "--backend",
+        metavar="TEXT",
         envvar="DEPLOY_BACKEND",
         help="podman (one host, nginx in front) or kubernetes (kubectl).",
     ),
@@ -343,33 +421,44 @@ BackendOption = Annotated[
 PortOption = Annotated[
     int,
     typer.Option(
-        envvar="MLCD_DEPLOY_PORT", help="podman: public port (nginx); the colours use port+1, port+2."
+        metavar="INTEGER",
+        envvar="MLCD_DEPLOY_PORT",
+        help="podman: public port (nginx); the colours use port+1, port+2.",
     ),
 ]
 StateDirOption = Annotated[
     Path | None,
     typer.Option(
+        metavar="PATH",
         envvar="MLCD_DEPLOY_STATE_DIR",
         help="podman: where state.json and nginx.conf live [~/.local/state/mlcd/deploy/ENV]",
     ),
 ]
-NamespaceOption = Annotated[str | None, typer.Option(help="kubernetes: namespace [mlcd-ENV].")]
-ContextOption = Annotated[
-    str | None, typer.Option(envvar="KUBE_CONTEXT", help="kubernetes: kubectl context.")
+NamespaceOption = Annotated[
+    str | None, typer.Option(metavar="TEXT", help="kubernetes: namespace [mlcd-ENV].")
 ]
-TimeoutOption = Annotated[float, typer.Option(help="seconds to wait for the new colour's /ready.")]
+ContextOption = Annotated[
+    str | None, typer.Option(metavar="TEXT", envvar="KUBE_CONTEXT", help="kubernetes: kubectl context.")
+]
+TimeoutOption = Annotated[
+    float, typer.Option(metavar="FLOAT", help="seconds to wait for the new colour's /ready.")
+]
 
 
 @app.command()
 @reports_errors
 def deploy(
     image: Annotated[
-        str, typer.Argument(help="image to deploy, e.g. registry.example.com/group/mlcd:COMMIT")
+        str,
+        typer.Argument(metavar="IMAGE", help="image to deploy, e.g. registry.example.com/group/mlcd:COMMIT"),
     ],
     environment: EnvironmentOption = "staging",
     backend: BackendOption = "podman",
     bundle: Annotated[
-        Path, typer.Option(help="the bundle the image was built from; its examples are the smoke test.")
+        Path,
+        typer.Option(
+            metavar="PATH", help="the bundle the image was built from; its examples are the smoke test."
+        ),
     ] = Path("models/bundle"),
     port: PortOption = 8080,
     state_dir: StateDirOption = None,
@@ -445,21 +534,26 @@ def ci_reproduce(
         bool,
         typer.Option(
             "--push/--no-push",
+            metavar="",
             envvar="MLCD_PUSH",
             help="push outputs and run-cache (the default branch does).",
         ),
     ] = False,
     dotenv: Annotated[
-        Path | None, typer.Option(help="write MODEL_HASH=... here, for a GitLab dotenv report.")
+        Path | None,
+        typer.Option(metavar="PATH", help="write MODEL_HASH=... here, for a GitLab dotenv report."),
     ] = None,
     metrics_report: Annotated[
         Path | None,
-        typer.Option(help="write the test metrics here as `name value` lines, GitLab's metrics report."),
+        typer.Option(
+            metavar="PATH", help="write the test metrics here as `name value` lines, GitLab's metrics report."
+        ),
     ] = None,
     force: Annotated[
         bool,
         typer.Option(
             "--force",
+            metavar="",
             help="re-run every stage, after fetching the committed outputs, to prove the lock here.",
         ),
     ] = False,
@@ -496,7 +590,10 @@ def ci_reproduce(
 @ci_app.command("verify-release")
 @reports_errors
 def ci_verify_release(
-    tag: Annotated[str, typer.Argument(envvar="CI_COMMIT_TAG", help="release tag, <artifact>@v<semver>.")],
+    tag: Annotated[
+        str,
+        typer.Argument(metavar="TAG", envvar="CI_COMMIT_TAG", help="release tag, `<artifact>@v<semver>`."),
+    ],
     repo: RootOption = Path(),
 ) -> None:
     """Check a release tag names the model artifact and every output it needs is in the DVC remote."""
@@ -506,34 +603,7 @@ def ci_verify_release(
     console.print(f"[green]{tag}[/] ({commit[:8]}): all {count} outputs are in the DVC remote")
 
 
-def _record_stats() -> None:
-    """With MLCD_STAGE_STATS set, append this process's wall time and peak RSS (for benchmarks).
-
-    Wall time counts from the process start (Linux /proc), so imports are included.
-    """
-    import json
-    import os
-    import resource
-    import sys
-
-    target = os.environ.get("MLCD_STAGE_STATS")
-    if not target:
-        return
-    fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    uptime = float(Path("/proc/uptime").read_text().split()[0])
-    stats = {
-        "command": " ".join(sys.argv[1:2]),
-        "seconds": round(uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK"), 2),
-        "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }
-    with Path(target).open("a", encoding="utf-8") as handle:
-        handle.write(json.dumps(stats) + "\n")
-
-
 def main() -> None:
     # Before any command imports numpy: OpenBLAS reads its kernel choice once, at load.
     pin_blas_kernel()
-    try:
-        app(prog_name="mlcd")
-    finally:
-        _record_stats()
+    app(prog_name="mlcd")

@@ -52,6 +52,10 @@ class VersionError(MlcdError):
     """A release, version list or restore cannot proceed; nothing was changed."""
 
 
+class MissingToolError(MlcdError):
+    """A system program mlcd drives (podman, nginx, ...) is not installed; mlcd never installs one."""
+
+
 class ContainerError(MlcdError):
     """Building, running or checking a container image failed."""
 

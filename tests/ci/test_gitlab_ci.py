@@ -7,10 +7,11 @@ import urllib.request
 
 import pytest
 
-from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, ensure_tools, inspect_image, podman
+from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, inspect_image, podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
 from ..conftest import Repo, free_port_run
+from ..system import install_nginx, install_podman
 from .gitlab_ci_local import GitlabCiLocal, merge_request, open_merge_request
 
 pytestmark = pytest.mark.ci
@@ -120,7 +121,8 @@ def test_a_stale_dvc_lock_fails_reproduce_naming_the_stage(gitlab: GitlabCiLocal
 def test_default_branch_pushes_outputs_builds_pushes_the_image_and_deploys_staging(
     gitlab: GitlabCiLocal, developer: Repo, registry, tmp_path
 ):
-    ensure_tools()
+    install_podman()
+    install_nginx()  # the podman backend's proxy
     base, runtime = ensure_local_bases()
     empty_remote = tmp_path / "team-remote"  # nothing pushed yet: CI must reproduce and push
     head = developer.run("git", "rev-parse", "HEAD").stdout.strip()

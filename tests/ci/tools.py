@@ -6,10 +6,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from mlcd.apt import apt_install as install
-from mlcd.errors import MlcdError
-
 from ..conftest import PROJECT_ROOT
+from ..system import apt_install
 
 TOOLS_DIR = PROJECT_ROOT / ".ci" / "tools"
 GITLAB_CI_LOCAL = TOOLS_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
@@ -21,20 +19,15 @@ def _run(args: list[str], cwd: Path | None = None) -> None:
         raise RuntimeError(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
 
 
-def apt_install(*packages: str, binaries: tuple[str, ...]) -> None:
-    if not all(shutil.which(binary) for binary in binaries):
-        install(packages, MlcdError)
-
-
 def gitlab_ci_local() -> Path:
     """gitlab-ci-local 4.73 (the last on Node 20) from .ci/tools/package-lock.json, plus rsync it needs."""
-    apt_install("rsync", binaries=("rsync",))
+    apt_install("rsync", programs=("rsync",))
     if not GITLAB_CI_LOCAL.exists():
-        apt_install("nodejs", "npm", binaries=("node", "npm"))
+        apt_install("nodejs", "npm", programs=("node", "npm"))
         _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS_DIR)
     return GITLAB_CI_LOCAL
 
 
 def docker_registry() -> Path:
-    apt_install("docker-registry", binaries=("docker-registry",))
+    apt_install("docker-registry", programs=("docker-registry",))
     return Path(shutil.which("docker-registry") or "/usr/bin/docker-registry")

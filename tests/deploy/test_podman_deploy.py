@@ -21,6 +21,7 @@ from mlcd.container.podman import podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
 from ..conftest import Repo, clone_repo, free_port_run
+from ..system import install_nginx, install_podman
 
 pytestmark = pytest.mark.image
 ENVIRONMENT = "pytest"
@@ -41,6 +42,8 @@ def _release(repo: Repo, tag: str) -> Release:
 
 @pytest.fixture(scope="module")
 def releases(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Release]]:
+    install_podman()
+    install_nginx()
     v1 = _release(reproduced_repo, "localhost/mlcd-deploy:v1")
     other = clone_repo(reproduced_repo, tmp_path_factory.mktemp("deploy") / "repo")
     other.set_params(**{"train.logistic_regression.C": 0.5})

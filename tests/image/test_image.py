@@ -1,7 +1,7 @@
 """The real image: built with podman on a local Debian base, run on loopback, smoke-tested.
 
-Installs podman, buildah, runc and mmdebstrap with apt-get when they are missing,
-as `mlcd image build` does for a developer.
+The fixture installs podman, buildah, runc and mmdebstrap with apt-get when they are
+missing (setting the machine up); `mlcd image build` itself only names them.
 """
 
 import json
@@ -14,11 +14,14 @@ from mlcd.container.image import build
 from mlcd.container.podman import podman
 from mlcd.container.smoke import running, smoke_test
 
+from ..system import install_podman
+
 pytestmark = pytest.mark.image
 
 
 @pytest.fixture(scope="module")
 def built(reproduced_repo):
+    install_podman()
     tag = "localhost/mlcd-model:pytest"
     image = build(reproduced_repo.path, tag, local_base=True, base=None, runtime=None)
     yield image

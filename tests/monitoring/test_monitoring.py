@@ -20,8 +20,8 @@ import yaml
 
 from mlcd.container.smoke import free_port, wait_ready
 
-from ..ci.tools import apt_install
 from ..conftest import PROJECT_ROOT, Repo, start_service
+from ..system import apt_install
 
 pytestmark = pytest.mark.e2e  # Debian's prometheus/promtool, installed with apt-get when missing
 MONITORING = PROJECT_ROOT / "monitoring"
@@ -30,7 +30,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 @pytest.fixture(scope="module")
 def promtool() -> str:
-    apt_install("prometheus", binaries=("prometheus", "promtool"))
+    apt_install("prometheus", programs=("prometheus", "promtool"))
     return "promtool"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcd.bundle import verify_bundle
-from mlcd.container.podman import BuiltImage, build_image, ensure_local_bases, ensure_tools
+from mlcd.container.podman import BuiltImage, build_image, ensure_local_bases, require_tools
 from mlcd.versions.gitrepo import resolve_commit
 
 
@@ -17,7 +17,7 @@ def build(root: Path, tag: str | None, local_base: bool, base: str | None, runti
     """Build the Dockerfile at `root` around its verified bundle, labelled with model hash and commit."""
     bundle = root / "models" / "bundle"
     manifest = verify_bundle(bundle)
-    ensure_tools()
+    require_tools()
     if local_base:
         base, runtime = ensure_local_bases()
     build_args = {

@@ -1,21 +1,21 @@
-"""podman, driven as a subprocess: tool install, local base images, build, run, inspect."""
+"""podman, driven as a subprocess: local base images, build, run, inspect."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcd.apt import apt_install
 from mlcd.console import info, working
 from mlcd.errors import ContainerError
+from mlcd.system import require_programs
 
-TOOLS = ("podman", "buildah", "runc", "mmdebstrap")
+# {program: Debian package} for building images; running one needs only podman and runc.
+TOOLS = {"podman": "podman", "buildah": "buildah", "runc": "runc", "mmdebstrap": "mmdebstrap"}
 CONTAINERS_CONF = Path(__file__).with_name("containers.conf")
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 _SLIM = [f"--dpkgopt=path-exclude=/usr/share/{d}/*" for d in ("man", "doc", "locale", "info")]
@@ -47,19 +47,16 @@ def environment() -> dict[str, str]:
 
 
 def podman(*args: str, check: bool = True, capture: bool = True) -> subprocess.CompletedProcess[str]:
-    try:
-        done = subprocess.run(["podman", *args], env=environment(), capture_output=capture, text=True)
-    except FileNotFoundError:
-        raise ContainerError("podman is not installed: run `mlcd image build`, which installs it") from None
+    (path,) = require_programs({"podman": "podman"}, "running containers").values()
+    done = subprocess.run([path, *args], env=environment(), capture_output=capture, text=True)
     if check and done.returncode != 0:
         raise ContainerError(f"podman {' '.join(args[:3])} ... failed: {(done.stderr or '').strip()[-2000:]}")
     return done
 
 
-def ensure_tools() -> None:
-    """Install podman, buildah, runc and mmdebstrap from Debian when any is missing."""
-    if any(shutil.which(tool) is None for tool in TOOLS):
-        apt_install(TOOLS, ContainerError)
+def require_tools() -> None:
+    """podman, buildah, runc and mmdebstrap, or one error naming the packages to install."""
+    require_programs(TOOLS, "building an image")
 
 
 def start_container(name: str, image: str, port: int, *options: str) -> None:

@@ -7,12 +7,11 @@ connections while old ones finish the requests they hold, so none is dropped.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-from mlcd.apt import apt_install
 from mlcd.errors import DeployError
+from mlcd.system import require_programs
 
 CONFIG = """\
 # Written by mlcd deploy; edits are overwritten at the next switch.
@@ -53,12 +52,9 @@ http {{
 """
 
 
-def ensure_nginx() -> str:
-    found = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if found:
-        return found
-    apt_install(["nginx-light"], DeployError)  # the podman backend proxies with it
-    return "/usr/sbin/nginx"
+def nginx_program() -> str:
+    (path,) = require_programs({"nginx": "nginx-light"}, "the podman backend's proxy").values()
+    return path
 
 
 class Nginx:
@@ -69,7 +65,7 @@ class Nginx:
         self.config = directory / "nginx.conf"
 
     def _run(self, *args: str) -> None:
-        command = [ensure_nginx(), "-p", str(self.directory), "-c", str(self.config), "-e", "stderr", *args]
+        command = [nginx_program(), "-p", str(self.directory), "-c", str(self.config), "-e", "stderr", *args]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise DeployError(f"nginx {' '.join(args) or 'start'} failed: {done.stderr.strip()[-1500:]}")

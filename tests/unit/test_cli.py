@@ -1,0 +1,82 @@
+"""The CLI in process (typer's CliRunner): errors a user can cause are one line and exit 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from mlcd.cli import DEBUG_VARIABLE, app
+from mlcd.errors import MissingToolError
+from mlcd.system import require_programs
+
+runner = CliRunner()
+
+
+def _empty_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # No program found on PATH; Debian's sbin fallback has no podman either.
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+
+def test_a_missing_system_program_names_the_package_and_exits_2(monkeypatch, tmp_path):
+    _empty_path(monkeypatch, tmp_path)
+    result = runner.invoke(app, ["image", "smoke", "localhost/mlcd-model:none"])
+    assert result.exit_code == 2, result.output
+    assert "error: running containers needs podman, not found on PATH" in result.output
+    assert "`apt-get install podman`" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_require_programs_lists_every_missing_package_once(monkeypatch, tmp_path):
+    _empty_path(monkeypatch, tmp_path)
+    with pytest.raises(MissingToolError, match=r"`apt-get install buildah podman`"):
+        require_programs({"podman": "podman", "podman-remote": "podman", "buildah": "buildah"}, "a build")
+    (tmp_path / "podman").write_text("#!/bin/sh\n")
+    (tmp_path / "podman").chmod(0o755)
+    assert require_programs({"podman": "podman"}, "a build") == {"podman": str(tmp_path / "podman")}
+
+
+def test_traceback_flag_and_debug_variable_show_the_full_error(monkeypatch, tmp_path):
+    _empty_path(monkeypatch, tmp_path)
+    monkeypatch.delenv(DEBUG_VARIABLE, raising=False)
+    result = runner.invoke(app, ["--traceback", "image", "smoke", "x"])
+    assert result.exit_code == 2
+    assert "Traceback" in result.output and "MissingToolError" in result.output
+    assert "error: running containers needs podman" in result.output
+    monkeypatch.setenv(DEBUG_VARIABLE, "1")
+    assert "Traceback" in runner.invoke(app, ["image", "smoke", "x"]).output
+    monkeypatch.delenv(DEBUG_VARIABLE)
+    assert "Traceback" not in runner.invoke(app, ["image", "smoke", "x"]).output  # the flag did not stick
+
+
+@pytest.mark.parametrize(
+    ("module", "extra", "command"),
+    [("fastapi", "serve", ["serve", "--bundle", "."]), ("sklearn", "pipeline", ["train"])],
+)
+def test_a_missing_optional_extra_is_one_line_naming_it(tmp_path, module, extra, command):
+    """A fresh process where importing the extra's module fails exactly as if it were not installed."""
+    (tmp_path / "params.yaml").write_text("{}\n")
+    script = (
+        f"import sys; sys.modules[{module!r}] = None; sys.argv = ['mlcd', *{command!r}]; "
+        "from mlcd.cli import main; main()"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines == [
+        f"error: this command needs mlcd's `{extra}` extra ({module} is not installed): "
+        f"run `uv sync --extra {extra}` in a checkout, or `pip install 'mlcd[{extra}]'`"
+    ], done.stderr
+
+
+def test_help_shows_conventional_metavars_and_keeps_placeholders():
+    result = runner.invoke(app, ["image", "build", "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    assert "<str>" not in result.output and "<path>" not in result.output
+    assert "TEXT" in result.output and "PATH" in result.output
+    assert "localhost/mlcd-model:<model" in result.output  # rich's markdown mode dropped <...> placeholders
+    local_base = next(line for line in result.output.splitlines() if "--local-base" in line)
+    assert "<bool>" not in local_base
