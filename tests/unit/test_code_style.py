@@ -1,4 +1,4 @@
-"""ruff is part of the test run, so style problems fail CI like any other."""
+"""ruff and mypy are part of the test run, so style and type problems fail CI like any other."""
 
 import subprocess
 import sys
@@ -25,5 +25,13 @@ def test_ruff_format_is_clean():
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_mypy_is_clean():
+    """[tool.mypy] in pyproject.toml: src/ with the pydantic plugin."""
+    done = subprocess.run(
+        [Path(sys.executable).parent / "mypy"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )
     assert done.returncode == 0, done.stdout + done.stderr

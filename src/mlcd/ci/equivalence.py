@@ -17,6 +17,7 @@ compared; it is reported as unverified, and the job does not fail on it.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import math
@@ -231,7 +232,7 @@ def committed_files(fs: Any, output: str) -> dict[str, Callable[[], bytes]] | No
     """{path: reader} of an output as HEAD committed it (a file, or every file of a directory)."""
     try:
         if fs.isdir(output):
-            return {name: (lambda name=name: fs.read_bytes(name)) for name in sorted(fs.find(output))}
+            return {name: functools.partial(fs.read_bytes, name) for name in sorted(fs.find(output))}
         if fs.isfile(output):
             return {output: lambda: fs.read_bytes(output)}
     except _unreadable():

@@ -7,6 +7,8 @@ loaded, which keeps memory near one copy of the data and start-up short.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -67,6 +69,6 @@ def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPat
         train, test = split_indices(codes, table.num_rows, params)
         for indices, target in ((train, paths.train_data), (test, paths.test_data)):
             part = table.take(indices)
-            write_with(target, lambda tmp, part=part: pq.write_table(part, tmp))
+            write_with(target, functools.partial(pq.write_table, part))
         log.add(f"{table.num_rows:,} rows -> train {len(train):,} ({paths.train_data})")
         log.add(f"test {len(test):,} ({paths.test_data}), seed {params.seed}")

@@ -96,7 +96,8 @@ def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
             continue
         errors.extend(_record_errors(record, features, known, where))
         for name, values in texts.items():
-            values.append(record.get(name) if isinstance(record.get(name), str) else "")
+            value = record.get(name)
+            values.append(value if isinstance(value, str) else "")
     if errors:
         raise PayloadError(422, errors)
     return Batch(numbers, texts)

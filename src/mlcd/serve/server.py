@@ -57,22 +57,29 @@ def app_factory() -> FastAPI:
 
 
 def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
-    import uvicorn
-
     model = load(settings)  # fail here, with a clear message, before any port is opened
-    options = {
-        "host": host,
-        "port": port,
-        "loop": "uvloop",
-        "http": "httptools",
-        "log_level": "warning",
-        "access_log": False,
-    }
     if workers == 1:
-        uvicorn.run(create_app(model, settings), **options)
+        _run(create_app(model, settings), host, port, workers=1)
         return
     for key, env in _ENV.items():
         os.environ[env] = str(getattr(settings, key))
     with tempfile.TemporaryDirectory(prefix="mlcd-prometheus-") as shared:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
-        uvicorn.run("mlcd.serve.server:app_factory", factory=True, workers=workers, **options)
+        _run("mlcd.serve.server:app_factory", host, port, workers=workers)
+
+
+def _run(app: FastAPI | str, host: str, port: int, workers: int) -> None:
+    """uvicorn with the fast loop and parser, quiet logs; `app` as an import string for several workers."""
+    import uvicorn
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        workers=workers,
+        factory=isinstance(app, str),
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )

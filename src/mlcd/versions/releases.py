@@ -93,8 +93,8 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
     art = artifact(root)
     tags = release_tags(root, art)
     by_commit: dict[str, tuple[Semver, str, str]] = {}
-    for version, tag, commit, date in tags:
-        by_commit.setdefault(commit, (version, tag, date))
+    for release, release_tag, commit, date in tags:
+        by_commit.setdefault(commit, (release, release_tag, date))
     if include_all:
         changed = set(git(root, "log", "--format=%H", "--", "dvc.lock").split())
         tagged = {commit for _, _, commit, _ in tags}
@@ -105,7 +105,11 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
         commits = [(commit, date) for _, _, commit, date in tags]
     rows = []
     for commit, date in commits:
-        version, tag, tag_date = by_commit.get(commit, (None, None, date))
+        version: Semver | None = None
+        tag: str | None = None
+        tag_date = date
+        if found := by_commit.get(commit):
+            version, tag, tag_date = found
         rows.append(
             VersionInfo(
                 version=str(version) if version else None,

@@ -37,11 +37,11 @@ def resolve(root: Path, ref: str) -> tuple[str, str]:
         for version, tag, commit, _ in release_tags(root, art):
             if version == wanted:
                 return commit, tag
-    commit = resolve_commit(root, ref)
-    if commit is None:
+    resolved = resolve_commit(root, ref)
+    if resolved is None:
         known = ", ".join(str(v) for v, *_ in release_tags(root, art)) or "none yet"
         raise VersionError(f"{ref!r} is neither a release nor a commit (releases: {known})")
-    return commit, short(commit)
+    return resolved, short(resolved)
 
 
 def check_available(root: Path, commit: str, label: str, only: str | None) -> list[StoredObject]:
