@@ -77,6 +77,8 @@ def test_numbers_signs_marks_and_plots(repo, two_commits):
         assert f"]({png})" in markdown
     lines = (repo.path / "out" / "metrics.txt").read_text().splitlines()
     assert f"roc_auc {head['roc_auc']}" in lines
+    # --no-post is what was asked for: said plainly, not as a warning.
+    assert "no note posted (--no-post)" in done.stderr and "warning" not in done.stderr
 
 
 def _worsened(base, head):

@@ -98,11 +98,19 @@ def _ratio(base: float | None, head: float | None) -> float | None:
     return None if not base or head is None else head / base - 1
 
 
+def format_number(value: float, spec: str) -> str:
+    """`value` formatted with `spec`, never "-0.0000": a change too small to show is shown as zero."""
+    text = f"{value:{spec}}"
+    if text.startswith("-") and not any(digit in text for digit in "123456789"):
+        return f"{0.0:{spec}}"
+    return text
+
+
 def _rule(name: str, limit: str, value: float | None, spec: str, allowed: float) -> Rule:
     """A gate rule: `value` (shown with format `spec`) must be at most `allowed`; None when unmeasured."""
     if value is None:
         return Rule(name, limit, "not measured on both sides", None)
-    return Rule(name, limit, f"{value:{spec}}", value <= allowed)
+    return Rule(name, limit, format_number(value, spec), value <= allowed)
 
 
 def gate(rows: list[MetricRow], base: Side, head: Side, params: GateParams) -> list[Rule]:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from mlcd.config import HIGHER_IS_BETTER
-from mlcd.report.compare import MetricRow, Rule
+from mlcd.report.compare import MetricRow, Rule, format_number
 from mlcd.report.sides import Side
 
 MARKER = "<!-- mlcd-report -->"
@@ -38,8 +38,8 @@ def metrics_table(rows: list[MetricRow]) -> list[str]:
     lines = ["| metric | base | head | change | relative | |", "|---|---:|---:|---:|---:|---|"]
     for row in rows:
         arrow = "↑" if HIGHER_IS_BETTER.get(row.name, True) else "↓"
-        change = NONE if row.change is None else f"{row.change:+.4f}"
-        relative = NONE if row.relative is None else f"{row.relative:+.2%}"
+        change = NONE if row.change is None else format_number(row.change, "+.4f")
+        relative = NONE if row.relative is None else format_number(row.relative, "+.2%")
         lines.append(
             f"| {row.name} ({arrow} better) | {_num(row.base)} | {_num(row.head)} | {change} | {relative} "
             f"| {_mark(row)} |"
@@ -134,14 +134,30 @@ def figures(base: Side, head: Side, out: Path) -> list[Path]:
         series = {label: side[name] for label, side in both.items() if name in side}
         if series:
             made.append(draw(series))
-    matrices = {}
-    for label, side in both.items():
-        if "confusion" in side:
-            records = side["confusion"]
-            labels = sorted({r["actual"] for r in records} | {r["predicted"] for r in records})
-            actual = np.array([r["actual"] for r in records])
-            predicted = np.array([r["predicted"] for r in records])
-            matrices[label] = plots.confusion_matrix(actual, predicted, labels)
+    matrices, classes = confusion_matrices(both)
     if matrices:
-        made.append(plots.confusion(matrices, labels, out / "confusion_matrix.png"))
+        made.append(plots.confusion(matrices, classes, out / "confusion_matrix.png"))
     return made
+
+
+def confusion_matrices(sides: dict[str, dict[str, Any]]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Each side's confusion matrix over the classes of both, so one set of ticks fits both panels.
+
+    A head that learned a new class (or lost one) gets an empty row and column on the other side.
+    """
+    from mlcd.modeling import plots
+
+    records = {label: side["confusion"] for label, side in sides.items() if "confusion" in side}
+    values = {r[key] for rows in records.values() for r in rows for key in ("actual", "predicted")}
+    try:
+        ordered = sorted(values)  # class codes 2 before 10
+    except TypeError:  # a side that wrote numbers, another names
+        ordered = sorted(values, key=str)
+    classes = [str(value) for value in ordered]
+    matrices = {
+        label: plots.confusion_matrix(
+            np.array([r["actual"] for r in rows]), np.array([r["predicted"] for r in rows]), classes
+        )
+        for label, rows in records.items()
+    }
+    return matrices, classes

@@ -66,14 +66,15 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
             }
             (tmp / SUMMARY).write_text(dump_json(summary), encoding="utf-8")
         images = [out / image.name for image in images]
-        posted = "not posted: --no-post"
+        posted = "no note posted (--no-post)"
         if post_note:
             try:
                 done = post(target_from_env(), images, body)
                 posted = f"{'created' if done.created else 'updated'} merge-request note {done.note_id}"
             except NotPostedError as reason:
                 posted = f"not posted: {reason}"
-        (info if posted.startswith(("created", "updated")) else warn)(posted)
+        # A note that should have been posted and was not is worth a warning; --no-post is not.
+        (warn if posted.startswith("not posted") else info)(posted)
         log.add(f"base {base_sha[:8]} ({how}) vs head {head_commit[:8]}: {len(rows)} metrics")
         log.add(f"{len(params_changed)} params changed; {len(images)} plots -> {out}/")
         return ReportResult(markdown, rules, out, posted)

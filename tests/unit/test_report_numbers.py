@@ -1,0 +1,41 @@
+"""How the report writes numbers: a change too small to show is zero, never "-0.0000"."""
+
+import pytest
+
+from mlcd.report.compare import MetricRow, format_number
+from mlcd.report.render import metrics_table
+
+
+@pytest.mark.parametrize(
+    ("value", "spec", "shown"),
+    [
+        (-0.00001, "+.4f", "+0.0000"),
+        (-0.0, "+.4f", "+0.0000"),
+        (-0.00004, "+.2%", "+0.00%"),
+        (-0.00001, ".4f", "0.0000"),
+        (-0.00006, "+.4f", "-0.0001"),
+        (0.25, "+.2%", "+25.00%"),
+    ],
+)
+def test_format_number_never_shows_negative_zero(value, spec, shown):
+    assert format_number(value, spec) == shown
+
+
+def test_metrics_table_row_with_a_tiny_drop():
+    row = MetricRow("roc_auc", 0.987592, 0.987591)
+    (line,) = metrics_table([row])[2:]
+    assert "-0.0000" not in line and "-0.00%" not in line
+    assert "| +0.0000 | +0.00% |" in line
+
+
+def test_confusion_matrices_share_the_classes_of_both_sides():
+    """A head that learned a third class: both panels get the same ticks, counts in the right cells."""
+    from mlcd.report.render import confusion_matrices
+
+    base = [{"actual": 0, "predicted": 0}, {"actual": 1, "predicted": 0}]
+    head = [{"actual": 2, "predicted": 2}, {"actual": 10, "predicted": 1}]
+    matrices, classes = confusion_matrices({"base": {"confusion": base}, "head": {"confusion": head}})
+    assert classes == ["0", "1", "2", "10"]
+    assert matrices["base"].shape == matrices["head"].shape == (4, 4)
+    assert matrices["base"][1, 0] == 1 and matrices["base"].sum() == 2
+    assert matrices["head"][2, 2] == 1 and matrices["head"][3, 1] == 1
