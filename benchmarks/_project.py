@@ -46,6 +46,18 @@ def project_copy(target: Path, everything: bool = False) -> Path:
     return target
 
 
+def synthetic_project(target: Path, rows: int) -> Path:
+    """project_copy with `data.source: synthetic`, `data.rows: rows` and cross-validation off."""
+    import yaml
+
+    repo = project_copy(target)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["data"].update(source="synthetic", rows=rows)
+    params["train"]["cv_folds"] = 0
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return repo
+
+
 def print_table(title: str, runs: list[dict[str, float]]) -> None:
     import statistics
 

@@ -23,8 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from _project import ENV, project_copy
+from _project import ENV, synthetic_project
 
 BLAS_STAGES = ("train", "evaluate", "package")
 SETTINGS: dict[str, dict[str, str]] = {
@@ -62,11 +61,7 @@ def blas_stages_seconds(repo: Path, setting: str) -> float:
 
 def one_size(rows: int, repeats: int, settings: list[str]) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory() as tmp:
-        repo = project_copy(Path(tmp) / "repo")
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        params["data"].update(source="synthetic", rows=rows)
-        params["train"]["cv_folds"] = 0
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        repo = synthetic_project(Path(tmp) / "repo", rows)
         subprocess.run(["dvc", "repro", "preprocess"], cwd=repo, env=ENV, check=True, capture_output=True)
         kernels = {s: loaded_kernel(s, repo) for s in settings}
         times: dict[str, list[float]] = {s: [] for s in settings}

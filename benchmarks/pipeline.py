@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
-from _project import ENV, project_copy
+from _project import ENV, synthetic_project
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("ingest", "validate", "preprocess", "train", "evaluate", "package")
@@ -53,11 +52,7 @@ def dataset_mb(path: Path) -> float:
 
 def one_size(rows: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        repo = project_copy(Path(tmp) / "repo")
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        params["data"].update(source="synthetic", rows=rows)
-        params["train"]["cv_folds"] = 0
-        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        repo = synthetic_project(Path(tmp) / "repo", rows)
         result: dict[str, float] = {"rows": rows}
         for stage in STAGES:
             figures = measured("dvc", "repro", "-s", stage, cwd=repo)

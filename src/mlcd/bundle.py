@@ -13,7 +13,12 @@ from typing import Any
 from mlcd.errors import BundleError
 from mlcd.files import sha256_file
 
+# The bundle's files: the manifest records the sha256 of each of BUNDLE_FILES.
 MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+SCHEMA_FILE = "schema.json"
+EXAMPLES_FILE = "examples.json"
+BUNDLE_FILES = (MODEL_FILE, SCHEMA_FILE, EXAMPLES_FILE)
 
 
 def read_manifest(bundle: Path) -> dict[str, Any]:
@@ -47,6 +52,28 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
             problems,
         )
     return manifest
+
+
+def read_bundle_json(bundle: Path, name: str) -> dict[str, Any]:
+    """One of the bundle's JSON files (SCHEMA_FILE, EXAMPLES_FILE); verify_bundle first to trust it."""
+    path = bundle / name
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleError(f"{bundle} has no {name}; rebuild the bundle with `dvc repro package`") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise BundleError(f"{path} is not a JSON object; rebuild the bundle with `dvc repro package`")
+    return value
+
+
+def as_examples(answer: dict[str, Any], classes: list[str]) -> dict[str, Any]:
+    """An API answer in the form examples.json stores answers: probabilities as rows in class order."""
+    if "labels" not in answer:
+        return {"predictions": answer["predictions"]}
+    rows = [[row[c] for c in classes] for row in answer["probabilities"]]
+    return {"labels": answer["labels"], "probabilities": rows}
 
 
 def answers_match(

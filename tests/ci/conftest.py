@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mlcd.container.smoke import free_port
+from mlcd.http_client import free_port
 
 from ..conftest import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, start_service, tracked_files
 from ..report import fake_gitlab

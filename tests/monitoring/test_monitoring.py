@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from mlcd.container.smoke import free_port, wait_ready
+from mlcd.http_client import free_port, wait_ready
 
 from ..conftest import PROJECT_ROOT, Repo, start_service
 from ..system import apt_install

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlcd.container.smoke import free_port, wait_ready
+from mlcd.http_client import free_port, wait_ready
 
 from ..conftest import command_env
 

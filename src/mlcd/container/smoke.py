@@ -2,46 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import socket
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from mlcd.bundle import EXAMPLES_FILE, answers_match, as_examples, read_bundle_json
 from mlcd.container.podman import podman, start_container
 from mlcd.errors import ContainerError
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def http_json(url: str, body: Any = None, timeout: float = 10.0) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"content-type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
-
-
-def wait_ready(url: str, timeout: float) -> float:
-    """Seconds until GET /ready answered 200."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        try:
-            http_json(f"{url}/ready", timeout=1.0)
-            return time.monotonic() - started
-        except (OSError, urllib.error.URLError, json.JSONDecodeError):
-            time.sleep(0.05)
-    raise ContainerError(f"{url}/ready did not answer within {timeout:.0f} s")
+from mlcd.http_client import free_port, http_json, wait_ready
 
 
 @dataclass(frozen=True)
@@ -59,7 +30,7 @@ def running(image: str, name: str, timeout: float = 60.0) -> Iterator[RunningCon
     try:
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_ready(url, timeout)
+            wait_ready(url, timeout, ContainerError)
         except ContainerError as exc:
             logs = podman("logs", name, check=False)
             raise ContainerError(f"{exc}; container log:\n{logs.stdout}{logs.stderr}") from None
@@ -74,30 +45,23 @@ def container_uid(name: str) -> int:
     return int(podman("exec", name, "python3", "-c", code).stdout.strip())
 
 
-def expected_answers(bundle: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+def expected_answers(bundle: Path, records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
+    """The bundle's own answers to `records` (in the examples.json form) and its classes."""
     from mlcd.serve.model import BundleModel
     from mlcd.serve.payload import to_batch
 
     model = BundleModel(bundle)
     batch = to_batch(records, model.features, len(records))
-    return model.predict(batch.numbers, batch.texts)
+    return as_examples(model.predict(batch.numbers, batch.texts), model.classes), model.classes
 
 
 def smoke_test(container: RunningContainer, bundle: Path, records: list[dict[str, Any]] | None = None) -> int:
     """Post records (default: the bundle examples); answers must match in-process ONNX. Returns the count."""
     if records is None:
-        records = json.loads((bundle / "examples.json").read_text())["records"]
+        records = read_bundle_json(bundle, EXAMPLES_FILE)["records"]
     answer = http_json(f"{container.url}/predict", records)
-    expected = expected_answers(bundle, records)
-    if "labels" in expected:
-        same = answer["labels"] == expected["labels"] and np.allclose(
-            [list(p.values()) for p in answer["probabilities"]],
-            [list(p.values()) for p in expected["probabilities"]],
-            atol=1e-6,
-        )
-    else:
-        same = np.allclose(answer["predictions"], expected["predictions"], rtol=1e-6)
-    if not same:
+    expected, classes = expected_answers(bundle, records)
+    if not answers_match(answer, expected, classes):
         raise ContainerError(f"{container.name} answers differently from the bundle in {bundle}")
     if container_uid(container.name) == 0:
         raise ContainerError(f"{container.name} runs its server as root")

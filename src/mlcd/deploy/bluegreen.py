@@ -9,12 +9,11 @@ rollback: switch traffic back to the previous colour, which was kept running.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlcd.bundle import answers_match, verify_bundle
+from mlcd.bundle import EXAMPLES_FILE, SCHEMA_FILE, answers_match, read_bundle_json, verify_bundle
 from mlcd.console import info, working
 from mlcd.deploy.state import COLOURS, DeployState, Slot, now, other
 from mlcd.errors import DeployError, MlcdError
@@ -50,8 +49,8 @@ class Expected:
     @classmethod
     def from_bundle(cls, bundle: Path) -> Expected:
         manifest = verify_bundle(bundle)
-        schema = json.loads((bundle / "schema.json").read_text(encoding="utf-8"))
-        examples = json.loads((bundle / "examples.json").read_text(encoding="utf-8"))
+        schema = read_bundle_json(bundle, SCHEMA_FILE)
+        examples = read_bundle_json(bundle, EXAMPLES_FILE)
         return cls(manifest["model_hash"], examples, schema["target"].get("classes") or [])
 
 

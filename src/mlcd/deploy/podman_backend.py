@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from mlcd.container.podman import podman, start_container
-from mlcd.container.smoke import http_json
 from mlcd.deploy.nginx import Nginx
 from mlcd.deploy.state import COLOURS, DeployState
 from mlcd.errors import DeployError
+from mlcd.http_client import http_json
 
 
 @dataclass

@@ -17,7 +17,7 @@ import pandas as pd
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-from mlcd.bundle import MANIFEST
+from mlcd.bundle import BUNDLE_FILES, EXAMPLES_FILE, MANIFEST, MODEL_FILE, SCHEMA_FILE
 from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
 from mlcd.data.model_input import read_split
@@ -42,8 +42,6 @@ def parity_tolerance(params: Params) -> float:
     """How far ONNX may be from scikit-learn here; CI's equivalence check allows the same for float noise."""
     return params.package.parity_tolerance or PARITY_TOLERANCE[params.train.estimator]
 
-
-BUNDLE_FILES = ("model.onnx", "schema.json", "examples.json")
 
 _VERSIONED = ("mlcd", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "skops")
 
@@ -202,16 +200,16 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
             parity = check_parity(model, session, x_model, schema, tolerance)
         profile = read_json(paths.data_profile)
         contents = {
-            "model.onnx": model_bytes,
-            "schema.json": dump_json(bundle_schema(schema, x, profile)).encode(),
-            "examples.json": dump_json(examples(session, x, schema, params.package.examples)).encode(),
+            MODEL_FILE: model_bytes,
+            SCHEMA_FILE: dump_json(bundle_schema(schema, x, profile)).encode(),
+            EXAMPLES_FILE: dump_json(examples(session, x, schema, params.package.examples)).encode(),
         }
         with atomic_dir(paths.bundle) as tmp:
             for name, payload in contents.items():
                 (tmp / name).write_bytes(payload)
             manifest = {
                 "artifact": "model",
-                "model_hash": sha256_file(tmp / "model.onnx"),
+                "model_hash": sha256_file(tmp / MODEL_FILE),
                 "files": {name: sha256_file(tmp / name) for name in BUNDLE_FILES},
                 "task": schema.task,
                 "estimator": params.train.estimator,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mlcd.bundle import verify_bundle
+from mlcd.bundle import EXAMPLES_FILE, MODEL_FILE, SCHEMA_FILE, read_bundle_json, verify_bundle
 
 
 @dataclass(frozen=True)
@@ -26,8 +25,8 @@ class BundleModel:
 
     def __init__(self, bundle: Path, threads: int = 1) -> None:
         self.manifest = verify_bundle(bundle)  # refuse tampered files before loading any
-        self.schema: dict[str, Any] = json.loads((bundle / "schema.json").read_text(encoding="utf-8"))
-        self.examples: dict[str, Any] = json.loads((bundle / "examples.json").read_text(encoding="utf-8"))
+        self.schema = read_bundle_json(bundle, SCHEMA_FILE)
+        self.examples = read_bundle_json(bundle, EXAMPLES_FILE)
         self.features = [
             Feature(f["name"], f["dtype"] != "category", f.get("min"), f.get("max"))
             for f in self.schema["features"]
@@ -38,7 +37,7 @@ class BundleModel:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(
-            (bundle / "model.onnx").read_bytes(), options, providers=["CPUExecutionProvider"]
+            (bundle / MODEL_FILE).read_bytes(), options, providers=["CPUExecutionProvider"]
         )
         self.matrix_input = self.schema.get("onnx_input") == "matrix"
 

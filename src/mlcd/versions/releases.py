@@ -9,12 +9,12 @@ from typing import Any
 
 import yaml
 
+from mlcd.bundle import MANIFEST
 from mlcd.errors import VersionError
 from mlcd.versions.gitrepo import Semver, git, require_clean, short, show_file
 from mlcd.versions.storage import ObjectStores, outputs_at
 
 METRICS_FILE = "metrics/metrics.json"
-MANIFEST_SUFFIX = "manifest.json"
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def model_hash_at(root: Path, commit: str, art: Artifact) -> str | None:
 
     try:
         fs = DVCFileSystem(str(root), rev=commit)
-        manifest = json.loads(fs.read_text(f"{art.path}/{MANIFEST_SUFFIX}"))
+        manifest = json.loads(fs.read_text(f"{art.path}/{MANIFEST}"))
     except Exception:  # not in the cache or the remote: the table says so
         return None
     return manifest.get("model_hash")
