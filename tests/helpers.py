@@ -1,11 +1,182 @@
-"""Helpers tests import by name (fixtures stay in conftest.py)."""
+"""Helpers tests import by name: real git repositories holding a copy of this project, driven by real dvc.
+
+Fixtures stay in conftest.py; everything a test module imports lives here.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+# Everything a pipeline run needs; outputs and caches are left behind on purpose.
+PROJECT_FILES = (
+    "dvc.yaml",
+    "dvc.lock",
+    "params.yaml",
+    "pyproject.toml",
+    ".dvc",
+    ".dvcignore",
+    "Dockerfile",
+    ".dockerignore",
+)
+PROJECT_DIRS = ("src", "data", "metrics", "models", "deploy")
+
+
+def command_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("GIT_AUTHOR_NAME", "mlcd tests")
+    env.setdefault("GIT_AUTHOR_EMAIL", "tests@mlcd.invalid")
+    env.setdefault("GIT_COMMITTER_NAME", "mlcd tests")
+    env.setdefault("GIT_COMMITTER_EMAIL", "tests@mlcd.invalid")
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(
+    args: list[str], cwd: Path, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`args` in `cwd` with the venv on PATH, plus `env` for this process only (never os.environ)."""
+    done = subprocess.run(args, cwd=cwd, env={**command_env(), **(env or {})}, capture_output=True, text=True)
+    if check and done.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+        )
+    return done
+
+
+def tracked_files() -> list[Path]:
+    """Files git tracks or would track (not ignored), so outputs and caches stay behind."""
+    listed = run(["git", "ls-files", "-co", "--exclude-standard"], PROJECT_ROOT).stdout.split()
+    return [Path(name) for name in listed if (PROJECT_ROOT / name).is_file()]
+
+
+def tracked_project_files() -> list[Path]:
+    """The tracked files a pipeline run needs (PROJECT_FILES, PROJECT_DIRS)."""
+    return [path for path in tracked_files() if path.parts[0] in PROJECT_FILES + PROJECT_DIRS]
+
+
+@dataclass
+class Repo:
+    """A git + dvc repository under a temp dir, with its local remote beside it."""
+
+    path: Path
+
+    @property
+    def remote(self) -> Path:
+        return self.path.parent / "mlcd-dvc-remote"
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return run(list(args), self.path, check=check)
+
+    def dvc(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.run("dvc", *args, check=check)
+
+    def mlcd(
+        self, *args: str, check: bool = True, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return run(["mlcd", *args], self.path, check=check, env=env)
+
+    def commit(self, message: str) -> None:
+        self.run("git", "add", "-A")
+        self.run("git", "commit", "-q", "-m", message)
+
+    def lock(self) -> dict:
+        return yaml.safe_load((self.path / "dvc.lock").read_text())
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, **changes: object) -> None:
+        """set_params(**{"train.logistic_regression.C": 0.5}) edits params.yaml in place."""
+        params = self.params()
+        for dotted, value in changes.items():
+            *parents, leaf = dotted.split(".")
+            node = params
+            for key in parents:
+                node = node[key]
+            node[leaf] = value
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def new_repo(path: Path) -> Repo:
+    path.mkdir(parents=True)
+    for relative in tracked_project_files():
+        target = path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / relative, target)
+    repo = Repo(path)
+    repo.run("git", "init", "-q", "-b", "main")
+    repo.commit("project copy")
+    return repo
+
+
+def clone_repo(source: Repo, path: Path) -> Repo:
+    """A byte copy of `source` (work tree, git, dvc cache and remote) at `path`."""
+    shutil.copytree(source.path, path, symlinks=True)
+    if source.remote.exists():
+        shutil.copytree(source.remote, path.parent / "mlcd-dvc-remote")
+    return Repo(path)
+
+
+def free_port_run(length: int = 3) -> int:
+    """A port p with p .. p+length-1 all free: nginx and the two colours."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            start = probe.getsockname()[1]
+        if start + length < 65535 and all(_free(start + i) for i in range(length)):
+            return start
+    raise RuntimeError("no run of free ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_http(url: str, timeout: float = 60, any_answer: bool = True) -> None:
+    """Until `url` answers: with any HTTP status, or (any_answer=False) with a success."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except urllib.error.HTTPError:
+            if any_answer:
+                return
+            time.sleep(0.2)
+        except OSError:
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def start_service(args: list[str], url: str, log: Path, any_answer: bool = True) -> subprocess.Popen[bytes]:
+    """A server process for a test, its output in `log`; fails with that log if `url` never answers."""
+    with log.open("wb") as sink:
+        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
+    try:
+        wait_http(url, any_answer=any_answer)
+    except TimeoutError:
+        process.kill()
+        raise AssertionError(f"{args[0]} did not start:\n{log.read_text(errors='replace')}") from None
+    return process
 
 
 def committed_text(path: str) -> str:

@@ -512,6 +512,22 @@ def rollback(
     )
 
 
+@app.command()
+@reports_errors
+def undeploy(
+    environment: EnvironmentOption = "staging",
+    backend: BackendOption = "podman",
+    port: PortOption = 8080,
+    state_dir: StateDirOption = None,
+) -> None:
+    """Take an environment down (podman backend): remove both colours, stop its nginx, forget its state."""
+    from mlcd.deploy.backends import make_backend
+    from mlcd.deploy.backends import undeploy as run_undeploy
+
+    run_undeploy(make_backend(backend, environment, port=port, state_dir=state_dir), environment)
+    console.print(f"[green]{environment}[/]: both colours removed, nginx stopped, deploy state forgotten")
+
+
 @ci_app.command("remote")
 @reports_errors
 def ci_remote(repo: RootOption = Path()) -> None:

@@ -2,6 +2,7 @@
 
 The CLI prints an MlcdError as one red line (plus its listed problems) and exits
 with code 2, so messages here must say what is wrong *and* what to do about it.
+README "Exit codes and errors" draws this tree (a test keeps the two in step).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ class ParityError(ModelError):
 
 class BundleError(MlcdError):
     """A model bundle is missing files or does not match its manifest."""
+
+
+class GitError(MlcdError):
+    """A git command failed (not a repository, unknown revision, dirty workspace) or git is missing."""
 
 
 class VersionError(MlcdError):

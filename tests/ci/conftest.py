@@ -16,7 +16,7 @@ import pytest
 
 from mlcd.http_client import free_port
 
-from ..conftest import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, start_service, tracked_files
+from ..helpers import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, start_service, tracked_files
 from ..report import fake_gitlab
 from . import tools
 from .gitlab_ci_local import GitlabCiLocal, publish, shared_uv_cache

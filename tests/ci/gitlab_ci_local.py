@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from ..conftest import Repo, command_env, run
+from ..helpers import Repo, command_env, run
 
 STATE_DIR = ".gitlab-ci-local"
 SHELL_FILE = f"{STATE_DIR}/shell-gitlab-ci.yml"

@@ -10,7 +10,7 @@ import pytest
 from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, inspect_image, podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
-from ..conftest import Repo, free_port_run
+from ..helpers import Repo, free_port_run
 from ..system import install_nginx, install_podman
 from .gitlab_ci_local import GitlabCiLocal, merge_request, open_merge_request
 

@@ -6,7 +6,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from ..conftest import PROJECT_ROOT
+from ..helpers import PROJECT_ROOT
 from ..system import apt_install
 
 TOOLS_DIR = PROJECT_ROOT / ".ci" / "tools"

@@ -10,7 +10,7 @@ from mlcd.data.sources import breast_cancer_frame, diabetes_frame, write_synthet
 from mlcd.data.validation import validate_frame
 from mlcd.errors import DataValidationError
 
-from ..conftest import PROJECT_ROOT
+from ..helpers import PROJECT_ROOT
 
 SCHEMAS = PROJECT_ROOT / "data" / "schemas"
 

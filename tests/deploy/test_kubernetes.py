@@ -16,7 +16,7 @@ from mlcd.deploy.bluegreen import Expected, deploy, rollback
 from mlcd.deploy.kubernetes import STATE_ANNOTATION, KubernetesBackend
 from mlcd.errors import DeployError
 
-from ..conftest import PROJECT_ROOT, VENV_BIN
+from ..helpers import PROJECT_ROOT, VENV_BIN
 
 KUSTOMIZE = PROJECT_ROOT / "deploy" / "kubernetes"
 OVERLAYS = ("staging", "production")

@@ -20,7 +20,7 @@ from mlcd.container.image import build
 from mlcd.container.podman import podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
-from ..conftest import Repo, clone_repo, free_port_run
+from ..helpers import Repo, clone_repo, free_port_run
 from ..system import install_nginx, install_podman
 
 pytestmark = pytest.mark.image
@@ -139,6 +139,12 @@ def test_deploy_switch_under_load_broken_release_and_rollback(releases, reproduc
         response = httpx.post(f"{public}/predict", json=record)
         assert response.headers["x-mlcd-colour"] == "blue"
         assert response.json()["model"]["hash"] == v1.model_hash
+
+        done = reproduced_repo.mlcd("undeploy", *options)
+        assert "both colours removed, nginx stopped" in done.stderr
+        assert not (tmp_path / "state" / "state.json").exists()
+        with pytest.raises(httpx.ConnectError):
+            httpx.post(f"{public}/predict", json=record)
     finally:
         backend.teardown()
     assert not [n for n in podman("ps", "-a", "--format", "{{.Names}}").stdout.split() if ENVIRONMENT in n]

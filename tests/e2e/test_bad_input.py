@@ -8,7 +8,7 @@ import yaml
 
 from mlcd.data.sources import breast_cancer_frame
 
-from ..conftest import Repo, new_repo, run
+from ..helpers import Repo, new_repo, run
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,7 @@ import yaml
 
 from mlcd.ci.lockcheck import explain, lock_drift
 
-from ..conftest import Repo
-from ..helpers import committed_text
+from ..helpers import Repo, committed_text
 
 pytestmark = pytest.mark.e2e
 STAGES = ["ingest", "validate", "preprocess", "train", "evaluate", "package"]

@@ -14,8 +14,7 @@ import pytest
 
 from mlcd.blas import CORETYPE_VARIABLE, can_run, cpu_flags
 
-from ..conftest import Repo, new_repo
-from ..helpers import committed_text
+from ..helpers import Repo, committed_text, new_repo
 
 pytestmark = pytest.mark.e2e
 

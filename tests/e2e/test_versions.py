@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import Repo, clone_repo, new_repo
+from ..helpers import Repo, clone_repo, new_repo
 
 pytestmark = pytest.mark.e2e
 C_VALUES = {"1.0.0": 1.0, "1.1.0": 0.05, "1.2.0": 0.002}

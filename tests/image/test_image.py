@@ -61,7 +61,7 @@ def test_container_answers_the_test_set_like_in_process_onnx(built, reproduced_r
 
 
 def test_dockerfile_default_base_is_a_public_slim_python():
-    from ..conftest import PROJECT_ROOT
+    from ..helpers import PROJECT_ROOT
 
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=docker\.io/library/python:3\.11-slim-bookworm$", text, re.M)

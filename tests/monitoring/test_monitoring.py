@@ -20,7 +20,7 @@ import yaml
 
 from mlcd.http_client import free_port, wait_ready
 
-from ..conftest import PROJECT_ROOT, Repo, start_service
+from ..helpers import PROJECT_ROOT, Repo, start_service
 from ..system import apt_install
 
 pytestmark = pytest.mark.e2e  # Debian's prometheus/promtool, installed with apt-get when missing

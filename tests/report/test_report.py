@@ -1,13 +1,12 @@
 """`mlcd report` in a temp repo with two commits: numbers, gate, missing base, GitLab notes."""
 
 import json
-import os
 import shutil
 
 import pytest
 import yaml
 
-from ..conftest import Repo, clone_repo, new_repo
+from ..helpers import Repo, clone_repo, new_repo
 from . import fake_gitlab
 
 pytestmark = pytest.mark.e2e
@@ -34,13 +33,7 @@ def repo(two_commits, tmp_path) -> Repo:
 
 
 def report(repo: Repo, *args: str, env: dict | None = None, check: bool = True):
-    saved = dict(os.environ)
-    os.environ.update(env or {})
-    try:
-        return repo.mlcd("report", "--out", "out", *args, check=check)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    return repo.mlcd("report", "--out", "out", *args, check=check, env=env)
 
 
 def set_gate(repo: Repo, **max_drop: float) -> None:
@@ -126,6 +119,33 @@ def test_merge_request_base_comes_from_ci_variables(repo):
     report(repo, "--no-post", env={"CI_MERGE_REQUEST_DIFF_BASE_SHA": base_sha})
     summary = json.loads((repo.path / "out" / "report.json").read_text())
     assert (summary["base"], summary["base_chosen_by"]) == (base_sha, "CI_MERGE_REQUEST_DIFF_BASE_SHA")
+
+
+def test_outside_ci_the_base_is_the_merge_base_with_a_local_main(repo):
+    """A feature branch two commits ahead of main: the base is where it left main, not HEAD~1."""
+    fork_point = repo.run("git", "rev-parse", "HEAD").stdout.strip()
+    repo.run("git", "checkout", "-q", "-b", "feature")
+    for c in (0.02, 0.03):
+        repo.set_params(**{"train.logistic_regression.C": c})
+        repo.dvc("repro")
+        repo.commit(f"C={c}")
+    done = report(repo, "--no-post")
+    summary = json.loads((repo.path / "out" / "report.json").read_text())
+    assert (summary["base"], summary["base_chosen_by"]) == (fork_point, "merge-base with main")
+    assert "warning" not in done.stderr  # committed and reproduced: nothing to warn about
+    repo.run("git", "checkout", "-q", "main")  # on main itself: the previous commit
+    report(repo, "--no-post")
+    assert json.loads((repo.path / "out" / "report.json").read_text())["base_chosen_by"] == "HEAD~1"
+
+
+def test_a_dirty_workspace_is_labelled_and_stale_metrics_are_warned_about(repo):
+    repo.set_params(**{"train.logistic_regression.C": 0.5})  # not reproduced, not committed
+    done = report(repo, "--base", "HEAD~1", "--no-post")
+    assert "outputs are out of date for stage(s)" in done.stderr and "train" in done.stderr
+    assert "uncommitted changes (params.yaml)" in done.stderr
+    head = repo.run("git", "rev-parse", "--short=8", "HEAD").stdout.strip()
+    markdown = (repo.path / "out" / "report.md").read_text()
+    assert f"## mlcd model report: {head} + uncommitted changes vs base" in markdown
 
 
 @pytest.fixture

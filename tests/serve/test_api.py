@@ -15,7 +15,7 @@ from mlcd.errors import BundleError
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.server import load
 
-from ..conftest import PROJECT_ROOT, run
+from ..helpers import PROJECT_ROOT, run
 
 MAX_BATCH = 200
 MAX_BODY = 1024 * 1024

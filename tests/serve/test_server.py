@@ -10,7 +10,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mlcd.http_client import free_port, wait_ready
 
-from ..conftest import command_env
+from ..helpers import command_env
 
 
 @contextmanager

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..conftest import PROJECT_ROOT
+from ..helpers import PROJECT_ROOT
 
 BIN = Path(sys.executable).parent
 

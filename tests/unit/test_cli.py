@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from mlcd import errors
 from mlcd.cli import DEBUG_VARIABLE, app
 from mlcd.errors import MissingToolError
 from mlcd.system import require_programs
+
+from ..helpers import PROJECT_ROOT
 
 runner = CliRunner()
 
@@ -80,3 +83,24 @@ def test_help_shows_conventional_metavars_and_keeps_placeholders():
     assert "localhost/mlcd-model:<model" in result.output  # rich's markdown mode dropped <...> placeholders
     local_base = next(line for line in result.output.splitlines() if "--local-base" in line)
     assert "<bool>" not in local_base
+
+
+def test_readme_documents_every_error_of_the_family():
+    """README "Exit codes and errors" is the one place the tree is written down; it must stay whole."""
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme.split("### Exit codes and errors", 1)[1].split("\n## ", 1)[0]
+    family = [
+        name
+        for name, value in vars(errors).items()
+        if isinstance(value, type) and issubclass(value, errors.MlcdError)
+    ]
+    assert len(family) > 10 and section.count("\nMlcdError ") == 1
+    missing = [name for name in family if name != "MlcdError" and f"── {name} " not in section]
+    assert not missing, f"README's exception tree lacks {missing}"
+
+
+def test_undeploy_of_a_kubernetes_environment_says_how_instead(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no kubectl is called before the refusal
+    result = runner.invoke(app, ["undeploy", "--environment", "staging", "--backend", "kubernetes"])
+    assert result.exit_code == 2
+    assert "kubectl delete namespace mlcd-staging" in result.output

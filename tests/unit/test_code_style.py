@@ -4,7 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ..conftest import PROJECT_ROOT
+from ..helpers import PROJECT_ROOT
 
 RUFF = Path(sys.executable).parent / "ruff"
 

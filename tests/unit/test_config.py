@@ -6,7 +6,7 @@ import yaml
 from mlcd.config import Params, ProjectPaths, load_params, parse_params
 from mlcd.errors import ConfigError
 
-from ..conftest import PROJECT_ROOT
+from ..helpers import PROJECT_ROOT
 
 
 def problems_for(raw: dict) -> list[str]:

@@ -7,7 +7,7 @@ import yaml
 from mlcd.ci.lockcheck import explain, lock_drift
 from mlcd.ci.remote import configure_remote, redacted
 
-from ..conftest import PROJECT_ROOT
+from ..helpers import PROJECT_ROOT
 
 COMMITTED = yaml.safe_load((PROJECT_ROOT / "dvc.lock").read_text())
 

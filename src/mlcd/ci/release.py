@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from mlcd.ci.remote import configure_remote
-from mlcd.versions.gitrepo import git
+from mlcd.git import git
 from mlcd.versions.releases import parse_tag, require_pushed
 
 

@@ -27,7 +27,7 @@ from mlcd.config import ProjectPaths
 from mlcd.console import info, warn
 from mlcd.errors import PipelineError
 from mlcd.files import read_json
-from mlcd.versions.gitrepo import show_file
+from mlcd.git import show_file
 
 PACKAGE_STAGE = "package"  # the dvc.yaml stage that writes the bundle
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mlcd.bundle import verify_bundle
 from mlcd.container.podman import BuiltImage, build_image, ensure_local_bases, require_tools
-from mlcd.versions.gitrepo import resolve_commit
+from mlcd.git import resolve_commit
 
 
 def default_tag(root: Path, bundle: Path) -> str:

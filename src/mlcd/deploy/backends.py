@@ -34,3 +34,14 @@ def make_backend(
 
         return KubernetesBackend(environment, kubectl_cli(namespace or f"mlcd-{environment}", context))
     raise DeployError(f"unknown deploy backend {kind!r}: use one of {', '.join(BACKENDS)}")
+
+
+def undeploy(target: Backend, environment: str) -> None:
+    """Remove an environment: both colours, its proxy and its state. Only podman's lives on this host."""
+    teardown = getattr(target, "teardown", None)
+    if teardown is None:
+        raise DeployError(
+            f"undeploy removes podman deployments only; for kubernetes delete the namespace "
+            f"(`kubectl delete namespace mlcd-{environment}`), which holds both colours"
+        )
+    teardown()

@@ -90,7 +90,7 @@ class PodmanBackend:
         podman("rm", "--force", "--ignore", "--time", "10", self.container(colour), check=False)
 
     def teardown(self) -> None:
-        """Stop nginx and both colours and forget the state (tests, `mlcd deploy --teardown`)."""
+        """Stop nginx and both colours and forget the state (`mlcd undeploy`)."""
         self.nginx.stop()
         for colour in COLOURS:
             self.stop(colour)

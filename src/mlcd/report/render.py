@@ -66,7 +66,7 @@ def _pairs(title: str, header: str, rows: list[tuple[str, Any, Any]]) -> list[st
 def markdown(
     base: Side,
     head: Side,
-    head_commit: str,
+    head_label: str,
     how: str,
     rows: list[MetricRow],
     params: list[tuple[str, Any, Any]],
@@ -75,7 +75,7 @@ def markdown(
     images: dict[str, str],
 ) -> str:
     base_label = base.rev[:8] if base.rev else "?"
-    lines = [MARKER, f"## mlcd model report: {head_commit[:8]} vs base {base_label}", ""]
+    lines = [MARKER, f"## mlcd model report: {head_label} vs base {base_label}", ""]
     lines.append(f"Base chosen by {how}.")
     if rules is not None:
         failed = [r for r in rules if r.passed is False]

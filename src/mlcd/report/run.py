@@ -9,10 +9,10 @@ from pathlib import Path
 from mlcd.config import load_params
 from mlcd.console import info, stage, warn
 from mlcd.files import atomic_dir, dump_json
+from mlcd.git import dirty_files, git
 from mlcd.report import compare, render
 from mlcd.report.gitlab import NotPostedError, post, target_from_env
 from mlcd.report.sides import collect, measure_latency, resolve_base
-from mlcd.versions.gitrepo import git
 
 REPORT = "report.md"
 METRICS_REPORT = "metrics.txt"
@@ -31,6 +31,31 @@ class ReportResult:
         return any(rule.passed is False for rule in self.rules or [])
 
 
+def workspace_caveats(root: Path) -> str:
+    """Warn when the head column is not a commit's outputs; the suffix for its label ("" when clean).
+
+    The head is the workspace: uncommitted params next to metrics of an older `dvc repro`
+    would be reported as if HEAD had produced both.
+    """
+    import dvc.repo
+
+    changed = [line[3:] for line in dirty_files(root) if not line.startswith("??")]  # tracked files only
+    with dvc.repo.Repo(str(root)) as repo:
+        stale = sorted(name.split(":")[-1] for name in repo.status())
+    if stale:
+        warn(
+            f"outputs are out of date for stage(s) {', '.join(stale)}: run `dvc repro` before the "
+            "report, or it shows new params and data beside old metrics"
+        )
+    if changed:
+        warn(
+            f"uncommitted changes ({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}): "
+            "the head column is the workspace, not HEAD alone"
+        )
+        return " + uncommitted changes"
+    return ""
+
+
 def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_note: bool) -> ReportResult:
     with stage("report") as log:
         params = load_params(root / "params.yaml")
@@ -40,13 +65,14 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
             head = collect(root, "head", None, Path(scratch))
             measure_latency([base, head])
         head_commit = git(root, "rev-parse", "HEAD").strip()
+        head_label = head_commit[:8] + workspace_caveats(root)
         rows = compare.metric_rows(base, head)
         rules = compare.gate(rows, base, head, params.gate) if gate else None
         params_changed = compare.param_changes(base, head)
         data = compare.data_rows(base, head)
 
         def body(links: dict[str, str]) -> str:
-            return render.markdown(base, head, head_commit, how, rows, params_changed, data, rules, links)
+            return render.markdown(base, head, head_label, how, rows, params_changed, data, rules, links)
 
         with atomic_dir(out) as tmp:
             images = render.figures(base, head, tmp)

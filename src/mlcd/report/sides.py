@@ -19,7 +19,7 @@ from dvc_data.index.index import DataIndexDirError
 from mlcd.bundle import verify_bundle
 from mlcd.config import PLOT_NAMES, ProjectPaths
 from mlcd.errors import MlcdError
-from mlcd.versions.gitrepo import git, resolve_commit
+from mlcd.git import git, resolve_commit
 from mlcd.versions.storage import copy_out
 
 PROCESSED = ("data/raw/dataset.parquet", "data/processed/train.parquet", "data/processed/test.parquet")
@@ -48,14 +48,20 @@ def resolve_base(root: Path, explicit: str | None) -> tuple[str, str]:
         candidates.append((explicit, "--base"))
     if sha := os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA"):
         candidates.append((sha, "CI_MERGE_REQUEST_DIFF_BASE_SHA"))
-    target = os.environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or os.environ.get("CI_DEFAULT_BRANCH")
-    for branch in [f"origin/{target}", target] if target else []:
+    # Outside CI the default branch is main, as in .gitlab-ci.yml's rules and the README.
+    target = (
+        os.environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or os.environ.get("CI_DEFAULT_BRANCH") or "main"
+    )
+    head = resolve_commit(root, "HEAD")
+    for branch in [f"origin/{target}", target]:
         if resolve_commit(root, branch):
             try:
                 merge_base = git(root, "merge-base", "HEAD", branch).strip()
             except MlcdError:
                 continue
-            candidates.append((merge_base, f"merge-base with {branch}"))
+            if merge_base != head:  # else HEAD is on that branch: its previous commit is the base
+                candidates.append((merge_base, f"merge-base with {branch}"))
+                break
     candidates.append(("HEAD~1", "HEAD~1"))
     for ref, how in candidates:
         if sha := resolve_commit(root, ref):

@@ -11,7 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
-from mlcd.serve import metrics
+from mlcd.serve import prometheus
 from mlcd.serve.model import BundleModel
 from mlcd.serve.payload import PayloadError, parse_json, to_batch
 
@@ -57,9 +57,9 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
         version=model.model_hash[:12],
         description="Predictions from the packaged model bundle. POST one record or a list of records.",
     )
-    app.add_middleware(metrics.MetricsMiddleware)
+    app.add_middleware(prometheus.MetricsMiddleware)
     manifest = model.manifest
-    metrics.record_model(
+    prometheus.record_model(
         model.model_hash,
         manifest.get("estimator", "unknown"),
         settings.git_commit,
@@ -91,7 +91,7 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
             return error(exc.status, exc.detail)
         result = model.predict(batch.numbers, batch.texts)
         for label in result.get("labels", ()):
-            metrics.PREDICTIONS.labels(label).inc()
+            prometheus.PREDICTIONS.labels(label).inc()
         return json_response({**result, "model": model_ref})
 
     @app.get("/health", summary="The process is alive")
@@ -107,8 +107,8 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
         return json_response(provenance)
 
     @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus() -> Response:
-        body, content_type = metrics.render()
+    async def prometheus_metrics() -> Response:
+        body, content_type = prometheus.render()
         return Response(body, media_type=content_type)
 
     return app

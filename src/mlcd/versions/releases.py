@@ -11,7 +11,8 @@ import yaml
 
 from mlcd.bundle import MANIFEST
 from mlcd.errors import VersionError
-from mlcd.versions.gitrepo import Semver, git, require_clean, short, show_file
+from mlcd.git import git, require_clean, short, show_file
+from mlcd.versions.semver import Semver
 from mlcd.versions.storage import ObjectStores, outputs_at
 
 METRICS_FILE = "metrics/metrics.json"

@@ -12,8 +12,9 @@ from typing import Any
 
 from mlcd.bundle import verify_bundle
 from mlcd.errors import VersionError
-from mlcd.versions.gitrepo import Semver, git, require_clean, resolve_commit, short
+from mlcd.git import git, require_clean, resolve_commit, short
 from mlcd.versions.releases import artifact, release_tags
+from mlcd.versions.semver import Semver
 from mlcd.versions.storage import ObjectStores, StoredObject, copy_out, missing_lines, outputs_at
 
 

@@ -15,7 +15,7 @@ import yaml
 from dvc.repo import Repo as DvcRepo
 
 from mlcd.errors import VersionError
-from mlcd.versions.gitrepo import first_commit_containing, show_file
+from mlcd.git import first_commit_containing, show_file
 
 
 @dataclass(frozen=True)

@@ -1,22 +1,23 @@
-"""The few git operations versions need, as plain functions over a repo root."""
+"""The git operations mlcd needs (report, ci, image, versions), as plain functions over a repo root.
+
+Every failure is a GitError naming the git command and what git said.
+"""
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
-from typing import NamedTuple
 
-from mlcd.errors import VersionError
+from mlcd.errors import GitError
 
 
 def git(root: Path, *args: str) -> str:
     try:
         done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True)
     except FileNotFoundError:
-        raise VersionError("git is not installed; versions need git") from None
+        raise GitError("git is not installed: install it (Debian: `apt-get install git`)") from None
     except subprocess.CalledProcessError as exc:
-        raise VersionError(f"git {' '.join(args)} failed: {exc.stderr.strip()}") from None
+        raise GitError(f"git {' '.join(args)} failed in {root}: {exc.stderr.strip()}") from None
     return done.stdout
 
 
@@ -27,20 +28,20 @@ def dirty_files(root: Path) -> list[str]:
 
 def require_clean(root: Path) -> None:
     if dirty := dirty_files(root):
-        raise VersionError("the workspace has uncommitted changes; commit or stash them first:", dirty)
+        raise GitError("the workspace has uncommitted changes; commit or stash them first:", dirty)
 
 
 def resolve_commit(root: Path, ref: str) -> str | None:
     try:
         return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
-    except VersionError:
+    except GitError:
         return None
 
 
 def show_file(root: Path, commit: str, path: str) -> str | None:
     try:
         return git(root, "show", f"{commit}:{path}")
-    except VersionError:
+    except GitError:
         return None
 
 
@@ -52,21 +53,3 @@ def first_commit_containing(root: Path, text: str, path: str) -> str | None:
 
 def short(commit: str) -> str:
     return commit[:8]
-
-
-class Semver(NamedTuple):
-    major: int
-    minor: int
-    patch: int
-
-    @classmethod
-    def parse(cls, text: str) -> Semver:
-        match = re.fullmatch(r"v?(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)", text.strip())
-        if not match:
-            raise VersionError(
-                f"{text!r} is not a version: use MAJOR.MINOR.PATCH, e.g. 1.4.0 (a leading v is fine)"
-            )
-        return cls(*(int(part) for part in match.groups()))
-
-    def __str__(self) -> str:
-        return f"v{self.major}.{self.minor}.{self.patch}"
