@@ -5,13 +5,24 @@ Helpers (Repo, new_repo, run, ...) live in tests/helpers.py; import them from th
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .helpers import PROJECT_ROOT, Repo, clone_repo, new_repo, tracked_project_files
+from .helpers import Repo, clone_repo, copy_params_and_data, new_repo, run_pipeline_in_process
+
+# Markers and fixtures that make a test slow: kept out of the fast tier (`-m "not slow"`).
+SLOW_MARKERS = {"e2e", "image", "ci", "needs_podman", "needs_node", "needs_kubectl", "needs_promtool"}
+SLOW_FIXTURES = {"reproduced_repo", "repo_copy"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        marked = {mark.name for mark in item.iter_markers()}
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if marked & SLOW_MARKERS or fixtures & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +41,17 @@ def repo_copy(reproduced_repo: Repo, tmp_path: Path) -> Iterator[Repo]:
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A project directory (no git) with params and schemas, as the working directory."""
-    for relative in tracked_project_files():
-        if relative.parts[0] in {"params.yaml", "data"}:
-            target = tmp_path / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(PROJECT_ROOT / relative, target)
+    copy_params_and_data(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The default pipeline run once in this process (no dvc, no cross-validation): data and bundle.
+
+    For the fast tier: what serving and data checks need, in seconds rather than a `dvc repro`.
+    """
+    project = copy_params_and_data(tmp_path_factory.mktemp("built"))
+    run_pipeline_in_process(project, {"train": {"cv_folds": 0}})
+    return project

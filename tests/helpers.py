@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -184,3 +185,35 @@ def committed_text(path: str) -> str:
     return subprocess.run(
         ["git", "show", f"HEAD:{path}"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True
     ).stdout
+
+
+def copy_params_and_data(target: Path) -> Path:
+    """params.yaml and data/ (schemas, bundled files) of this project in `target`, no git."""
+    for relative in tracked_project_files():
+        if relative.parts[0] in {"params.yaml", "data"}:
+            (target / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(PROJECT_ROOT / relative, target / relative)
+    return target
+
+
+def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, dict]:
+    """Every stage's function in this process (no dvc): (ProjectPaths, the package summary)."""
+    from mlcd.config import ProjectPaths, load_params, parse_params
+    from mlcd.data.sources import run_ingest
+    from mlcd.data.split import run_preprocess
+    from mlcd.data.validation import run_validate
+    from mlcd.modeling.evaluate import run_evaluate
+    from mlcd.modeling.package import run_package
+    from mlcd.modeling.train import run_train
+
+    raw = load_params(project / "params.yaml").as_dict()
+    for section, values in overrides.items():
+        raw[section] = {**raw[section], **values}
+    params = parse_params(raw)
+    paths = ProjectPaths(project)
+    run_ingest(params.data, paths)
+    run_validate(params.data, paths)
+    run_preprocess(params.data, params.preprocess, paths)
+    run_train(params.data, params.train, paths)
+    run_evaluate(params.data, params.evaluate, paths)
+    return paths, run_package(params, paths)

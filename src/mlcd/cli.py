@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from mlcd.blas import pin_blas_kernel
-from mlcd.config import Params, ProjectPaths, load_params
+from mlcd.config import PARAMS_FILE, Params, ProjectPaths, load_params
 from mlcd.console import console
 from mlcd.errors import MlcdError
 from mlcd.extras import install_hint, missing_extra
@@ -43,6 +43,8 @@ ci_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(ci_app, name="ci")
+
+DEFAULT_BUNDLE = ProjectPaths().bundle  # models/bundle, relative to where mlcd runs
 
 ParamsOption = Annotated[
     Path, typer.Option("--params", "-p", metavar="PATH", help="params file; outputs go under its directory.")
@@ -117,7 +119,7 @@ def _setup(params_file: Path) -> tuple[Params, ProjectPaths]:
 
 @app.command()
 @reports_errors
-def ingest(params_file: ParamsOption = Path("params.yaml")) -> None:
+def ingest(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Write data/raw/dataset.parquet from data.source (bundled, a file, or synthetic)."""
     from mlcd.data.sources import run_ingest
 
@@ -127,7 +129,7 @@ def ingest(params_file: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command()
 @reports_errors
-def validate(params_file: ParamsOption = Path("params.yaml")) -> None:
+def validate(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Check the raw data against data.schema; list every problem, or write metrics/data.json."""
     from mlcd.data.validation import run_validate
 
@@ -137,7 +139,7 @@ def validate(params_file: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command()
 @reports_errors
-def preprocess(params_file: ParamsOption = Path("params.yaml")) -> None:
+def preprocess(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Split the validated data into seeded, stratified train and test Parquet files."""
     from mlcd.data.split import run_preprocess
 
@@ -147,7 +149,7 @@ def preprocess(params_file: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command()
 @reports_errors
-def train(params_file: ParamsOption = Path("params.yaml")) -> None:
+def train(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Fit the pipeline named by train.estimator (optionally cross-validated); save with skops."""
     from mlcd.modeling.train import run_train
 
@@ -157,7 +159,7 @@ def train(params_file: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command()
 @reports_errors
-def evaluate(params_file: ParamsOption = Path("params.yaml")) -> None:
+def evaluate(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Score the model on the test set: metrics/metrics.json, plot data and PNG figures."""
     from mlcd.modeling.evaluate import run_evaluate
 
@@ -167,7 +169,7 @@ def evaluate(params_file: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command()
 @reports_errors
-def package(params_file: ParamsOption = Path("params.yaml")) -> None:
+def package(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Export to ONNX, check parity with scikit-learn, write models/bundle/ with its manifest."""
     from mlcd.files import dump_json
     from mlcd.modeling.package import run_package
@@ -179,7 +181,7 @@ def package(params_file: ParamsOption = Path("params.yaml")) -> None:
 
 @app.command("params")
 @reports_errors
-def show_params(params_file: ParamsOption = Path("params.yaml")) -> None:
+def show_params(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     """Check params.yaml and print it with every default filled in."""
     import yaml
 
@@ -289,7 +291,7 @@ def restore(
 def serve(
     bundle: Annotated[
         Path, typer.Option(metavar="PATH", help="model bundle directory (made by `mlcd package`).")
-    ] = Path("models/bundle"),
+    ] = DEFAULT_BUNDLE,
     host: Annotated[
         str, typer.Option(metavar="TEXT", help="address to listen on; 0.0.0.0 in a container.")
     ] = "127.0.0.1",
@@ -395,7 +397,7 @@ def image_smoke(
     ],
     bundle: Annotated[
         Path, typer.Option(metavar="PATH", help="the bundle the image should answer like.")
-    ] = Path("models/bundle"),
+    ] = DEFAULT_BUNDLE,
 ) -> None:
     """Run the image on a loopback port, wait for /ready, check its answers and non-root user, remove it."""
     from mlcd.container.smoke import running, smoke_test
@@ -459,7 +461,7 @@ def deploy(
         typer.Option(
             metavar="PATH", help="the bundle the image was built from; its examples are the smoke test."
         ),
-    ] = Path("models/bundle"),
+    ] = DEFAULT_BUNDLE,
     port: PortOption = 8080,
     state_dir: StateDirOption = None,
     namespace: NamespaceOption = None,

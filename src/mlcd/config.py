@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -18,6 +18,7 @@ from pydantic_core import ErrorDetails
 from mlcd.errors import ConfigError
 
 PARAMS_FILE = "params.yaml"
+LOCK_FILE = "dvc.lock"
 BUILTIN_SOURCES = ("sklearn:breast_cancer", "sklearn:diabetes", "synthetic")
 FILE_SUFFIXES = (".csv", ".parquet", ".pq")
 
@@ -157,7 +158,20 @@ class Params(Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
-def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted keys (train.logistic_regression.C), the form params are named in everywhere."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def describe_problem(error: ErrorDetails, model: type[BaseModel]) -> str:
+    """One pydantic validation error of `model` as `dotted.key: what is wrong`, naming allowed keys."""
     key = ".".join(str(part) for part in error["loc"])
     if error["type"] == "extra_forbidden":
         parent = _section_model(model, error["loc"][:-1])
@@ -169,13 +183,22 @@ def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
     return f"{key}: {message} (got {error.get('input')!r})"
 
 
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model an annotation holds: Model, list[Model], Model | None."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, get_args(annotation)) if m is not None), None)
+
+
 def _section_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     for part in loc:
+        if isinstance(part, int):
+            continue  # an item of a list: _model_in took the item model from list[...] already
         fields = {f.alias or n: f for n, f in model.model_fields.items()}
-        annotation = fields[part].annotation if part in fields else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        found = _model_in(fields[part].annotation) if part in fields else None
+        if found is None:
             return None
-        model = annotation
+        model = found
     return model
 
 
@@ -188,7 +211,7 @@ def parse_params(raw: Any, origin: str = PARAMS_FILE) -> Params:
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
-        problems = [_describe(e, Params) for e in exc.errors()]
+        problems = [describe_problem(e, Params) for e in exc.errors()]
         raise ConfigError(f"{origin} is invalid; fix these keys:", problems) from None
 
 
@@ -224,7 +247,7 @@ class ProjectPaths:
 
     @property
     def lock(self) -> Path:
-        return self.root / "dvc.lock"
+        return self.root / LOCK_FILE
 
     @property
     def external_data(self) -> Path:

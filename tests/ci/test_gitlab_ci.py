@@ -14,7 +14,7 @@ from ..helpers import Repo, free_port_run
 from ..system import install_nginx, install_podman
 from .gitlab_ci_local import GitlabCiLocal, merge_request, open_merge_request
 
-pytestmark = pytest.mark.ci
+pytestmark = [pytest.mark.ci, pytest.mark.needs_node]
 
 MR_UNSET = ("CI_COMMIT_BRANCH",)  # GitLab leaves it unset in merge-request pipelines
 TAG = "model@v1.2.0"
@@ -118,6 +118,7 @@ def test_a_stale_dvc_lock_fails_reproduce_naming_the_stage(gitlab: GitlabCiLocal
     assert "changed only because an upstream output changed: evaluate" in log
 
 
+@pytest.mark.needs_podman
 def test_default_branch_pushes_outputs_builds_pushes_the_image_and_deploys_staging(
     gitlab: GitlabCiLocal, developer: Repo, registry, tmp_path
 ):

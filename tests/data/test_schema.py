@@ -49,3 +49,16 @@ def test_invalid_schema_file_lists_problems(tmp_path):
 def test_missing_schema_file_says_how_to_make_one(tmp_path):
     with pytest.raises(ConfigError, match="mlcd schema infer"):
         load_schema(tmp_path / "none.yaml")
+
+
+def test_unknown_keys_name_the_keys_allowed_there_even_inside_lists(tmp_path):
+    """Schema and params errors are formatted by one function (config.describe_problem)."""
+    path = tmp_path / "schema.yaml"
+    path.write_text(
+        "target: {name: y, kind: categorical}\nfeatures:\n  - {name: a, dtype: float, colour: red}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_schema(path)
+    problems = caught.value.problems
+    assert "target.kind: unknown key; allowed keys here: name, classes, positive" in problems
+    assert "features.0.colour: unknown key; allowed keys here: name, dtype, min, max, nullable" in problems

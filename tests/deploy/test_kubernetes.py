@@ -32,7 +32,7 @@ def render(overlay: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
 
-@pytest.mark.e2e  # needs kubectl (kustomize) on the machine
+@pytest.mark.needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_overlay_renders_and_passes_strict_validation(overlay, tmp_path):
     docs = render(overlay)
@@ -57,7 +57,7 @@ def test_overlay_renders_and_passes_strict_validation(overlay, tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.e2e
+@pytest.mark.needs_kubectl
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_are_probed_limited_non_root_and_read_only(overlay):
     docs = {f"{d['kind']}/{d['metadata']['name']}": d for d in render(overlay)}

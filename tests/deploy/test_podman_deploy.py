@@ -23,7 +23,7 @@ from mlcd.deploy.podman_backend import PodmanBackend
 from ..helpers import Repo, clone_repo, free_port_run
 from ..system import install_nginx, install_podman
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.needs_podman]
 ENVIRONMENT = "pytest"
 
 

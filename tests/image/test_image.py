@@ -16,7 +16,7 @@ from mlcd.container.smoke import running, smoke_test
 
 from ..system import install_podman
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.needs_podman]
 
 
 @pytest.fixture(scope="module")

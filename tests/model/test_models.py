@@ -1,42 +1,22 @@
 """Model checks: every estimator trains, scores sensibly, and exports to ONNX with parity."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
 
-from mlcd.config import ProjectPaths, load_params, parse_params
-from mlcd.data.sources import run_ingest
-from mlcd.data.split import run_preprocess
-from mlcd.data.validation import run_validate
 from mlcd.errors import ParityError
 from mlcd.files import read_json, sha256_file
-from mlcd.modeling.evaluate import run_evaluate
 from mlcd.modeling.model_io import load_model
-from mlcd.modeling.package import run_package
-from mlcd.modeling.train import run_train
+
+from ..helpers import run_pipeline_in_process
 
 REGRESSION = {
     "data": {"source": "sklearn:diabetes", "schema": "data/schemas/diabetes.yaml"},
     "train": {"task": "regression", "estimator": "ridge"},
 }
-
-
-def run_pipeline(project: Path, overrides: dict) -> tuple[ProjectPaths, dict]:
-    raw = load_params(project / "params.yaml").as_dict()
-    for section, values in overrides.items():
-        raw[section] = {**raw[section], **values}
-    params = parse_params(raw)
-    paths = ProjectPaths(project)
-    run_ingest(params.data, paths)
-    run_validate(params.data, paths)
-    run_preprocess(params.data, params.preprocess, paths)
-    run_train(params.data, params.train, paths)
-    run_evaluate(params.data, params.evaluate, paths)
-    return paths, run_package(params, paths)
 
 
 @pytest.mark.parametrize(
@@ -65,7 +45,7 @@ def run_pipeline(project: Path, overrides: dict) -> tuple[ProjectPaths, dict]:
     ids=["logistic", "forest", "boosting", "logistic-l1", "ridge"],
 )
 def test_estimator_trains_scores_and_exports(project, overrides, floor):
-    paths, manifest = run_pipeline(project, overrides)
+    paths, manifest = run_pipeline_in_process(project, overrides)
     metrics = read_json(paths.metrics)
     for name, lowest in floor.items():
         assert metrics[name] >= lowest, metrics
@@ -79,7 +59,7 @@ def test_estimator_trains_scores_and_exports(project, overrides, floor):
 
 
 def test_bundle_examples_are_what_the_onnx_model_answers(project):
-    paths, _ = run_pipeline(project, {})
+    paths, _ = run_pipeline_in_process(project, {})
     examples = read_json(paths.bundle / "examples.json")
     schema = read_json(paths.bundle / "schema.json")
     session = ort.InferenceSession(str(paths.bundle / "model.onnx"))
@@ -94,7 +74,7 @@ def test_bundle_examples_are_what_the_onnx_model_answers(project):
 
 
 def test_cross_validation_scores_are_recorded(project):
-    paths, _ = run_pipeline(project, {"train": {"cv_folds": 4}})
+    paths, _ = run_pipeline_in_process(project, {"train": {"cv_folds": 4}})
     cv = read_json(paths.train_metrics)["cv"]
     assert cv["folds"] == 4
     assert 0.9 < cv["roc_auc"]["mean"] <= 1.0
@@ -103,13 +83,13 @@ def test_cross_validation_scores_are_recorded(project):
 
 def test_parity_failure_writes_no_bundle(project):
     with pytest.raises(ParityError, match="the bundle was not written"):
-        run_pipeline(project, {"package": {"parity_tolerance": 1e-12}})
+        run_pipeline_in_process(project, {"package": {"parity_tolerance": 1e-12}})
     assert not (project / "models" / "bundle").exists()
     assert [p.name for p in (project / "models").iterdir()] == ["model.skops"]
 
 
 def test_predictions_do_not_depend_on_row_order(project):
-    paths, _ = run_pipeline(project, {})
+    paths, _ = run_pipeline_in_process(project, {})
     model = load_model(paths.model)
     test = pd.read_parquet(paths.test_data).drop(columns="diagnosis")
     shuffled = test.sample(frac=1.0, random_state=0)
@@ -117,7 +97,7 @@ def test_predictions_do_not_depend_on_row_order(project):
 
 
 def test_larger_tumours_look_more_malignant(project):
-    paths, _ = run_pipeline(project, {})
+    paths, _ = run_pipeline_in_process(project, {})
     model = load_model(paths.model)
     record = pd.read_parquet(paths.test_data).drop(columns="diagnosis").median().to_frame().T
     bigger = record.copy()
@@ -152,7 +132,7 @@ def test_text_features_keep_one_onnx_input_per_feature(project):
     frame.to_csv(project / "data" / "external" / "mixed.csv", index=False)
     schema = infer_schema(frame, "diagnosis")
     (project / "data" / "schemas" / "mixed.yaml").write_text(schema_to_yaml(schema))
-    paths, manifest = run_pipeline(
+    paths, manifest = run_pipeline_in_process(
         project, {"data": {"source": "data/external/mixed.csv", "schema": "data/schemas/mixed.yaml"}}
     )
     bundle_schema = json.loads((paths.bundle / "schema.json").read_text())

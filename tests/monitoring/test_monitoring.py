@@ -23,7 +23,7 @@ from mlcd.http_client import free_port, wait_ready
 from ..helpers import PROJECT_ROOT, Repo, start_service
 from ..system import apt_install
 
-pytestmark = pytest.mark.e2e  # Debian's prometheus/promtool, installed with apt-get when missing
+pytestmark = pytest.mark.needs_promtool  # Debian's prometheus/promtool, installed with apt-get when missing
 MONITORING = PROJECT_ROOT / "monitoring"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

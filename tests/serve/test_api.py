@@ -22,8 +22,8 @@ MAX_BODY = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def bundle(reproduced_repo):
-    return reproduced_repo.path / "models" / "bundle"
+def bundle(built_project):
+    return built_project / "models" / "bundle"
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,8 @@ def client(bundle):
 
 
 @pytest.fixture(scope="module")
-def test_records(reproduced_repo):
-    frame = pd.read_parquet(reproduced_repo.path / "data" / "processed" / "test.parquet")
+def test_records(built_project):
+    frame = pd.read_parquet(built_project / "data" / "processed" / "test.parquet")
     return frame.drop(columns="diagnosis").to_dict(orient="records")
 
 

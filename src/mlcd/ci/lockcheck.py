@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mlcd.config import flatten
+
 
 @dataclass
 class StageDrift:
@@ -35,18 +37,11 @@ def _hashes(entries: list[dict[str, Any]] | None) -> dict[str, str | None]:
     return {entry["path"]: entry.get("md5") or entry.get("etag") for entry in entries or []}
 
 
-def _flatten(prefix: str, value: Any) -> dict[str, Any]:
-    """Dotted keys, so a stage that depends on a whole section names the one value that changed."""
-    if isinstance(value, dict) and value:
-        return {k: v for key, item in value.items() for k, v in _flatten(f"{prefix}.{key}", item).items()}
-    return {prefix: value}
-
-
 def _params(stage: dict[str, Any]) -> dict[str, Any]:
     flat: dict[str, Any] = {}
+    # Dotted keys, so a stage that depends on a whole section names the one value that changed.
     for values in (stage.get("params") or {}).values():
-        for key, value in values.items():
-            flat |= _flatten(key, value)
+        flat |= flatten(values)
     return flat
 
 

@@ -125,7 +125,7 @@ def reproduce(
     paths = ProjectPaths(root)
     committed_text = show_file(root, "HEAD", paths.lock.name)
     if committed_text is None:
-        raise PipelineError("HEAD has no dvc.lock: run `dvc repro` and commit dvc.lock")
+        raise PipelineError(f"HEAD has no {paths.lock.name}: run `dvc repro` and commit it")
     remote = configure_remote(root, os.environ)
     if push and remote is None:
         raise PipelineError(f"cannot push outputs: set the CI/CD variable {URL_VARIABLE} (see README)")

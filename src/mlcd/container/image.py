@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mlcd.bundle import verify_bundle
+from mlcd.config import ProjectPaths
 from mlcd.container.podman import BuiltImage, build_image, ensure_local_bases, require_tools
 from mlcd.git import resolve_commit
 
@@ -15,7 +16,7 @@ def default_tag(root: Path, bundle: Path) -> str:
 
 def build(root: Path, tag: str | None, local_base: bool, base: str | None, runtime: str | None) -> BuiltImage:
     """Build the Dockerfile at `root` around its verified bundle, labelled with model hash and commit."""
-    bundle = root / "models" / "bundle"
+    bundle = ProjectPaths(root).bundle
     manifest = verify_bundle(bundle)
     require_tools()
     if local_base:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
+from mlcd.config import describe_problem
 from mlcd.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -111,10 +112,7 @@ def load_schema(path: Path) -> DatasetSchema:
     except yaml.YAMLError as exc:
         raise ConfigError(f"schema file {path} is not valid YAML: {exc}") from None
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
+        problems = [describe_problem(e, DatasetSchema) for e in exc.errors()]
         raise ConfigError(f"schema file {path} is invalid:", problems) from None
 
 

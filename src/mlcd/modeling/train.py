@@ -6,7 +6,6 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
@@ -42,6 +41,8 @@ def build_estimator(params: TrainParams) -> BaseEstimator:
             random_state=params.seed,
         )
     if params.estimator == "random_forest":
+        from sklearn.ensemble import RandomForestClassifier  # ~1 s of imports only tree models pay
+
         rf = params.random_forest
         return RandomForestClassifier(
             n_estimators=rf.n_estimators,
@@ -51,6 +52,8 @@ def build_estimator(params: TrainParams) -> BaseEstimator:
             n_jobs=1,  # parallel trees are not bit-reproducible across core counts
         )
     if params.estimator == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
         hgb = params.hist_gradient_boosting
         return HistGradientBoostingClassifier(
             max_iter=hgb.max_iter,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlcd.config import HIGHER_IS_BETTER, GateParams
+from mlcd.config import HIGHER_IS_BETTER, GateParams, flatten
 from mlcd.report.sides import PROCESSED, Side
 
 
@@ -44,17 +44,6 @@ class Rule:
 def metric_rows(base: Side, head: Side) -> list[MetricRow]:
     names = list(head.metrics) + [n for n in base.metrics if n not in head.metrics]
     return [MetricRow(n, base.metrics.get(n), head.metrics.get(n)) for n in names]
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def param_changes(base: Side, head: Side) -> list[tuple[str, Any, Any]]:

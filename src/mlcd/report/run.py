@@ -6,7 +6,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcd.config import load_params
+from mlcd.config import ProjectPaths, load_params
 from mlcd.console import info, stage, warn
 from mlcd.files import atomic_dir, dump_json
 from mlcd.git import dirty_files, git
@@ -58,7 +58,7 @@ def workspace_caveats(root: Path) -> str:
 
 def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_note: bool) -> ReportResult:
     with stage("report") as log:
-        params = load_params(root / "params.yaml")
+        params = load_params(ProjectPaths(root).params)
         base_sha, how = resolve_base(root, base_ref)
         with tempfile.TemporaryDirectory(prefix="mlcd-report-") as scratch:
             base = collect(root, "base", base_sha, Path(scratch))

@@ -22,7 +22,8 @@ from mlcd.errors import MlcdError
 from mlcd.git import git, resolve_commit
 from mlcd.versions.storage import copy_out
 
-PROCESSED = ("data/raw/dataset.parquet", "data/processed/train.parquet", "data/processed/test.parquet")
+_RELATIVE = ProjectPaths()  # paths as DVC names them, relative to the repository root
+PROCESSED = tuple(p.as_posix() for p in (_RELATIVE.raw_data, _RELATIVE.train_data, _RELATIVE.test_data))
 LATENCY_REPEATS = 300
 
 

@@ -11,6 +11,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 
+from mlcd.config import ProjectPaths
 from mlcd.serve import prometheus
 from mlcd.serve.model import BundleModel
 from mlcd.serve.payload import PayloadError, parse_json, to_batch
@@ -20,7 +21,7 @@ JSON = "application/json"
 
 @dataclass(frozen=True)
 class ServeSettings:
-    bundle: Path = Path("models/bundle")
+    bundle: Path = ProjectPaths().bundle
     threads: int = 1
     max_batch: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024

@@ -10,12 +10,13 @@ from typing import Any
 import yaml
 
 from mlcd.bundle import MANIFEST
+from mlcd.config import LOCK_FILE, ProjectPaths
 from mlcd.errors import VersionError
 from mlcd.git import git, require_clean, short, show_file
 from mlcd.versions.semver import Semver
 from mlcd.versions.storage import ObjectStores, outputs_at
 
-METRICS_FILE = "metrics/metrics.json"
+METRICS_FILE = ProjectPaths().metrics.as_posix()
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
     for release, release_tag, commit, date in tags:
         by_commit.setdefault(commit, (release, release_tag, date))
     if include_all:
-        changed = set(git(root, "log", "--format=%H", "--", "dvc.lock").split())
+        changed = set(git(root, "log", "--format=%H", "--", LOCK_FILE).split())
         tagged = {commit for _, _, commit, _ in tags}
         # Newest first over HEAD and every tag, so a release that left dvc.lock as it was keeps its place.
         listing = git(root, "log", "--topo-order", "--format=%H%x09%cI", "HEAD", "--tags").splitlines()
@@ -190,7 +191,7 @@ def create_release(root: Path, version_text: str) -> VersionInfo:
 
 
 def release_message(art: Artifact, info: VersionInfo, root: Path, commit: str) -> str:
-    lock = yaml.safe_load(show_file(root, commit, "dvc.lock") or "{}")
+    lock = yaml.safe_load(show_file(root, commit, LOCK_FILE) or "{}")
     bundle_md5 = next(
         (
             o["md5"]

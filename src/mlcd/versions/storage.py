@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 from dvc.repo import Repo as DvcRepo
 
+from mlcd.config import LOCK_FILE
 from mlcd.errors import VersionError
 from mlcd.git import first_commit_containing, show_file
 
@@ -97,7 +98,7 @@ def copy_out(fs: Any, path: str, target: Path) -> None:
 
 
 def outputs_at(root: Path, commit: str, only: str | None = None) -> dict[str, str]:
-    lock_text = show_file(root, commit, "dvc.lock")
+    lock_text = show_file(root, commit, LOCK_FILE)
     pipeline_text = show_file(root, commit, "dvc.yaml")
     if lock_text is None or pipeline_text is None:
         raise VersionError(f"commit {commit[:8]} has no dvc.yaml/dvc.lock: it holds no pipeline outputs")
@@ -110,7 +111,7 @@ def outputs_at(root: Path, commit: str, only: str | None = None) -> dict[str, st
 def missing_lines(root: Path, missing: list[StoredObject]) -> list[str]:
     lines = []
     for item in missing:
-        producer = first_commit_containing(root, item.output_md5.removesuffix(".dir"), "dvc.lock")
+        producer = first_commit_containing(root, item.output_md5.removesuffix(".dir"), LOCK_FILE)
         made_by = f"produced by commit {producer[:8]}" if producer else "producing commit unknown"
         lines.append(f"{item.path} (md5 {item.md5}), {made_by}")
     return lines
