@@ -26,7 +26,7 @@ from tests.ci.gitlab_ci_local import (
     shared_uv_cache,
 )
 from tests.ci.tools import gitlab_ci_local
-from tests.conftest import Repo
+from tests.helpers import Repo
 from tests.report import fake_gitlab
 
 JOBS = ("check", "reproduce", "report")

@@ -22,16 +22,24 @@ REGRESSION = {
 @pytest.mark.parametrize(
     ("overrides", "floor"),
     [
-        (
+        pytest.param(
             {"train": {"estimator": "logistic_regression", "cv_folds": 3}},
             {"roc_auc": 0.98, "accuracy": 0.94},
+            id="logistic",
         ),
-        (
+        pytest.param(
             {"train": {"estimator": "random_forest", "random_forest": {"n_estimators": 50}}},
             {"roc_auc": 0.97},
+            marks=pytest.mark.slow,
+            id="forest",
         ),
-        ({"train": {"estimator": "hist_gradient_boosting"}}, {"roc_auc": 0.97}),
-        (
+        pytest.param(
+            {"train": {"estimator": "hist_gradient_boosting"}},
+            {"roc_auc": 0.97},
+            marks=pytest.mark.slow,
+            id="boosting",
+        ),
+        pytest.param(
             {
                 "train": {
                     "estimator": "logistic_regression",
@@ -39,10 +47,11 @@ REGRESSION = {
                 }
             },
             {"roc_auc": 0.97},
+            marks=pytest.mark.slow,  # saga: seconds
+            id="logistic-l1",
         ),
-        (REGRESSION, {"r2": 0.35}),
+        pytest.param(REGRESSION, {"r2": 0.35}, id="ridge"),
     ],
-    ids=["logistic", "forest", "boosting", "logistic-l1", "ridge"],
 )
 def test_estimator_trains_scores_and_exports(project, overrides, floor):
     paths, manifest = run_pipeline_in_process(project, overrides)

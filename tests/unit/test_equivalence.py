@@ -106,6 +106,7 @@ def _git_dvc_repo(root: Path) -> None:
     run("dvc", "init", "-q")
 
 
+@pytest.mark.slow  # real git and dvc commands
 @pytest.mark.parametrize("kind", ["directory", "file"])
 def test_a_committed_output_no_cache_or_remote_holds_is_not_compared(tmp_path: Path, kind: str):
     """Another runner's empty remote: the committed copy cannot be read, which is not a failure."""
