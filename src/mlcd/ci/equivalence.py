@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from mlcd.versions.storage import NOT_IN_ANY_STORE
+
 # Metrics and plot data: |committed - reproduced| <= VALUE_TOLERANCE * max(1, |committed|).
 # Float noise moves them in the 6th decimal at most (measured: 1e-6 on plot thresholds).
 VALUE_TOLERANCE = 1e-4
@@ -217,17 +219,6 @@ def compare_bytes(path: str, old: bytes, new: bytes, model: ModelCheck | None) -
     return Verdict.DIFFERENT, "bytes differ, and mlcd has no content comparison for this kind of file"
 
 
-def _unreadable() -> tuple[type[Exception], ...]:
-    """What DVCFileSystem raises for a committed copy that no cache or remote here holds.
-
-    A directory output whose listing (.dir object) is missing raises DataIndexError, not
-    OSError (an empty remote on another runner: measured with dvc 3.x).
-    """
-    from dvc_data.index.index import DataIndexError
-
-    return (OSError, DataIndexError)
-
-
 def committed_files(fs: Any, output: str) -> dict[str, Callable[[], bytes]] | None:
     """{path: reader} of an output as HEAD committed it (a file, or every file of a directory)."""
     try:
@@ -235,7 +226,7 @@ def committed_files(fs: Any, output: str) -> dict[str, Callable[[], bytes]] | No
             return {name: functools.partial(fs.read_bytes, name) for name in sorted(fs.find(output))}
         if fs.isfile(output):
             return {output: lambda: fs.read_bytes(output)}
-    except _unreadable():
+    except NOT_IN_ANY_STORE:
         return None
     return None
 
@@ -271,7 +262,7 @@ def compare_output(
             continue
         try:
             old = before[path]()
-        except _unreadable():
+        except NOT_IN_ANY_STORE:
             found.append(Comparison(stage, path, Verdict.UNVERIFIED, "its committed copy cannot be read"))
             continue
         verdict, detail = compare_bytes(path, old, after[path].read_bytes(), model)

@@ -14,17 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from dvc_data.index.index import DataIndexDirError
 
 from mlcd.bundle import verify_bundle
 from mlcd.config import PLOT_NAMES, ProjectPaths
 from mlcd.errors import MlcdError
 from mlcd.git import git, resolve_commit
-from mlcd.versions.storage import copy_out
+from mlcd.versions.storage import NOT_IN_ANY_STORE, copy_out
 
 _RELATIVE = ProjectPaths()  # paths as DVC names them, relative to the repository root
 PROCESSED = tuple(p.as_posix() for p in (_RELATIVE.raw_data, _RELATIVE.train_data, _RELATIVE.test_data))
 LATENCY_REPEATS = 300
+# A side's bundle that cannot be fetched, or fails its manifest check: reported as missing.
+_BUNDLE_UNAVAILABLE: tuple[type[Exception], ...] = (*NOT_IN_ANY_STORE, MlcdError)
 
 
 @dataclass
@@ -143,7 +144,7 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
         side.bundle_bytes = sum(p.stat().st_size for p in bundle_dir.iterdir())
         verify_bundle(bundle_dir)
         side.bundle_dir = bundle_dir
-    except (FileNotFoundError, OSError, MlcdError, DataIndexDirError):
+    except _BUNDLE_UNAVAILABLE:
         side.missing.append(
             f"the model bundle {bundle} of {where} is not in the DVC cache or remote, so its size and "
             "latency are not compared; fix: `dvc push` from the pipeline that built it"

@@ -13,10 +13,16 @@ from typing import Any
 
 import yaml
 from dvc.repo import Repo as DvcRepo
+from dvc_data.index.index import DataIndexError
 
 from mlcd.config import LOCK_FILE
 from mlcd.errors import VersionError
 from mlcd.git import first_commit_containing, show_file
+
+# What reading a committed output through DVCFileSystem raises when no cache or remote here
+# holds it: OSError for a file, DataIndexError (not an OSError) for a directory whose .dir
+# listing is missing (an empty remote on another runner; measured with dvc 3.x).
+NOT_IN_ANY_STORE: tuple[type[Exception], ...] = (OSError, DataIndexError)
 
 
 @dataclass(frozen=True)
