@@ -59,9 +59,14 @@ def require_tools() -> None:
     require_programs(TOOLS, "building an image")
 
 
+def remove_container(name: str, grace_seconds: int = 10, check: bool = False) -> None:
+    """Stop (SIGTERM, then SIGKILL after the grace period) and remove `name`; absent is fine."""
+    podman("rm", "--force", "--ignore", "--time", str(grace_seconds), name, check=check)
+
+
 def start_container(name: str, image: str, port: int, *options: str) -> None:
     """Replace any container called `name` with a detached one of `image`, its 8080 on 127.0.0.1:`port`."""
-    podman("rm", "--force", "--ignore", "--time", "10", name)
+    remove_container(name, check=True)
     podman("run", "--detach", "--name", name, "--publish", f"127.0.0.1:{port}:8080", *options, image)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcd.bundle import EXAMPLES_FILE, answers_match, as_examples, read_bundle_json
-from mlcd.container.podman import podman, start_container
+from mlcd.container.podman import podman, remove_container, start_container
 from mlcd.errors import ContainerError
 from mlcd.http_client import free_port, http_json, wait_ready
 
@@ -36,7 +36,7 @@ def running(image: str, name: str, timeout: float = 60.0) -> Iterator[RunningCon
             raise ContainerError(f"{exc}; container log:\n{logs.stdout}{logs.stderr}") from None
         yield RunningContainer(name, url, time.monotonic() - started)
     finally:
-        podman("rm", "--force", "--ignore", "--time", "5", name, check=False)
+        remove_container(name, grace_seconds=5)
 
 
 def container_uid(name: str) -> int:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcd.container.podman import podman, start_container
+from mlcd.container.podman import podman, remove_container, start_container
 from mlcd.deploy.nginx import Nginx
 from mlcd.deploy.state import COLOURS, DeployState
 from mlcd.errors import DeployError
@@ -87,7 +87,7 @@ class PodmanBackend:
         tmp.replace(self.state_file)
 
     def stop(self, colour: str) -> None:
-        podman("rm", "--force", "--ignore", "--time", "10", self.container(colour), check=False)
+        remove_container(self.container(colour))
 
     def teardown(self) -> None:
         """Stop nginx and both colours and forget the state (`mlcd undeploy`)."""

@@ -10,12 +10,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")  # no display on CI runners or servers
-
-import matplotlib.pyplot as plt
 import numpy as np
+
+# Figures are made without pyplot: no GUI backend to pick (CI runners and servers have
+# no display), no global figure registry, and about a second less start-up per stage.
 from matplotlib.figure import Figure
 
 from mlcd.data.schema import DatasetSchema
@@ -28,12 +26,12 @@ _DPI = 100
 def _save(fig: Figure, path: Path) -> Path:
     # No "Software" metadata: the same figure must give the same bytes.
     write_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI, metadata={"Software": None}))
-    plt.close(fig)
     return path
 
 
 def curve(series: Series, x: str, y: str, title: str, path: Path, diagonal: bool = False) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
     for label, points in series.items():
         ax.plot([p[x] for p in points], [p[y] for p in points], label=label, linewidth=1.8)
     if diagonal:
@@ -48,7 +46,8 @@ def curve(series: Series, x: str, y: str, title: str, path: Path, diagonal: bool
 
 
 def confusion(matrices: Mapping[str, np.ndarray], classes: list[str], path: Path) -> Path:
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.5 * len(matrices), 4), squeeze=False)
+    fig = Figure(figsize=(4.5 * len(matrices), 4))
+    axes = fig.subplots(1, len(matrices), squeeze=False)
     for ax, (label, matrix) in zip(axes[0], matrices.items(), strict=True):
         ax.imshow(matrix, cmap="Blues")
         for (i, j), count in np.ndenumerate(matrix):
@@ -62,7 +61,8 @@ def confusion(matrices: Mapping[str, np.ndarray], classes: list[str], path: Path
 
 
 def scatter(series: Series, path: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(5, 4.5))
+    fig = Figure(figsize=(5, 4.5))
+    ax = fig.subplots()
     low, high = np.inf, -np.inf
     for label, points in series.items():
         actual = np.array([p["actual"] for p in points])
