@@ -212,7 +212,7 @@ def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, dict]:
     params = parse_params(raw)
     paths = ProjectPaths(project)
     run_ingest(params.data, paths)
-    run_validate(params.data, paths)
+    run_validate(params, paths)
     run_preprocess(params.data, params.preprocess, paths)
     run_train(params.data, params.train, paths)
     run_evaluate(params.data, params.evaluate, paths)

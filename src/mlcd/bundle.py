@@ -68,6 +68,20 @@ def read_bundle_json(bundle: Path, name: str) -> dict[str, Any]:
     return value
 
 
+def output_classes(schema: dict[str, Any]) -> list[str]:
+    """The label of each probability column the model returns, in the model's order ([] for regression).
+
+    Package records them from the fitted model, so answers are labelled right whatever order
+    the dataset schema lists its classes in. Bundles made before that carry only the schema's
+    target.classes; scikit-learn orders string labels sorted, as here.
+    """
+    if schema.get("task") != "classification":
+        return []
+    if "classes" in schema:
+        return [str(c) for c in schema["classes"]]
+    return sorted(str(c) for c in schema["target"].get("classes") or [])
+
+
 def as_examples(answer: dict[str, Any], classes: list[str]) -> dict[str, Any]:
     """An API answer in the form examples.json stores answers: probabilities as rows in class order."""
     if "labels" not in answer:

@@ -10,7 +10,7 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 from rich.markup import escape
@@ -18,8 +18,11 @@ from rich.markup import escape
 from mlcd.blas import pin_blas_kernel
 from mlcd.config import PARAMS_FILE, Params, ProjectPaths, load_params
 from mlcd.console import console
-from mlcd.errors import MlcdError
+from mlcd.errors import ConfigError, MlcdError
 from mlcd.extras import install_hint, missing_extra
+
+if TYPE_CHECKING:
+    from mlcd.config import Task
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +39,8 @@ app = typer.Typer(
 )
 schema_app = typer.Typer(help="Create and check dataset schemas (data/schemas/*.yaml).", no_args_is_help=True)
 app.add_typer(schema_app, name="schema")
+data_app = typer.Typer(help="Point the pipeline at your own data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
 image_app = typer.Typer(help="Build and smoke-test the model API image with podman.", no_args_is_help=True)
 app.add_typer(image_app, name="image")
 ci_app = typer.Typer(
@@ -134,7 +139,7 @@ def validate(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     from mlcd.data.validation import run_validate
 
     params, paths = _setup(params_file)
-    run_validate(params.data, paths)
+    run_validate(params, paths)
 
 
 @app.command()
@@ -189,13 +194,25 @@ def show_params(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
     typer.echo(yaml.safe_dump(params.as_dict(), sort_keys=False), nl=False)
 
 
+DataFileArgument = Annotated[
+    Path, typer.Argument(metavar="DATA_FILE", help="your table: .csv, .csv.gz or .parquet")
+]
+TargetOption = Annotated[str, typer.Option(metavar="TEXT", help="name of the column to predict")]
+
+
+def _say_positive(positive: str | None) -> None:
+    if positive is not None:
+        console.print(
+            f"positive class {positive!r}: the less frequent of the two, the one precision, "
+            "recall, F1 and the curves are about; set target.positive in the schema to change it"
+        )
+
+
 @schema_app.command("infer")
 @reports_errors
 def schema_infer(
-    data_file: Annotated[
-        Path, typer.Argument(metavar="DATA_FILE", help="a .csv or .parquet file with your data")
-    ],
-    target: Annotated[str, typer.Option(metavar="TEXT", help="name of the column to predict")],
+    data_file: DataFileArgument,
+    target: TargetOption,
     out: Annotated[Path, typer.Option(metavar="PATH", help="where to write the schema YAML")] = Path(
         "data/schemas/custom.yaml"
     ),
@@ -208,6 +225,42 @@ def schema_infer(
     schema = infer_schema(read_source_file(data_file), target)
     write_bytes(out, schema_to_yaml(schema).encode())
     console.print(f"wrote {out}: {len(schema.features)} features, {schema.task} target {target!r}")
+    _say_positive(schema.target.positive)
+
+
+@data_app.command("use")
+@reports_errors
+def data_use(
+    data_file: DataFileArgument,
+    target: TargetOption,
+    task: Annotated[
+        str | None,
+        typer.Option(metavar="TEXT", help="classification or regression; default: inferred from the target"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", metavar="", help="replace a data file or schema of the same name")
+    ] = False,
+    params_file: ParamsOption = Path(PARAMS_FILE),
+) -> None:
+    """Use DATA_FILE: copy it to data/external/, `dvc add` it, infer its schema, set params.yaml.
+
+    Then review the schema (bounds, classes, positive class, nullable) and run `dvc repro`.
+    Nothing is written if any step would fail.
+    """
+    from mlcd.data.use import use_data
+
+    if task is not None and task not in ("classification", "regression"):
+        raise ConfigError(f"--task must be classification or regression, got {task!r}")
+    params, paths = _setup(params_file)
+    switch = use_data(data_file, target, params, paths, cast("Task | None", task), force)
+    for line in (
+        f"data.source: {switch.source} ({switch.rows:,} rows, tracked by DVC)",
+        f"data.schema: {switch.schema} ({switch.features} features, {switch.task} target {target!r})",
+        f"train.task: {switch.task}, train.estimator: {switch.estimator}",
+    ):
+        console.print(line)
+    _say_positive(switch.positive)
+    console.print("next: review the schema, then `dvc repro`; commit params.yaml, the schema, the .dvc file")
 
 
 RootOption = Annotated[Path, typer.Option("--repo", metavar="PATH", help="the project's git repository.")]

@@ -8,7 +8,7 @@ reported together, each naming its dotted key and what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
@@ -20,7 +20,9 @@ from mlcd.errors import ConfigError
 PARAMS_FILE = "params.yaml"
 LOCK_FILE = "dvc.lock"
 BUILTIN_SOURCES = ("sklearn:breast_cancer", "sklearn:diabetes", "synthetic")
-FILE_SUFFIXES = (".csv", ".parquet", ".pq")
+FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+# The folder ingest depends on in dvc.yaml: a source elsewhere would not re-run the pipeline on change.
+EXTERNAL_DATA = "data/external"
 
 Task = Literal["classification", "regression"]
 EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "ridge"]
@@ -29,10 +31,15 @@ Fraction = Annotated[float, Field(gt=0, lt=1)]
 # Which way is better, for every metric evaluate writes; the report and gate read this.
 HIGHER_IS_BETTER = {
     "accuracy": True,
+    "balanced_accuracy": True,
     "precision": True,
     "recall": True,
     "f1": True,
+    "precision_weighted": True,
+    "recall_weighted": True,
+    "f1_weighted": True,
     "roc_auc": True,
+    "average_precision": True,
     "log_loss": False,
     "mse": False,
     "rmse": False,
@@ -51,16 +58,38 @@ class DataParams(Section):
     rows: int = Field(10_000, ge=10, le=100_000_000)
     seed: int = Field(42, ge=0)
     max_duplicate_fraction: float = Field(0.0, ge=0, le=1)
+    # How a CSV source is read (Parquet carries its own types and encoding).
+    delimiter: str = Field(",", min_length=1, max_length=1)
+    encoding: str = "utf-8"
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("source")
     @classmethod
     def _known_source(cls, value: str) -> str:
-        if value in BUILTIN_SOURCES or value.lower().endswith(FILE_SUFFIXES):
+        if value in BUILTIN_SOURCES:
             return value
         allowed = ", ".join(repr(s) for s in BUILTIN_SOURCES)
-        raise ValueError(f"expected {allowed} or a path to a {'/'.join(FILE_SUFFIXES)} file")
+        if not value.lower().endswith(FILE_SUFFIXES):
+            raise ValueError(f"expected {allowed} or a path to a {'/'.join(FILE_SUFFIXES)} file")
+        parts = PurePosixPath(value).parts
+        if parts[:2] != tuple(EXTERNAL_DATA.split("/")) or ".." in parts or len(parts) < 3:
+            raise ValueError(
+                f"{value!r} is not under {EXTERNAL_DATA}/, the folder the ingest stage depends on, so an "
+                f"edit to it would not re-run the pipeline: move it to {EXTERNAL_DATA}/ and `dvc add` it"
+            )
+        return value
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        import codecs
+
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}; e.g. utf-8, latin-1, cp1252") from None
+        return value
 
 
 class PreprocessParams(Section):
@@ -127,6 +156,23 @@ class PackageParams(Section):
     examples: int = Field(5, ge=1, le=1000)
     parity_tolerance: float | None = Field(None, gt=0, le=0.1)
     onnx_opset: int = Field(17, ge=13, le=21)
+
+
+# The gate's metric rules for a task whose metrics gate.max_drop does not name (the
+# default names classification metrics): a regression is held to R², a multiclass
+# model to macro F1 and balanced accuracy as well as accuracy.
+TASK_MAX_DROP = {
+    "binary": {"roc_auc": 0.01, "average_precision": 0.02, "f1": 0.03},
+    "multiclass": {"f1": 0.03, "balanced_accuracy": 0.02, "accuracy": 0.02},
+    "regression": {"r2": 0.02},
+}
+
+
+def task_of_metrics(names: set[str]) -> str:
+    """Which kind of model wrote these metrics (evaluate writes a different set for each)."""
+    if "r2" in names:
+        return "regression"
+    return "binary" if "average_precision" in names else "multiclass"
 
 
 class GateParams(Section):

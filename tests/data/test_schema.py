@@ -32,9 +32,12 @@ def test_many_distinct_float_targets_mean_regression():
     assert infer_schema(frame, "y").task == "regression"
 
 
-def test_feature_names_must_be_identifiers():
-    with pytest.raises(ValueError, match="must be a Python-style identifier"):
-        DatasetSchema.model_validate({"target": {"name": "y"}, "features": [{"name": "mean radius"}]})
+def test_any_column_name_is_a_feature_name_but_blank_is_not():
+    names = ["sepal length (cm)", "od280/od315_of_diluted_wines", "1st colour", "ünïcode"]
+    schema = DatasetSchema.model_validate({"target": {"name": "y"}, "features": [{"name": n} for n in names]})
+    assert schema.feature_names == names
+    with pytest.raises(ValueError, match="may not be empty or blank"):
+        DatasetSchema.model_validate({"target": {"name": "y"}, "features": [{"name": " "}]})
 
 
 def test_invalid_schema_file_lists_problems(tmp_path):
@@ -60,5 +63,35 @@ def test_unknown_keys_name_the_keys_allowed_there_even_inside_lists(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_schema(path)
     problems = caught.value.problems
-    assert "target.kind: unknown key; allowed keys here: name, classes, positive" in problems
+    assert "target.kind: unknown key; allowed keys here: name, classes, positive, drop_missing" in problems
     assert "features.0.colour: unknown key; allowed keys here: name, dtype, min, max, nullable" in problems
+
+
+def test_the_minority_of_a_binary_target_is_the_positive_class():
+    frame = pd.DataFrame({"amount": range(100), "label": ["ok"] * 97 + ["fraud"] * 3})
+    assert infer_schema(frame, "label").target.positive == "fraud"  # alphabetically first, yet positive
+    tie = pd.DataFrame({"x": range(4), "y": ["a", "b", "a", "b"]})
+    assert infer_schema(tie, "y").positive_class == "b"
+    three = pd.DataFrame({"x": range(6), "y": ["a", "b", "c"] * 2})
+    assert infer_schema(three, "y").target.positive is None
+
+
+def test_schema_infer_says_which_class_is_positive(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlcd.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "fraud.csv"
+    pd.DataFrame({"amount": range(50), "label": ["ok"] * 45 + ["fraud"] * 5}).to_csv(data, index=False)
+    result = CliRunner().invoke(app, ["schema", "infer", str(data), "--target", "label", "--out", "s.yaml"])
+    assert result.exit_code == 0, result.output
+    assert "positive class 'fraud': the less frequent of the two" in result.output
+    assert load_schema(tmp_path / "s.yaml").target.positive == "fraud"
+
+
+def test_column_names_that_make_no_schema_are_one_error_listing_each(tmp_path):
+    frame = pd.DataFrame({" ": [1, 2], "\t": [3, 4], "y": ["a", "b"]})
+    with pytest.raises(ConfigError, match="do not make a valid schema") as caught:
+        infer_schema(frame, "y")
+    assert len(caught.value.problems) == 2

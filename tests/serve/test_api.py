@@ -134,7 +134,7 @@ def _bad(record):
             {**record, "mean_texture": None},
             None,
             422,
-            "expected a number, got null",
+            "may not be null: the model's schema does not let this feature be missing",
             ["body", "mean_texture"],
         ),
         (

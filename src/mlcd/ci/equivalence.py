@@ -71,7 +71,8 @@ class ModelCheck:
 
     features: Any  # the test split's features, as evaluate reads them
     tolerance: float
-    onnx_feeds: Callable[[Any], dict[str, np.ndarray]]
+    # (features, the model's own input names) -> its inputs
+    onnx_feeds: Callable[[Any, list[str]], dict[str, np.ndarray]]
 
 
 # -- values ------------------------------------------------------------------------------------------
@@ -184,18 +185,17 @@ def compare_skops(old: bytes, new: bytes, check: ModelCheck) -> tuple[Verdict, s
     return _judge_predictions(before, _skops_predictions(new, check.features), check)
 
 
-def _onnx_predictions(raw: bytes, feeds: dict[str, np.ndarray]) -> np.ndarray:
+def _onnx_predictions(raw: bytes, check: ModelCheck) -> np.ndarray:
     import onnxruntime as ort
 
     session = ort.InferenceSession(raw, providers=["CPUExecutionProvider"])
-    outputs = session.run(None, feeds)
+    outputs = session.run(None, check.onnx_feeds(check.features, [i.name for i in session.get_inputs()]))
     # Classifiers give (labels, probabilities); regressors one column of predictions.
     return np.asarray(outputs[-1], dtype=np.float64).reshape(len(outputs[-1]), -1)
 
 
 def compare_onnx(old: bytes, new: bytes, check: ModelCheck) -> tuple[Verdict, str]:
-    feeds = check.onnx_feeds(check.features)
-    return _judge_predictions(_onnx_predictions(old, feeds), _onnx_predictions(new, feeds), check)
+    return _judge_predictions(_onnx_predictions(old, check), _onnx_predictions(new, check), check)
 
 
 # -- files -------------------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ def model_check(root: Path) -> ModelCheck | None:
         return None
     schema = load_schema(paths.schema(params.data))
     features, _ = read_split(paths.test_data, schema)
-    return ModelCheck(features, parity_tolerance(params), lambda frame: onnx_feeds(frame, schema))
+    return ModelCheck(
+        features, parity_tolerance(params), lambda frame, names: onnx_feeds(frame, schema, names)
+    )
 
 
 def judge(root: Path, committed: dict[str, Any], reproduced: dict[str, Any]) -> list[Comparison]:

@@ -6,7 +6,6 @@ with `mlcd schema infer`) when it points the pipeline at its own data.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FeatureType = Literal["float", "int", "category"]
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class _Strict(BaseModel):
@@ -36,13 +34,11 @@ class FeatureSpec(_Strict):
 
     @field_validator("name")
     @classmethod
-    def _identifier(cls, value: str) -> str:
-        # Feature names become ONNX input names and JSON keys of the serving API.
-        if not _IDENTIFIER.match(value):
-            raise ValueError(
-                f"feature name {value!r} must be a Python-style identifier "
-                "(letters, digits, underscores); rename the column at ingest"
-            )
+    def _not_blank(cls, value: str) -> str:
+        # Any column name works: the API takes it as the JSON key, and the ONNX input
+        # name skl2onnx derives from it is recorded in the bundle's schema.json.
+        if not value.strip():
+            raise ValueError("a feature name may not be empty or blank")
         return value
 
 
@@ -50,6 +46,9 @@ class TargetSpec(_Strict):
     name: str
     classes: list[str] | None = None
     positive: str | None = None
+    # Rows whose target is missing are left out of training and testing (counted in
+    # metrics/data.json) instead of failing validation.
+    drop_missing: bool = False
 
     @model_validator(mode="after")
     def _positive_is_a_class(self) -> TargetSpec:
@@ -122,7 +121,12 @@ def schema_to_yaml(schema: DatasetSchema) -> str:
 
 
 def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> DatasetSchema:
-    """A starting schema from a data sample: observed types, non-negative bounds, classes."""
+    """A starting schema from a data sample: observed types, non-negative bounds, classes.
+
+    A binary target's positive class (what precision, recall, F1 and the curves are
+    about) is the less frequent one: in fraud, churn or disease data that is the class
+    the model is for, and the majority's F1 would hide a model that misses most of it.
+    """
     import pandas as pd
 
     if target not in frame.columns:
@@ -130,13 +134,23 @@ def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> Dat
     features = []
     for name in frame.columns.drop(target):
         column = frame[name]
+        nullable = bool(column.isna().any())
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
-            features.append(FeatureSpec(name=name, dtype="category", nullable=bool(column.isna().any())))
+            features.append({"name": str(name), "dtype": "category", "nullable": nullable})
             continue
         dtype: FeatureType = "int" if pd.api.types.is_integer_dtype(column) else "float"
         lower = 0.0 if column.min() >= 0 else None
-        features.append(FeatureSpec(name=name, dtype=dtype, min=lower, nullable=bool(column.isna().any())))
+        features.append({"name": str(name), "dtype": dtype, "min": lower, "nullable": nullable})
     labels = frame[target].dropna()
     is_label = not pd.api.types.is_float_dtype(labels) or labels.nunique() <= max_classes
     classes = sorted(labels.astype(str).unique().tolist()) if is_label else None
-    return DatasetSchema(target=TargetSpec(name=target, classes=classes), features=features)
+    positive = None
+    if classes is not None and len(classes) == 2:
+        counts = labels.astype(str).value_counts()
+        positive = min(reversed(classes), key=lambda c: counts[c])  # a tie keeps the sorted second
+    body = {"target": {"name": str(target), "classes": classes, "positive": positive}, "features": features}
+    try:
+        return DatasetSchema.model_validate(body)
+    except ValidationError as exc:
+        problems = [describe_problem(e, DatasetSchema) for e in exc.errors()]
+        raise ConfigError("the data's columns do not make a valid schema:", problems) from None

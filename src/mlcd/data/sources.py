@@ -89,7 +89,55 @@ def write_synthetic(target: Path, rows: int, seed: int) -> None:
             bar.advance(task, n)
 
 
-def read_source_file(path: Path) -> pd.DataFrame:
+# The first bytes of files that are often renamed to .csv by mistake.
+_NOT_CSV = {
+    b"PK\x03\x04": "a zip archive (an Excel .xlsx?): export it as CSV or Parquet",
+    b"\x1f\x8b": "gzip-compressed: name it .csv.gz",
+    b"PAR1": "a Parquet file: name it .parquet",
+    b"\xd0\xcf\x11\xe0": "an old Excel .xls: export it as CSV or Parquet",
+}
+_DELIMITERS = (";", "\t", "|")
+
+
+def _check_kind(path: Path) -> None:
+    """Refuse a file whose bytes are not what its name says, before a parser trips on them."""
+    with path.open("rb") as handle:
+        head = handle.read(4)
+    name = path.name.lower()
+    if name.endswith((".parquet", ".pq")):
+        if head != b"PAR1":
+            raise SourceError(f"data.source {str(path)!r} is not a Parquet file (no PAR1 at its start)")
+        return
+    if name.endswith(".gz"):
+        if not head.startswith(b"\x1f\x8b"):
+            raise SourceError(f"data.source {str(path)!r} is not gzip-compressed: name it .csv")
+        return
+    for magic, what in _NOT_CSV.items():
+        if head.startswith(magic):
+            raise SourceError(f"data.source {str(path)!r} is not CSV text but {what}")
+
+
+def _read_csv(path: Path, delimiter: str, encoding: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path, sep=delimiter, encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise SourceError(
+            f"data.source {str(path)!r} is not {encoding} text (byte 0x{exc.object[exc.start]:02x} at "
+            f"position {exc.start:,}): set data.encoding in params.yaml, e.g. latin-1 or cp1252"
+        ) from None
+    if frame.shape[1] == 1:
+        header = str(frame.columns[0])
+        for other in _DELIMITERS:
+            if other != delimiter and other in header:
+                raise SourceError(
+                    f"data.source {str(path)!r} read as one column {header[:60]!r}: it looks "
+                    f"{other!r}-delimited; set data.delimiter: {other!r} in params.yaml"
+                )
+    return frame
+
+
+def read_source_file(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
+    """A CSV (optionally .csv.gz) or Parquet file as a DataFrame, or a SourceError saying what to fix."""
     if not path.exists():
         raise SourceError(
             f"data.source {str(path)!r} does not exist: check the path in params.yaml "
@@ -99,9 +147,13 @@ def read_source_file(path: Path) -> pd.DataFrame:
         raise SourceError(f"data.source {str(path)!r} is a directory; name a .csv or .parquet file")
     if path.stat().st_size == 0:
         raise SourceError(f"data.source {str(path)!r} is empty (0 bytes)")
+    _check_kind(path)
     try:
-        frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowInvalid, OSError) as exc:
+        if path.name.lower().endswith((".parquet", ".pq")):
+            frame = pd.read_parquet(path)
+        else:
+            frame = _read_csv(path, delimiter, encoding)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowInvalid, OSError, EOFError) as exc:
         raise SourceError(f"cannot read data.source {str(path)!r}: {exc}") from None
     # Mixed-type text columns (a stray word in a numeric column) must reach
     # validation as text, where the error can name them, not crash the writer.
@@ -116,7 +168,7 @@ def load_frame(params: DataParams, paths: ProjectPaths) -> pd.DataFrame:
         return breast_cancer_frame()
     if params.source == "sklearn:diabetes":
         return diabetes_frame()
-    return read_source_file(paths.source(params))
+    return read_source_file(paths.source(params), params.delimiter, params.encoding)
 
 
 def run_ingest(params: DataParams, paths: ProjectPaths) -> None:

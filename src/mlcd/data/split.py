@@ -24,8 +24,13 @@ MISSING_CATEGORY = "__missing__"
 
 
 def tidy(table: pa.Table, schema: DatasetSchema) -> pa.Table:
-    """Schema columns only, labels as text, missing categories as their own level."""
+    """Schema columns only, rows with a target, labels as text, missing categories as their own level.
+
+    Validation has let a missing target through only where the schema says target.drop_missing.
+    """
     table = table.select(schema.columns)
+    if table[schema.target.name].null_count:
+        table = table.filter(pc.is_valid(table[schema.target.name]))
     for name in schema.categorical:
         column = pc.fill_null(pc.cast(table[name], pa.string()), MISSING_CATEGORY)
         table = table.set_column(table.schema.get_field_index(name), name, column)

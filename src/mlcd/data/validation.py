@@ -13,13 +13,15 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mlcd.config import DataParams, ProjectPaths
+from mlcd.config import DataParams, Params, PreprocessParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.schema import DatasetSchema, FeatureSpec, load_schema
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.files import sha256_file, write_json
 
 _EXAMPLES = 3
+# Train reads features as float32 and the ONNX model computes in it: a larger value overflows.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _rows(mask: np.ndarray) -> str:
@@ -54,6 +56,15 @@ def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
     values = column.to_numpy(dtype="float64", na_value=np.nan)
     if not np.isfinite(values[~missing]).all():
         problems.append(f"column {name!r}: infinite values ({_rows(np.isinf(values))})")
+    with np.errstate(invalid="ignore"):
+        huge = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
+    if huge.any():
+        extreme = values[huge][np.abs(values[huge]).argmax()]
+        problems.append(
+            f"column {name!r}: {int(huge.sum()):,} values beyond float32's range (±{FLOAT32_MAX:.3g}), which "
+            f"the model computes in (extreme {extreme:g}, {_rows(huge)}); "
+            "rescale the column at the source (other units, or a log)"
+        )
     if spec.dtype == "int" and not np.equal(np.mod(values[~missing], 1), 0).all():
         problems.append(f"column {name!r}: expected int, found fractional values")
     with np.errstate(invalid="ignore"):
@@ -74,8 +85,11 @@ def _check_target(schema: DatasetSchema, column: pd.Series) -> list[str]:
     name = schema.target.name
     missing = column.isna().to_numpy()
     problems = []
-    if missing.any():
-        problems.append(f"target {name!r}: {int(missing.sum()):,} missing labels ({_rows(missing)})")
+    if missing.any() and not schema.target.drop_missing:
+        problems.append(
+            f"target {name!r}: {int(missing.sum()):,} missing values ({_rows(missing)}); fill them at the "
+            "source, or set target.drop_missing: true in the schema to train and test without those rows"
+        )
     present = column[~missing]
     if schema.target.classes is None:
         if not _is_numeric(column):
@@ -103,6 +117,38 @@ def _check_target(schema: DatasetSchema, column: pd.Series) -> list[str]:
     return problems
 
 
+def rows_needed(test_size: float, cv_folds: int) -> int:
+    """The fewest rows of a class (or of a regression set) that leave one in test and enough to train.
+
+    Preprocess puts round(n * test_size) of them in test; cross-validation needs a row per
+    fold in training, a metric needs one at least.
+    """
+    least_in_train = max(1, cv_folds)
+    n = 1
+    while round(n * test_size) < 1 or n - round(n * test_size) < least_in_train:
+        n += 1
+    return n
+
+
+def split_problems(target: pd.Series, schema: DatasetSchema, test_size: float, cv_folds: int) -> list[str]:
+    """Too few rows, overall or in a class, for preprocess's split and train's cross-validation."""
+    needed = rows_needed(test_size, cv_folds)
+    settings = f"preprocess.test_size {test_size:g} and train.cv_folds {cv_folds}"
+    fix = "add rows, lower train.cv_folds (0 turns cross-validation off) or raise preprocess.test_size"
+    present = target.dropna()
+    if schema.target.classes is None:
+        needed = max(needed, 4)  # R² needs two test rows, the regressor two to fit
+        if len(present) < needed:
+            return [f"{len(present):,} rows with a target: {settings} need at least {needed}; {fix}"]
+        return []
+    counts = present.astype(str).value_counts()
+    small = {label: int(n) for label, n in counts.items() if n < needed}
+    if not small:
+        return []
+    listed = ", ".join(f"{label!r} has {n}" for label, n in sorted(small.items()))
+    return [f"too few rows per class for the split: {listed}; {settings} need {needed} per class; {fix}"]
+
+
 def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict[str, Any]:
     target = frame[schema.target.name]
     summary: dict[str, Any] = {
@@ -111,6 +157,9 @@ def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict
         "missing_cells": int(frame[schema.feature_names].isna().to_numpy().sum()),
         "duplicate_rows": duplicates,
     }
+    if schema.target.drop_missing:
+        summary["dropped_missing_target"] = int(target.isna().sum())
+        target = target.dropna()
     if schema.target.classes is not None:
         shares = target.astype(str).value_counts(normalize=True)
         summary["class_balance"] = {c: round(float(shares.get(c, 0.0)), 6) for c in schema.target.classes}
@@ -120,8 +169,17 @@ def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict
     return summary
 
 
-def validate_frame(frame: pd.DataFrame, schema: DatasetSchema, params: DataParams) -> dict[str, Any]:
-    """Return the data profile, or raise DataValidationError listing every problem."""
+def validate_frame(
+    frame: pd.DataFrame,
+    schema: DatasetSchema,
+    params: DataParams,
+    split: PreprocessParams | None = None,
+    cv_folds: int = 0,
+) -> dict[str, Any]:
+    """Return the data profile, or raise DataValidationError listing every problem.
+
+    With `split` (and train's `cv_folds`), also whether preprocess and train will have rows enough.
+    """
     problems = []
     columns = set(frame.columns)
     for name in schema.columns:
@@ -137,9 +195,13 @@ def validate_frame(frame: pd.DataFrame, schema: DatasetSchema, params: DataParam
             if spec.name in columns:
                 problems.extend(_check_feature(spec, frame[spec.name]))
         if schema.target.name in columns:
-            problems.extend(_check_target(schema, frame[schema.target.name]))
+            target_problems = _check_target(schema, frame[schema.target.name])
+            problems.extend(target_problems)
+            if split is not None and not target_problems:
+                problems.extend(split_problems(frame[schema.target.name], schema, split.test_size, cv_folds))
     duplicates = 0
-    if not problems:
+    if not frame.empty:
+        # Checked with the rest, so a team fixes its data (or its limits) in one round.
         duplicates = int(pd.util.hash_pandas_object(frame, index=False).duplicated().sum())
         if duplicates / len(frame) > params.max_duplicate_fraction:
             problems.append(
@@ -162,13 +224,13 @@ def read_raw(paths: ProjectPaths, columns: list[str] | None = None) -> pd.DataFr
     return pq.read_table(paths.raw_data, columns=columns).to_pandas(self_destruct=True, split_blocks=True)
 
 
-def run_validate(params: DataParams, paths: ProjectPaths) -> dict[str, Any]:
+def run_validate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     with stage("validate") as log:
-        schema = load_schema(paths.schema(params))
+        schema = load_schema(paths.schema(params.data))
         frame = read_raw(paths)
-        summary = validate_frame(frame, schema, params)
+        summary = validate_frame(frame, schema, params.data, params.preprocess, params.train.cv_folds)
         summary["sha256"] = sha256_file(paths.raw_data)
         write_json(paths.data_profile, summary)
-        log.add(f"{len(frame):,} rows x {frame.shape[1]} columns pass {paths.schema(params)}")
+        log.add(f"{len(frame):,} rows x {frame.shape[1]} columns pass {paths.schema(params.data)}")
         log.add(f"profile -> {paths.data_profile}")
         return summary

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlcd.bundle import EXAMPLES_FILE, SCHEMA_FILE, answers_match, read_bundle_json, verify_bundle
+from mlcd.bundle import (
+    EXAMPLES_FILE,
+    SCHEMA_FILE,
+    answers_match,
+    output_classes,
+    read_bundle_json,
+    verify_bundle,
+)
 from mlcd.console import info, working
 from mlcd.deploy.state import COLOURS, DeployState, Slot, now, other
 from mlcd.errors import DeployError, MlcdError
@@ -51,7 +58,7 @@ class Expected:
         manifest = verify_bundle(bundle)
         schema = read_bundle_json(bundle, SCHEMA_FILE)
         examples = read_bundle_json(bundle, EXAMPLES_FILE)
-        return cls(manifest["model_hash"], examples, schema["target"].get("classes") or [])
+        return cls(manifest["model_hash"], examples, output_classes(schema))
 
 
 def smoke_test(backend: Backend, colour: str, expected: Expected, served_hash: str) -> int:

@@ -28,21 +28,32 @@ def classification_metrics(
     classes: list[str],
     positive: str | None,
 ) -> dict[str, float]:
+    """Binary: precision, recall, F1 and average precision of the positive class.
+
+    Multiclass: macro averages (every class counts the same) and weighted ones (by
+    support). Balanced accuracy in both, so imbalanced data can be gated on it.
+    """
     averaging: dict[str, Any] = (
         {"average": "binary", "pos_label": positive} if positive else {"average": "macro"}
     )
-    if positive:
-        auc = skm.roc_auc_score(y == positive, proba[:, classes.index(positive)])
-    else:
-        auc = skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
-    return {
-        "accuracy": _r(skm.accuracy_score(y, predicted)),
-        "precision": _r(skm.precision_score(y, predicted, zero_division=0, **averaging)),
-        "recall": _r(skm.recall_score(y, predicted, zero_division=0, **averaging)),
-        "f1": _r(skm.f1_score(y, predicted, zero_division=0, **averaging)),
-        "roc_auc": _r(auc),
-        "log_loss": _r(skm.log_loss(y, proba, labels=classes)),
+    scores = {
+        "accuracy": skm.accuracy_score(y, predicted),
+        "balanced_accuracy": skm.balanced_accuracy_score(y, predicted),
+        "precision": skm.precision_score(y, predicted, zero_division=0, **averaging),
+        "recall": skm.recall_score(y, predicted, zero_division=0, **averaging),
+        "f1": skm.f1_score(y, predicted, zero_division=0, **averaging),
     }
+    if positive:
+        score = proba[:, classes.index(positive)]
+        scores["roc_auc"] = skm.roc_auc_score(y == positive, score)
+        scores["average_precision"] = skm.average_precision_score(y == positive, score)
+    else:
+        scores["precision_weighted"] = skm.precision_score(y, predicted, zero_division=0, average="weighted")
+        scores["recall_weighted"] = skm.recall_score(y, predicted, zero_division=0, average="weighted")
+        scores["f1_weighted"] = skm.f1_score(y, predicted, zero_division=0, average="weighted")
+        scores["roc_auc"] = skm.roc_auc_score(y, proba, multi_class="ovr", labels=classes)
+    scores["log_loss"] = skm.log_loss(y, proba, labels=classes)
+    return {name: _r(value) for name, value in scores.items()}
 
 
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:

@@ -7,8 +7,10 @@ The serving side reads only this bundle, never the training code.
 
 from __future__ import annotations
 
+import math
 import platform
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +24,13 @@ from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
 from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
-from mlcd.errors import ModelError, ParityError
+from mlcd.data.split import MISSING_CATEGORY
+from mlcd.errors import BundleError, ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
+from mlcd.serve.model import BundleModel
+from mlcd.serve.selfcheck import self_check
 
 # Largest allowed |ONNX - scikit-learn| on a probability (classifiers) or on a
 # prediction relative to max(1, |prediction|) (regressors). ONNX runs in
@@ -62,15 +67,20 @@ def onnx_inputs(schema: DatasetSchema) -> list[tuple[str, Any]]:
     ]
 
 
-def onnx_feeds(frame: pd.DataFrame, schema: DatasetSchema) -> dict[str, np.ndarray]:
+def onnx_feeds(frame: pd.DataFrame, schema: DatasetSchema, input_names: list[str]) -> dict[str, np.ndarray]:
+    """Inputs for the exported model; `input_names` are its own (skl2onnx sanitises column names)."""
     if single_matrix(schema):
         return {MATRIX_INPUT: frame[schema.feature_names].to_numpy(dtype=np.float32)}
     feeds = {}
-    for spec in schema.features:
+    for spec, input_name in zip(schema.features, input_names, strict=True):
         column = frame[spec.name].to_numpy()
         dtype = object if spec.dtype == "category" else np.float32
-        feeds[spec.name] = column.astype(dtype).reshape(-1, 1)
+        feeds[input_name] = column.astype(dtype).reshape(-1, 1)
     return feeds
+
+
+def input_names(session: ort.InferenceSession) -> list[str]:
+    return [entry.name for entry in session.get_inputs()]
 
 
 def to_onnx(model: Any, schema: DatasetSchema, opset: int) -> bytes:
@@ -109,7 +119,7 @@ def check_parity(
     schema: DatasetSchema,
     tolerance: float,
 ) -> dict[str, Any]:
-    outputs = session.run(None, onnx_feeds(x, schema))
+    outputs = session.run(None, onnx_feeds(x, schema, input_names(session)))
     if schema.task == "regression":
         expected = model.predict(x)
         got = outputs[0].reshape(-1)
@@ -137,17 +147,28 @@ def check_parity(
     return report
 
 
-def bundle_schema(schema: DatasetSchema, x: pd.DataFrame, profile: dict[str, Any]) -> dict[str, Any]:
+def bundle_schema(
+    schema: DatasetSchema,
+    x: pd.DataFrame,
+    profile: dict[str, Any],
+    model: Any,
+    session: ort.InferenceSession,
+    categories: dict[str, list[str]],
+) -> dict[str, Any]:
+    """What the server needs to know: features as the API takes them, and the model's class order."""
+    names = input_names(session)
     features = []
-    for spec in schema.features:
+    for index, spec in enumerate(schema.features):
         entry: dict[str, Any] = spec.model_dump(mode="json")
         if spec.dtype != "category":
             column = x[spec.name]
             entry["observed_min"], entry["observed_max"] = float(column.min()), float(column.max())
         else:
-            entry["categories"] = sorted(x[spec.name].astype(str).unique().tolist())
+            entry["categories"] = categories[spec.name]
+        if not single_matrix(schema) and names[index] != spec.name:
+            entry["onnx_name"] = names[index]
         features.append(entry)
-    return {
+    body: dict[str, Any] = {
         "task": schema.task,
         "features": features,
         "target": schema.target.model_dump(mode="json"),
@@ -156,16 +177,40 @@ def bundle_schema(schema: DatasetSchema, x: pd.DataFrame, profile: dict[str, Any
         "onnx_input": "matrix" if single_matrix(schema) else "columns",
         "outputs": ["label", "probabilities"] if schema.task == "classification" else ["variable"],
     }
+    if schema.task == "classification":
+        # The label of each probability column, in the order the model returns them.
+        body["classes"] = [str(c) for c in model.classes_]
+    if schema.categorical:
+        body["missing_category"] = MISSING_CATEGORY
+    return body
+
+
+def categories_seen(paths: ProjectPaths, schema: DatasetSchema) -> dict[str, list[str]]:
+    """Every level of each text feature in the training and test splits, missing excluded."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    seen: dict[str, set[str]] = {name: set() for name in schema.categorical}
+    for split in (paths.train_data, paths.test_data):
+        table = pq.read_table(split, columns=schema.categorical)
+        for name in schema.categorical:
+            seen[name].update(str(v) for v in pc.unique(table[name]).to_pylist() if v is not None)
+    return {name: sorted(levels - {MISSING_CATEGORY}) for name, levels in seen.items()}
+
+
+def _as_sent(value: Any) -> Any:
+    """A test-set value as a client sends it: gaps as null (JSON has no NaN), numbers as floats."""
+    if isinstance(value, str):
+        return None if value == MISSING_CATEGORY else value
+    number = float(value)
+    return None if math.isnan(number) else number
 
 
 def examples(session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, n: int) -> dict[str, Any]:
     """Records with the answers this exact ONNX model gives, for smoke tests of a deployment."""
     sample = x.head(n)
-    outputs = session.run(None, onnx_feeds(sample, schema))
-    records = [
-        {k: (v if isinstance(v, str) else float(v)) for k, v in row.items()}
-        for row in sample.to_dict(orient="records")
-    ]
+    outputs = session.run(None, onnx_feeds(sample, schema, input_names(session)))
+    records = [{k: _as_sent(v) for k, v in row.items()} for row in sample.to_dict(orient="records")]
     if schema.task == "regression":
         return {"records": records, "predictions": [float(v) for v in outputs[0].reshape(-1)]}
     labels, proba = outputs
@@ -174,6 +219,14 @@ def examples(session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSche
         "labels": [str(v) for v in labels],
         "probabilities": [[float(p) for p in row] for row in proba],
     }
+
+
+def refuse_unservable(bundle: Path) -> None:
+    """Run the server's start-up check on the bundle about to be written."""
+    try:
+        self_check(BundleModel(bundle))
+    except BundleError as exc:
+        raise ModelError(f"the bundle would not serve, so it was not written: {exc}") from None
 
 
 def library_versions() -> dict[str, str]:
@@ -201,7 +254,9 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         profile = read_json(paths.data_profile)
         contents = {
             MODEL_FILE: model_bytes,
-            SCHEMA_FILE: dump_json(bundle_schema(schema, x, profile)).encode(),
+            SCHEMA_FILE: dump_json(
+                bundle_schema(schema, x, profile, model, session, categories_seen(paths, schema))
+            ).encode(),
             EXAMPLES_FILE: dump_json(examples(session, x, schema, params.package.examples)).encode(),
         }
         with atomic_dir(paths.bundle) as tmp:
@@ -224,6 +279,7 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
                 "versions": library_versions(),
             }
             (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
+            refuse_unservable(tmp)
         log.add(f"parity on {len(x):,} rows: max diff {parity['max_abs_diff']:.2g} <= {tolerance:g}")
         log.add(f"model {manifest['model_hash'][:12]} ({human_size(len(model_bytes))}) -> {paths.bundle}/")
         return manifest

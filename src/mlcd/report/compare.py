@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from mlcd.config import HIGHER_IS_BETTER, GateParams, flatten
+from mlcd.config import HIGHER_IS_BETTER, TASK_MAX_DROP, GateParams, flatten, task_of_metrics
 from mlcd.report.sides import PROCESSED, Side
 
 
@@ -39,6 +39,7 @@ class Rule:
     limit: str
     observed: str
     passed: bool | None  # None: could not be checked (missing on one side)
+    on_metric: bool = False  # a test-set metric's rule, not latency or size
 
 
 def metric_rows(base: Side, head: Side) -> list[MetricRow]:
@@ -95,21 +96,35 @@ def format_number(value: float, spec: str) -> str:
     return text
 
 
-def _rule(name: str, limit: str, value: float | None, spec: str, allowed: float) -> Rule:
+def _rule(
+    name: str, limit: str, value: float | None, spec: str, allowed: float, on_metric: bool = False
+) -> Rule:
     """A gate rule: `value` (shown with format `spec`) must be at most `allowed`; None when unmeasured."""
     if value is None:
-        return Rule(name, limit, "not measured on both sides", None)
-    return Rule(name, limit, format_number(value, spec), value <= allowed)
+        return Rule(name, limit, "not measured on both sides", None, on_metric)
+    return Rule(name, limit, format_number(value, spec), value <= allowed, on_metric)
+
+
+def metric_limits(params: GateParams, reported: set[str]) -> tuple[dict[str, float], str]:
+    """gate.max_drop's rules for the metrics either side reports, or the task's defaults if it names none."""
+    chosen = {name: limit for name, limit in params.max_drop.items() if name in reported}
+    if chosen or not reported:
+        return chosen, ""
+    task = task_of_metrics(reported)
+    defaults = {name: limit for name, limit in TASK_MAX_DROP[task].items() if name in reported}
+    return defaults, f" ({task} default: gate.max_drop names no metric this model reports)"
 
 
 def gate(rows: list[MetricRow], base: Side, head: Side, params: GateParams) -> list[Rule]:
     rules = []
     by_name = {row.name: row for row in rows}
-    for name, limit in params.max_drop.items():
+    limits, note = metric_limits(params, set(by_name))
+    for name, limit in limits.items():
         row = by_name.get(name)
         worse = row.worsening if row else None
         word = "rise" if not HIGHER_IS_BETTER[name] else "drop"
-        rules.append(_rule(f"{name} {word} at most {limit:g}", f"{limit:g}", worse, "+.4f", limit))
+        rule = _rule(f"{name} {word} at most {limit:g}{note}", f"{limit:g}", worse, "+.4f", limit, True)
+        rules.append(rule)
     for label, limit, ratio in (
         ("single-row latency", params.max_latency_increase, _ratio(base.latency_ms, head.latency_ms)),
         ("bundle size", params.max_size_increase, _ratio(base.bundle_bytes, head.bundle_bytes)),

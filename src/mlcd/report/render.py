@@ -79,9 +79,12 @@ def markdown(
     lines.append(f"Base chosen by {how}.")
     if rules is not None:
         failed = [r for r in rules if r.passed is False]
-        verdict = (
-            f"❌ **gate failed**: {', '.join(r.name for r in failed)}" if failed else "✅ **gate passed**"
-        )
+        if failed:
+            verdict = f"❌ **gate failed**: {', '.join(r.name for r in failed)}"
+        elif not any(r.passed for r in rules if r.on_metric):
+            verdict = "❔ **gate checked no metric**: neither side reports a metric a rule names"
+        else:
+            verdict = "✅ **gate passed**"
         lines += ["", verdict, "", *gate_table(rules)]
     lines += ["", "### Metrics (test set)", "", *metrics_table(rows), ""]
     lines += ["### Parameters", ""]

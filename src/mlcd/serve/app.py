@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from mlcd.config import ProjectPaths
 from mlcd.serve import prometheus
 from mlcd.serve.model import BundleModel
-from mlcd.serve.payload import PayloadError, parse_json, to_batch
+from mlcd.serve.payload import PayloadError, parse_json, record_json_schema, to_batch
 
 JSON = "application/json"
 
@@ -69,6 +69,7 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
     model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
     provenance = {**manifest, "git_commit": settings.git_commit}
     feature_names = model.names
+    record = record_json_schema(model.features)
 
     @app.post(
         "/predict",
@@ -76,8 +77,11 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {JSON: {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}}},
-                "description": f"Records keyed by feature name: {', '.join(feature_names)}",
+                "content": {JSON: {"schema": {"oneOf": [record, {"type": "array", "items": record}]}}},
+                "description": (
+                    f"Records keyed by feature name: {', '.join(feature_names)}. A feature the "
+                    "schema marks nullable may be null or left out; the model imputes it as in training."
+                ),
             }
         },
     )

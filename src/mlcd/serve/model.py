@@ -9,15 +9,49 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mlcd.bundle import EXAMPLES_FILE, MODEL_FILE, SCHEMA_FILE, read_bundle_json, verify_bundle
+from mlcd.bundle import (
+    EXAMPLES_FILE,
+    MODEL_FILE,
+    SCHEMA_FILE,
+    output_classes,
+    read_bundle_json,
+    verify_bundle,
+)
 
 
 @dataclass(frozen=True)
 class Feature:
+    """One input as the API takes it: `name` is the user's column name, `onnx_name` the model's input."""
+
     name: str
     numeric: bool
-    low: float | None
-    high: float | None
+    low: float | None = None
+    high: float | None = None
+    nullable: bool = False
+    # What a missing text value becomes: the level preprocess gave missing categories in training.
+    missing_text: str | None = None
+    onnx_name: str = ""  # skl2onnx's sanitised input name; "" when it is `name`
+
+    @property
+    def input_name(self) -> str:
+        return self.onnx_name or self.name
+
+    @property
+    def may_be_missing(self) -> bool:
+        return self.nullable and (self.numeric or self.missing_text is not None)
+
+    @classmethod
+    def from_schema(cls, entry: dict[str, Any], missing_category: str | None) -> Feature:
+        numeric = entry["dtype"] != "category"
+        return cls(
+            name=entry["name"],
+            numeric=numeric,
+            low=entry.get("min"),
+            high=entry.get("max"),
+            nullable=bool(entry.get("nullable")),
+            missing_text=None if numeric else missing_category,
+            onnx_name=entry.get("onnx_name", ""),
+        )
 
 
 class BundleModel:
@@ -27,12 +61,10 @@ class BundleModel:
         self.manifest = verify_bundle(bundle)  # refuse tampered files before loading any
         self.schema = read_bundle_json(bundle, SCHEMA_FILE)
         self.examples = read_bundle_json(bundle, EXAMPLES_FILE)
-        self.features = [
-            Feature(f["name"], f["dtype"] != "category", f.get("min"), f.get("max"))
-            for f in self.schema["features"]
-        ]
+        missing_category = self.schema.get("missing_category")
+        self.features = [Feature.from_schema(f, missing_category) for f in self.schema["features"]]
         self.names = [f.name for f in self.features]
-        self.classes: list[str] = (self.schema["target"].get("classes") or []) if self.is_classifier else []
+        self.classes = output_classes(self.schema)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -57,10 +89,11 @@ class BundleModel:
         column = 0
         for feature in self.features:
             if feature.numeric:
-                feeds[feature.name] = np.ascontiguousarray(numbers[:, column : column + 1])
+                feeds[feature.input_name] = np.ascontiguousarray(numbers[:, column : column + 1])
                 column += 1
             else:
-                feeds[feature.name] = np.array(texts[feature.name], dtype=object).reshape(-1, 1)
+                values = np.array(texts[feature.name], dtype=object).reshape(-1, 1)
+                feeds[feature.input_name] = values
         return feeds
 
     def predict(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, Any]:

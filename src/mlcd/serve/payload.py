@@ -66,6 +66,11 @@ def _kind(value: Any) -> str:
     )
 
 
+def _is_missing(value: Any) -> bool:
+    # NaN counts as missing: Python's json (and pandas' to_json) writes gaps that way.
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
     records = payload if isinstance(payload, list) else [payload]
     if not records:
@@ -83,43 +88,72 @@ def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
             errors.append(
                 {"loc": where, "msg": f"expected an object keyed by feature name, got {_kind(record)}"}
             )
+            for values in texts.values():
+                values.append("")
             continue
-        try:
-            # The common case: exactly the numeric features, all valid.
-            numbers[index] = [record[f.name] for f in numeric]
-            clean = len(record) == len(features) and all(
-                _number_problem(f, record[f.name]) is None for f in numeric
-            )
-        except (KeyError, TypeError, ValueError):
-            clean = False
-        if clean and not texts:
-            continue
-        errors.extend(_record_errors(record, features, known, where))
-        for name, values in texts.items():
-            value = record.get(name)
-            values.append(value if isinstance(value, str) else "")
+        if not texts:
+            try:
+                # The common case: exactly the numeric features, all present and valid.
+                numbers[index] = [record[f.name] for f in numeric]
+                if len(record) == len(features) and all(
+                    _number_problem(f, record[f.name]) is None for f in numeric
+                ):
+                    continue
+            except (KeyError, TypeError, ValueError):
+                pass
+        problems = _read_record(record, features, numbers[index], texts)
+        unknown = [name for name in record if name not in known]
+        problems += [(name, "unknown field: not a feature of this model") for name in unknown]
+        errors.extend({"loc": [*where, name], "msg": msg} for name, msg in problems)
     if errors:
         raise PayloadError(422, errors)
     return Batch(numbers, texts)
 
 
-def _record_errors(
-    record: dict[str, Any], features: list[Feature], known: set[str], where: list[Any]
-) -> list:
-    errors = []
+def _read_record(
+    record: dict[str, Any], features: list[Feature], row: np.ndarray, texts: dict[str, list[str]]
+) -> list[tuple[str, str]]:
+    """Fill one row of numbers and one text per text feature; (field, message) for each bad field."""
+    problems: list[tuple[str, str]] = []
+    column = 0
     for feature in features:
-        if feature.name not in record:
-            errors.append({"loc": [*where, feature.name], "msg": "field required"})
-            continue
-        value = record[feature.name]
-        problem = (
-            _number_problem(feature, value)
-            if feature.numeric
-            else (None if isinstance(value, str) else f"expected a string, got {_kind(value)}")
-        )
+        value = record.get(feature.name)
+        problem = None
+        if _is_missing(value) and feature.may_be_missing:
+            filled: Any = np.nan if feature.numeric else feature.missing_text
+        elif feature.name not in record:
+            problem, filled = "field required", None
+        elif value is None:
+            problem, filled = "may not be null: the model's schema does not let this feature be missing", None
+        elif feature.numeric:
+            problem, filled = _number_problem(feature, value), value
+        elif isinstance(value, str):
+            filled = value
+        else:
+            problem, filled = f"expected a string, got {_kind(value)}", None
         if problem:
-            errors.append({"loc": [*where, feature.name], "msg": problem})
-    for name in record:
-        if name not in known:
-            errors.append({"loc": [*where, name], "msg": "unknown field: not a feature of this model"})
-    return errors
+            problems.append((feature.name, problem))
+        if feature.numeric:
+            row[column] = np.nan if problem else filled
+            column += 1
+        else:
+            texts[feature.name].append("" if problem else filled)
+    return problems
+
+
+def record_json_schema(features: list[Feature]) -> dict[str, Any]:
+    """The JSON Schema of one record, for the OpenAPI document: names, types, bounds, what may be null."""
+    properties: dict[str, Any] = {}
+    for feature in features:
+        kind: dict[str, Any] = {"type": "number"} if feature.numeric else {"type": "string"}
+        if feature.low is not None:
+            kind["minimum"] = feature.low
+        if feature.high is not None:
+            kind["maximum"] = feature.high
+        properties[feature.name] = {"anyOf": [kind, {"type": "null"}]} if feature.may_be_missing else kind
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [f.name for f in features if not f.may_be_missing],
+        "additionalProperties": False,
+    }

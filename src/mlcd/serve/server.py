@@ -8,11 +8,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from mlcd.bundle import answers_match
-from mlcd.errors import BundleError
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.model import BundleModel
-from mlcd.serve.payload import PayloadError, to_batch
+from mlcd.serve.selfcheck import self_check
 
 _ENV = {
     "bundle": "MLCD_BUNDLE",
@@ -20,19 +18,6 @@ _ENV = {
     "max_batch": "MLCD_MAX_BATCH",
     "max_body_bytes": "MLCD_MAX_BODY_BYTES",
 }
-
-
-def self_check(model: BundleModel) -> None:
-    """Refuse to serve a model that does not reproduce the answers stored in its bundle."""
-    examples = model.examples
-    try:
-        batch = to_batch(examples["records"], model.features, max(1, len(examples["records"])))
-    except PayloadError as exc:
-        raise BundleError(f"the bundle's example records do not fit its own schema: {exc.detail}") from None
-    got = model.predict(batch.numbers, batch.texts)
-    same = answers_match(got, examples, model.classes)
-    if not same:
-        raise BundleError("the model does not reproduce the example answers stored in its bundle; rebuild it")
 
 
 def load(settings: ServeSettings) -> BundleModel:

@@ -1,0 +1,87 @@
+"""`mlcd data use` in a real git + DVC repo: what it writes, and that a refusal writes nothing."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from mlcd.cli import app
+
+from ..helpers import copy_params_and_data
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def dvc_project(tmp_path, monkeypatch):
+    project = copy_params_and_data(tmp_path / "project")
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=project, check=True)
+    monkeypatch.chdir(project)
+    return project
+
+
+def churn_table(path):
+    frame = pd.DataFrame(
+        {"monthly fee (€)": [10.0, 20.5, 31.0, 12.0] * 10, "plan/tier": ["a", "b", "c", "a"] * 10}
+    )
+    frame["churned"] = ["yes" if i % 5 == 0 else "no" for i in range(len(frame))]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def snapshot(project):
+    return {p: p.read_bytes() for p in project.rglob("*") if p.is_file() and ".dvc/tmp" not in str(p)}
+
+
+def test_data_use_tracks_infers_and_points_params_at_it(dvc_project, tmp_path):
+    source = churn_table(tmp_path / "churn.csv")
+    result = runner.invoke(app, ["data", "use", str(source), "--target", "churned"])
+    assert result.exit_code == 0, result.output
+    params_text = (dvc_project / "params.yaml").read_text()
+    params = yaml.safe_load(params_text)
+    assert params["data"]["source"] == "data/external/churn.csv"
+    assert params["data"]["schema"] == "data/schemas/churn.yaml"
+    assert "# sklearn:breast_cancer | sklearn:diabetes" in params_text  # comments kept
+    schema = yaml.safe_load((dvc_project / "data" / "schemas" / "churn.yaml").read_text())
+    assert schema["target"] == {
+        "name": "churned",
+        "classes": ["no", "yes"],
+        "positive": "yes",
+        "drop_missing": False,
+    }
+    assert [f["name"] for f in schema["features"]] == ["monthly fee (€)", "plan/tier"]
+    dvc_file = yaml.safe_load((dvc_project / "data" / "external" / "churn.csv.dvc").read_text())
+    assert dvc_file["outs"][0]["path"] == "churn.csv"
+    assert "/churn.csv" in (dvc_project / "data" / "external" / ".gitignore").read_text()
+    assert "positive class 'yes'" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--target", "no such column"], "target column 'no such column' not in the data"),
+        (["--target", "churned", "--task", "clustering"], "--task must be classification or regression"),
+    ],
+)
+def test_a_refusal_writes_nothing(dvc_project, tmp_path, args, message):
+    source = churn_table(tmp_path / "churn.csv")
+    before = snapshot(dvc_project)
+    result = runner.invoke(app, ["data", "use", str(source), *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output
+    assert snapshot(dvc_project) == before
+
+
+def test_an_existing_schema_is_not_replaced_without_force(dvc_project, tmp_path):
+    source = churn_table(tmp_path / "churn.csv")
+    (dvc_project / "data" / "schemas" / "churn.yaml").write_text("# mine\n")
+    before = snapshot(dvc_project)
+    result = runner.invoke(app, ["data", "use", str(source), "--target", "churned"])
+    assert result.exit_code == 2 and "pass --force" in result.output
+    assert snapshot(dvc_project) == before
+    assert runner.invoke(app, ["data", "use", str(source), "--target", "churned", "--force"]).exit_code == 0

@@ -1,0 +1,38 @@
+"""The gate's metric rules per task, on metrics as evaluate writes them (no repo, no pipeline)."""
+
+from __future__ import annotations
+
+from mlcd.config import GateParams
+from mlcd.report.compare import gate, metric_rows
+from mlcd.report.render import markdown
+from mlcd.report.sides import Side
+
+REGRESSION = {"mse": 2900.0, "rmse": 53.9, "mae": 42.0, "r2": 0.45}
+
+
+def sides(base: dict[str, float], head: dict[str, float]) -> tuple[Side, Side]:
+    return Side("base", "a" * 40, metrics=base), Side("head", "b" * 40, metrics=head)
+
+
+def test_a_regression_is_held_to_r2_when_max_drop_names_only_classification_metrics():
+    base, head = sides(REGRESSION, {**REGRESSION, "r2": 0.40})
+    rules = [r for r in gate(metric_rows(base, head), base, head, GateParams()) if r.on_metric]
+    assert [r.name.split()[0] for r in rules] == ["r2"]
+    assert rules[0].passed is False and "regression default" in rules[0].name
+    base, head = sides(REGRESSION, {**REGRESSION, "r2": 0.44})
+    assert all(r.passed for r in gate(metric_rows(base, head), base, head, GateParams()) if r.on_metric)
+
+
+def test_named_rules_win_over_the_task_defaults():
+    base, head = sides(REGRESSION, {**REGRESSION, "mae": 50.0, "r2": 0.10})
+    rules = gate(metric_rows(base, head), base, head, GateParams(max_drop={"mae": 10.0}))
+    assert [(r.name.split()[0], r.passed) for r in rules if r.on_metric] == [("mae", True)]
+
+
+def test_a_gate_that_checks_no_metric_says_so_instead_of_passed():
+    base, head = sides({}, {})
+    rows = metric_rows(base, head)
+    rules = gate(rows, base, head, GateParams())
+    assert not [r for r in rules if r.on_metric and r.passed is not None]
+    text = markdown(base, head, "HEAD", "a test", rows, [], [], rules, {})
+    assert "gate checked no metric" in text and "gate passed" not in text

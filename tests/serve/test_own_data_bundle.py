@@ -1,0 +1,211 @@
+"""A bundle made from data that is not ours: scikit-learn's wine table as a team would bring it.
+
+Three text classes listed in the schema in an order that is not the model's, column
+names with slashes, spaces, parentheses and a leading digit, a numeric and a text
+feature with gaps. The pipeline runs in process (no dvc) and the API answers over
+FastAPI's test client, the same parsing and model as `mlcd serve`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from mlcd.errors import BundleError, ModelError
+from mlcd.files import sha256_file
+from mlcd.serve.app import ServeSettings, create_app
+from mlcd.serve.server import load
+
+from ..helpers import copy_params_and_data, run_pipeline_in_process
+
+CULTIVARS = {0: "barolo", 1: "grignolino", 2: "barbera"}
+SLASHED = "od280/od315_of_diluted_wines"
+HUE = "1st hue (visual)"
+REGION = "vineyard region"
+GAPPY = "alcohol"  # numeric, with gaps
+TARGET = "cultivar"
+JSON = "application/json"
+
+
+def wine_frame() -> pd.DataFrame:
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.rename(columns={"hue": HUE, "target": TARGET})
+    frame[TARGET] = frame[TARGET].map(CULTIVARS)
+    rows = np.arange(len(frame))
+    frame[REGION] = np.where(rows % 3 == 0, "north", np.where(rows % 3 == 1, "south", None))
+    frame.loc[rows % 7 == 0, GAPPY] = np.nan
+    return frame
+
+
+@pytest.fixture(scope="module")
+def wine_project(tmp_path_factory) -> tuple[Path, dict]:
+    from mlcd.data.schema import infer_schema, schema_to_yaml
+
+    project = copy_params_and_data(tmp_path_factory.mktemp("wine"))
+    frame = wine_frame()
+    frame.to_csv(project / "data" / "external" / "wine.csv", index=False)
+    schema = infer_schema(frame, TARGET)
+    body = yaml.safe_load(schema_to_yaml(schema))
+    body["target"]["classes"] = ["grignolino", "barolo", "barbera"]  # not the model's sorted order
+    (project / "data" / "schemas" / "wine.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    _, manifest = run_pipeline_in_process(
+        project,
+        {
+            "data": {"source": "data/external/wine.csv", "schema": "data/schemas/wine.yaml"},
+            "train": {"cv_folds": 0},
+        },
+    )
+    return project, manifest
+
+
+@pytest.fixture(scope="module")
+def bundle(wine_project) -> Path:
+    return wine_project[0] / "models" / "bundle"
+
+
+@pytest.fixture(scope="module")
+def client(bundle):
+    settings = ServeSettings(bundle=bundle)
+    with TestClient(create_app(load(settings), settings)) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def test_frame(wine_project) -> pd.DataFrame:
+    return pd.read_parquet(wine_project[0] / "data" / "processed" / "test.parquet")
+
+
+def as_sent(frame: pd.DataFrame) -> list[dict]:
+    """Test rows as a client sends them: gaps as JSON null."""
+    from mlcd.data.split import MISSING_CATEGORY
+
+    records = frame.drop(columns=TARGET).to_dict(orient="records")
+    return [
+        {
+            k: None if (v == MISSING_CATEGORY or (isinstance(v, float) and math.isnan(v))) else v
+            for k, v in r.items()
+        }
+        for r in records
+    ]
+
+
+def predict(client, body) -> dict:
+    response = client.post("/predict", content=json.dumps(body), headers={"content-type": JSON})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def sklearn_model(project: Path):
+    from mlcd.modeling.model_io import load_model
+
+    return load_model(project / "models" / "model.skops")
+
+
+def test_every_label_is_the_name_of_its_largest_probability(wine_project, bundle, client, test_frame):
+    schema = json.loads((bundle / "schema.json").read_text())
+    assert schema["target"]["classes"] == ["grignolino", "barolo", "barbera"]
+    assert schema["classes"] == ["barbera", "barolo", "grignolino"]  # the model's column order
+    answer = predict(client, as_sent(test_frame))
+    for label, probabilities in zip(answer["labels"], answer["probabilities"], strict=True):
+        assert label == max(probabilities, key=probabilities.get)
+    model = sklearn_model(wine_project[0])
+    features = test_frame.drop(columns=TARGET).astype(
+        {n: "float32" for n in test_frame if n not in (REGION, TARGET)}
+    )
+    assert answer["labels"] == [str(v) for v in model.predict(features)]
+    expected = model.predict_proba(features)
+    got = [[row[str(c)] for c in model.classes_] for row in answer["probabilities"]]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_null_omitted_and_nan_are_one_missing_value_imputed_as_in_training(wine_project, client, test_frame):
+    from mlcd.data.split import MISSING_CATEGORY
+
+    record = as_sent(test_frame)[0]
+    record[GAPPY], record[REGION] = None, None
+    omitted = {k: v for k, v in record.items() if k not in (GAPPY, REGION)}
+    with_nan = json.dumps(record).replace("null", "NaN")
+    answers = [
+        predict(client, record),
+        predict(client, omitted),
+        client.post("/predict", content=with_nan, headers={"content-type": JSON}).json(),
+    ]
+    assert answers[0]["probabilities"] == answers[1]["probabilities"] == answers[2]["probabilities"]
+    model = sklearn_model(wine_project[0])
+    row = pd.DataFrame([{**record, GAPPY: np.nan, REGION: MISSING_CATEGORY}])[model.feature_names_in_]
+    row = row.astype({n: "float32" for n in row if n != REGION})
+    expected = dict(zip(map(str, model.classes_), model.predict_proba(row)[0], strict=True))
+    for name, probability in answers[0]["probabilities"][0].items():
+        assert probability == pytest.approx(expected[name], abs=1e-5)
+
+
+def test_a_feature_that_may_not_be_missing_answers_422_naming_it(client, test_frame):
+    record = as_sent(test_frame)[0]
+    for body, message in (
+        ({**record, SLASHED: None}, "may not be null"),
+        ({k: v for k, v in record.items() if k != SLASHED}, "field required"),
+    ):
+        response = client.post(
+            "/predict", content=json.dumps(body), headers={"content-type": "application/json"}
+        )
+        assert response.status_code == 422
+        (problem,) = response.json()["detail"]
+        assert problem["loc"] == ["body", SLASHED] and message in problem["msg"]
+
+
+def test_examples_are_strict_json_with_null_for_gaps(bundle):
+    def no_constants(token: str) -> None:
+        raise AssertionError(f"examples.json holds the non-JSON token {token}")
+
+    examples = json.loads((bundle / "examples.json").read_text(), parse_constant=no_constants)
+    values = [record.get(name) for record in examples["records"] for name in (GAPPY, REGION)]
+    assert None in values
+
+
+def test_schema_json_names_inputs_and_every_training_category(bundle, wine_project):
+    schema = json.loads((bundle / "schema.json").read_text())
+    features = {f["name"]: f for f in schema["features"]}
+    assert {SLASHED, HUE, REGION} <= set(features)
+    assert features[SLASHED]["onnx_name"] == "od280_od315_of_diluted_wines"
+    assert features[HUE]["onnx_name"].isidentifier()
+    assert features[REGION]["categories"] == ["north", "south"]
+    assert features[GAPPY]["nullable"] and features[REGION]["nullable"]
+
+
+def test_openapi_describes_the_record_the_api_takes(client):
+    body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
+    record = body["content"]["application/json"]["schema"]["oneOf"][0]
+    assert record["properties"][GAPPY] == {"anyOf": [{"type": "number", "minimum": 0.0}, {"type": "null"}]}
+    assert record["properties"][REGION]["anyOf"][1] == {"type": "null"}
+    assert SLASHED in record["required"] and GAPPY not in record["required"]
+    assert record["additionalProperties"] is False
+
+
+def _with_swapped_classes(bundle: Path, target: Path) -> Path:
+    shutil.copytree(bundle, target)
+    schema = json.loads((target / "schema.json").read_text())
+    schema["classes"] = list(reversed(schema["classes"]))
+    (target / "schema.json").write_text(json.dumps(schema))
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["files"]["schema.json"] = sha256_file(target / "schema.json")
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+def test_class_names_that_do_not_fit_the_model_refuse_to_serve_and_to_package(bundle, tmp_path):
+    from mlcd.modeling.package import refuse_unservable
+
+    swapped = _with_swapped_classes(bundle, tmp_path / "bundle")
+    with pytest.raises(BundleError, match="not their most probable one"):
+        load(ServeSettings(bundle=swapped))
+    with pytest.raises(ModelError, match="the bundle would not serve, so it was not written"):
+        refuse_unservable(swapped)
