@@ -216,13 +216,18 @@ def schema_infer(
     out: Annotated[Path, typer.Option(metavar="PATH", help="where to write the schema YAML")] = Path(
         "data/schemas/custom.yaml"
     ),
+    params_file: ParamsOption = Path(PARAMS_FILE),
 ) -> None:
-    """Write a starting schema from a data file: review ranges and classes, then set data.schema."""
+    """Write a starting schema from a data file: review ranges and classes, then set data.schema.
+
+    A CSV is read with params.yaml's data.delimiter and data.encoding, as ingest will read it.
+    """
     from mlcd.data.schema import infer_schema, schema_to_yaml
     from mlcd.data.sources import read_source_file
     from mlcd.files import write_bytes
 
-    schema = infer_schema(read_source_file(data_file), target)
+    data = _setup(params_file)[0].data if params_file.is_file() else Params().data
+    schema = infer_schema(read_source_file(data_file, data.delimiter, data.encoding), target)
     write_bytes(out, schema_to_yaml(schema).encode())
     console.print(f"wrote {out}: {len(schema.features)} features, {schema.task} target {target!r}")
     _say_positive(schema.target.positive)

@@ -48,6 +48,12 @@ HIGHER_IS_BETTER = {
 }
 
 
+# Binary metrics about the positive class: not comparable across a change of positive class.
+ABOUT_POSITIVE_CLASS = frozenset({"precision", "recall", "f1", "roc_auc", "average_precision"})
+# Plots drawn for the positive class (evaluate writes them for binary targets only).
+POSITIVE_CLASS_PLOTS = ("roc", "precision_recall")
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -158,3 +158,18 @@ def test_a_missing_target_names_the_key_that_drops_it(project):
     _validated(project, frame, drop_missing=True)
     profile = pd.read_json(ProjectPaths(project).data_profile, typ="series")
     assert profile["dropped_missing_target"] == 2 and profile["rows"] == 60
+
+
+def test_data_and_a_schema_for_other_data_say_so_first(project):
+    """The README's switch to diabetes, with data.schema still naming breast cancer."""
+    params = parse_params({"data": {"source": "sklearn:diabetes"}})
+    paths = ProjectPaths(project)
+    run_ingest(params.data, paths)
+    with pytest.raises(DataValidationError) as caught:
+        run_validate(params, paths)
+    first_line = str(caught.value).splitlines()[0]
+    assert first_line.startswith(
+        "the data and data.schema (data/schemas/breast_cancer.yaml) plainly disagree: 31 of the schema's 31"
+    )
+    assert "`mlcd data use FILE --target COL`" in first_line
+    assert not paths.data_profile.exists()

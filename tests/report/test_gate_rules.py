@@ -36,3 +36,30 @@ def test_a_gate_that_checks_no_metric_says_so_instead_of_passed():
     assert not [r for r in rules if r.on_metric and r.passed is not None]
     text = markdown(base, head, "HEAD", "a test", rows, [], [], rules, {})
     assert "gate checked no metric" in text and "gate passed" not in text
+
+
+def test_a_changed_positive_class_is_said_not_drawn_as_a_collapse():
+    from mlcd.report.sides import set_aside_other_positive_class
+
+    binary = {
+        "accuracy": 0.98,
+        "balanced_accuracy": 0.77,
+        "f1": 0.99,
+        "roc_auc": 0.9,
+        "average_precision": 0.95,
+    }
+    base, head = sides(binary, {**binary, "f1": 0.66, "average_precision": 0.70})
+    base.positive_class, head.positive_class = "ok", "fraud"
+    curve = [{"fpr": 0.0, "tpr": 0.0, "threshold": 1.0}, {"fpr": 1.0, "tpr": 1.0, "threshold": 0.0}]
+    base.plots = {"roc": curve, "confusion": []}
+    note = set_aside_other_positive_class(base, head)
+    assert note and "changed from 'ok' (base) to 'fraud' (head)" in note
+    assert "roc" not in base.plots and "confusion" in base.plots
+    rows = metric_rows(base, head)
+    rules = {r.name.split()[0]: r for r in gate(rows, base, head, GateParams()) if r.on_metric}
+    assert rules["f1"].passed is None and rules["accuracy"].passed is True
+    text = markdown(base, head, "HEAD", "a test", rows, [], [], list(rules.values()), {})
+    assert "positive class changed" in text and "gate failed" not in text
+    same = sides(binary, binary)
+    same[0].positive_class = same[1].positive_class = "fraud"
+    assert set_aside_other_positive_class(*same) is None and same[0].metrics == binary

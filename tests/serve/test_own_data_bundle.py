@@ -209,3 +209,19 @@ def test_class_names_that_do_not_fit_the_model_refuse_to_serve_and_to_package(bu
         load(ServeSettings(bundle=swapped))
     with pytest.raises(ModelError, match="the bundle would not serve, so it was not written"):
         refuse_unservable(swapped)
+
+
+def test_unseen_categories_are_counted_per_feature_and_gaps_are_not(client, test_frame):
+    from prometheus_client import REGISTRY
+
+    def unseen() -> float:
+        return REGISTRY.get_sample_value("mlcd_unseen_categories_total", {"feature": REGION}) or 0.0
+
+    record = as_sent(test_frame)[0]
+    before = unseen()
+    predict(client, [{**record, REGION: "east"}, {**record, REGION: "west"}, {**record, REGION: "north"}])
+    assert unseen() == before + 2
+    predict(client, {**record, REGION: None})
+    assert unseen() == before + 2
+    exposed = client.get("/metrics").text
+    assert f'mlcd_unseen_categories_total{{feature="{REGION}"}}' in exposed

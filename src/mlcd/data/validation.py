@@ -175,6 +175,7 @@ def validate_frame(
     params: DataParams,
     split: PreprocessParams | None = None,
     cv_folds: int = 0,
+    schema_name: str = "the schema",
 ) -> dict[str, Any]:
     """Return the data profile, or raise DataValidationError listing every problem.
 
@@ -209,6 +210,15 @@ def validate_frame(
                 f"data.max_duplicate_fraction={params.max_duplicate_fraction}: deduplicate the "
                 "source or raise the limit"
             )
+    absent = [name for name in schema.columns if name not in columns]
+    if len(absent) >= max(2, len(schema.columns) / 2):
+        # Not bad data but the wrong schema (e.g. data.source changed, data.schema not): say that first.
+        raise DataValidationError(
+            f"the data and {schema_name} plainly disagree: {len(absent)} of the schema's "
+            f"{len(schema.columns)} columns are not in the data. Point data.schema at this data's schema "
+            "(`mlcd data use FILE --target COL` or `mlcd schema infer` writes one); the problems found:",
+            problems,
+        )
     if problems:
         raise DataValidationError(
             f"the dataset breaks its schema ({len(problems)} problem{'s' * (len(problems) > 1)}):",
@@ -228,7 +238,10 @@ def run_validate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     with stage("validate") as log:
         schema = load_schema(paths.schema(params.data))
         frame = read_raw(paths)
-        summary = validate_frame(frame, schema, params.data, params.preprocess, params.train.cv_folds)
+        schema_name = f"data.schema ({params.data.schema_path})"
+        summary = validate_frame(
+            frame, schema, params.data, params.preprocess, params.train.cv_folds, schema_name
+        )
         summary["sha256"] = sha256_file(paths.raw_data)
         write_json(paths.data_profile, summary)
         log.add(f"{len(frame):,} rows x {frame.shape[1]} columns pass {paths.schema(params.data)}")

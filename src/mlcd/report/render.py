@@ -125,11 +125,15 @@ def figures(base: Side, head: Side, out: Path) -> list[Path]:
 
     made: list[Path] = []
     both = {"base": base.plots, "head": head.plots}
+    # Curves are about head's positive class (set_aside_other_positive_class dropped base's if it differs).
+    about = f" (positive: {head.positive_class})" if head.positive_class else ""
     curve_specs: list[tuple[str, Callable[[dict[str, Any]], Path]]] = [
-        ("roc", lambda s: plots.curve(s, "fpr", "tpr", "ROC: base vs head", out / "roc.png", diagonal=True)),
+        ("roc", lambda s: plots.curve(s, "fpr", "tpr", f"ROC{about}", out / "roc.png", diagonal=True)),
         (
             "precision_recall",
-            lambda s: plots.curve(s, "recall", "precision", "precision-recall", out / "precision_recall.png"),
+            lambda s: plots.curve(
+                s, "recall", "precision", f"precision-recall{about}", out / "precision_recall.png"
+            ),
         ),
         ("predicted_vs_actual", lambda s: plots.scatter(s, out / "predicted_vs_actual.png")),
     ]

@@ -12,7 +12,7 @@ from mlcd.files import atomic_dir, dump_json
 from mlcd.git import dirty_files, git
 from mlcd.report import compare, render
 from mlcd.report.gitlab import NotPostedError, post, target_from_env
-from mlcd.report.sides import collect, measure_latency, resolve_base
+from mlcd.report.sides import collect, measure_latency, resolve_base, set_aside_other_positive_class
 
 REPORT = "report.md"
 METRICS_REPORT = "metrics.txt"
@@ -64,6 +64,7 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
             base = collect(root, "base", base_sha, Path(scratch))
             head = collect(root, "head", None, Path(scratch))
             measure_latency([base, head])
+        set_aside_other_positive_class(base, head)
         head_commit = git(root, "rev-parse", "HEAD").strip()
         head_label = head_commit[:8] + workspace_caveats(root)
         rows = compare.metric_rows(base, head)

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from mlcd.bundle import verify_bundle
-from mlcd.config import PLOT_NAMES, ProjectPaths
+from mlcd.bundle import SCHEMA_FILE, read_bundle_json, verify_bundle
+from mlcd.config import ABOUT_POSITIVE_CLASS, PLOT_NAMES, POSITIVE_CLASS_PLOTS, ProjectPaths
 from mlcd.errors import MlcdError
 from mlcd.git import git, resolve_commit
 from mlcd.versions.storage import NOT_IN_ANY_STORE, copy_out
@@ -40,6 +40,7 @@ class Side:
     bundle_bytes: int | None = None
     bundle_dir: Path | None = None  # where its bundle can be loaded, while the report runs
     latency_ms: float | None = None
+    positive_class: str | None = None  # from the bundle's schema.json; None if unknown or not binary
     missing: list[str] = field(default_factory=list)
 
 
@@ -82,6 +83,32 @@ def _filesystem(root: Path, rev: str | None) -> Any:
     from dvc.api import DVCFileSystem
 
     return DVCFileSystem(str(root), rev=rev)
+
+
+def set_aside_other_positive_class(base: Side, head: Side) -> str | None:
+    """If base and head are about different positive classes, drop base's figures for its class.
+
+    Precision, recall, F1, ROC AUC, average precision and the ROC and precision-recall curves
+    of the old class are not the new class's: compared, they would show a collapse (or a
+    leap) that no model change caused. Returns the explanation, or None if nothing changed.
+    """
+    if (
+        base.positive_class is None
+        or head.positive_class is None
+        or base.positive_class == head.positive_class
+    ):
+        return None
+    for name in ABOUT_POSITIVE_CLASS:
+        base.metrics.pop(name, None)
+    for name in POSITIVE_CLASS_PLOTS:
+        base.plots.pop(name, None)
+    note = (
+        f"the positive class changed from {base.positive_class!r} (base) to {head.positive_class!r} "
+        f"(head): base's {', '.join(sorted(ABOUT_POSITIVE_CLASS))} and its curves are about another "
+        "class, so they are not compared; accuracy, balanced accuracy and log loss still are"
+    )
+    base.missing.append(note)
+    return note
 
 
 def measure_latency(sides: list[Side]) -> None:
@@ -144,6 +171,7 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
         side.bundle_bytes = sum(p.stat().st_size for p in bundle_dir.iterdir())
         verify_bundle(bundle_dir)
         side.bundle_dir = bundle_dir
+        side.positive_class = read_bundle_json(bundle_dir, SCHEMA_FILE).get("positive_class")
     except _BUNDLE_UNAVAILABLE:
         side.missing.append(
             f"the model bundle {bundle} of {where} is not in the DVC cache or remote, so its size and "

@@ -97,6 +97,8 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
         result = model.predict(batch.numbers, batch.texts)
         for label in result.get("labels", ()):
             prometheus.PREDICTIONS.labels(label).inc()
+        for feature, count in model.unseen(batch.texts).items():
+            prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
         return json_response({**result, "model": model_ref})
 
     @app.get("/health", summary="The process is alive")

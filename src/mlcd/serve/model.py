@@ -31,6 +31,7 @@ class Feature:
     # What a missing text value becomes: the level preprocess gave missing categories in training.
     missing_text: str | None = None
     onnx_name: str = ""  # skl2onnx's sanitised input name; "" when it is `name`
+    categories: frozenset[str] = frozenset()  # text features: every level seen in training
 
     @property
     def input_name(self) -> str:
@@ -51,6 +52,7 @@ class Feature:
             nullable=bool(entry.get("nullable")),
             missing_text=None if numeric else missing_category,
             onnx_name=entry.get("onnx_name", ""),
+            categories=frozenset(entry.get("categories", ())),
         )
 
 
@@ -95,6 +97,17 @@ class BundleModel:
                 values = np.array(texts[feature.name], dtype=object).reshape(-1, 1)
                 feeds[feature.input_name] = values
         return feeds
+
+    def unseen(self, texts: dict[str, list[str]]) -> dict[str, int]:
+        """How many values of each text feature training never saw (a missing value is not one)."""
+        counts = {}
+        for feature in self.features:
+            if feature.numeric or not feature.categories:
+                continue
+            known = feature.categories | {feature.missing_text}
+            if n := sum(value not in known for value in texts[feature.name]):
+                counts[feature.name] = n
+        return counts
 
     def predict(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, Any]:
         outputs = self.session.run(None, self.feeds(numbers, texts))

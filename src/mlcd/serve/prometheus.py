@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests and latency by endpoint and status, predictions by class, model info.
+"""Prometheus metrics: requests and latency by endpoint and status, predictions by class, unseen
+categories by feature, model info.
 
 With several workers, prometheus_client's multiprocess mode is used
 (PROMETHEUS_MULTIPROC_DIR, set by `mlcd serve` before workers start).
@@ -28,6 +29,11 @@ LATENCY = Histogram(
     "mlcd_request_duration_seconds", "Time to serve a request.", ["endpoint"], buckets=LATENCY_BUCKETS
 )
 PREDICTIONS = Counter("mlcd_predictions_total", "Predicted labels (classifiers) or predictions.", ["label"])
+# Text values the model never saw in training get no one-hot column: the answer ignores them.
+# Labelled by feature only (features are the bundle's, a fixed set), never by the value sent.
+UNSEEN_CATEGORIES = Counter(
+    "mlcd_unseen_categories_total", "Text feature values not seen in training, by feature.", ["feature"]
+)
 MODEL_INFO = Gauge(
     "mlcd_model_info",
     "The model being served (always 1), labelled with its hash.",
