@@ -59,8 +59,14 @@ def digits_zero() -> pd.DataFrame:
 def cars() -> pd.DataFrame:
     from vega_datasets import local_data
 
-    # Year is a date; dates get their own schema type in a later change, so it is left out here.
-    return local_data.cars().drop(columns="Year")
+    return local_data.cars()  # Year is a date: 1970-01-01 for the 1970 models
+
+
+def seattle_weather() -> pd.DataFrame:
+    """Five kinds of weather, snow 1.6 % of days, and a date column."""
+    from vega_datasets import local_data
+
+    return local_data.seattle_weather()
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Table:
     positive: str | None = None
     unseen: dict[str, str] = field(default_factory=dict)  # a text feature and a value training never saw
     gap: str | None = None  # a nullable feature sent as null
+    dates: dict[str, str] = field(default_factory=dict)  # a datetime feature and a value as a client sends it
     # What the user sets after the first `dvc repro` refuses, and a phrase of that refusal.
     schema_edit: dict[str, object] = field(default_factory=dict)
     params_edit: dict[str, object] = field(default_factory=dict)
@@ -79,6 +86,7 @@ class Table:
 
 
 TABLES = [
+    Table("seattle-weather", seattle_weather, "weather", "seattle.parquet", dates={"date": "2015-12-31"}),
     Table("penguins", penguins, "species", "penguins.csv", unseen={"island": "Atlantis"}, gap="sex"),
     # Iris holds one duplicate row; the default data.max_duplicate_fraction 0.0 refuses it.
     Table(
@@ -97,6 +105,7 @@ TABLES = [
         "cars.csv.gz",
         unseen={"Name": "mlcd roadster"},
         gap="Horsepower",
+        dates={"Year": "1982-01-01T00:00:00Z"},
         # Two refusals in one round: 8 cars without a target, and one duplicate row.
         schema_edit={"drop_missing": True},
         params_edit={"data.max_duplicate_fraction": 0.01},
@@ -115,18 +124,21 @@ def write_table(table: Table, folder: Path) -> Path:
     return path
 
 
-def served_records(repo: Repo, target: str) -> tuple[list[dict], pd.Series]:
+def served_records(repo: Repo, features: list[str], target: str) -> tuple[list[dict], pd.Series]:
+    """The test split's rows as a client sends them: the table's own columns, gaps null, dates ISO."""
     from mlcd.data.split import MISSING_CATEGORY
 
     test = pd.read_parquet(repo.path / "data" / "processed" / "test.parquet")
-    labels = test.pop(target)
 
     def sent(value: object) -> object:
+        if isinstance(value, pd.Timestamp):
+            return value.isoformat()
         if value == MISSING_CATEGORY or (isinstance(value, float) and math.isnan(value)):
             return None
         return value
 
-    return [{k: sent(v) for k, v in row.items()} for row in test.to_dict(orient="records")], labels
+    rows = test[features].to_dict(orient="records")
+    return [{k: sent(v) for k, v in row.items()} for row in rows], test[target]
 
 
 @pytest.mark.parametrize("table", TABLES, ids=[t.name for t in TABLES])
@@ -145,6 +157,8 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
         assert schema["target"]["positive"] == table.positive
         assert f"positive class {table.positive!r}" in used.stderr
     assert (repo.path / "data" / "external" / f"{table.file}.dvc").is_file()
+    dtypes = {f["name"]: f["dtype"] for f in schema["features"]}
+    assert all(dtypes[name] == "datetime" for name in table.dates)
 
     repro = repo.dvc("repro", check=False)
     if table.refusal:
@@ -158,7 +172,8 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
 
     bundle = repo.path / "models" / "bundle"
     scores = json.loads((repo.path / "metrics" / "metrics.json").read_text())
-    records, truth = served_records(repo, table.target)
+    schema = yaml.safe_load(schema_path.read_text())
+    records, truth = served_records(repo, [f["name"] for f in schema["features"]], table.target)
     settings = ServeSettings(bundle=bundle, max_batch=10_000)
     with TestClient(create_app(load(settings), settings)) as client:
         response = client.post("/predict", content=json.dumps(records), headers=JSON)
@@ -175,7 +190,12 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
             assert r2 == pytest.approx(scores["r2"], abs=1e-4)  # served in float32
         odd = dict(records[0])
         odd.update(table.unseen)
+        odd.update(table.dates)
         if table.gap:
             odd[table.gap] = None
         response = client.post("/predict", content=json.dumps(odd), headers=JSON)
         assert response.status_code == 200, response.text
+        for name in table.dates:
+            response = client.post("/predict", content=json.dumps({**odd, name: "31/12/2015"}), headers=JSON)
+            assert response.status_code == 422
+            assert "expected an ISO-8601 date or timestamp" in response.json()["detail"][0]["msg"]

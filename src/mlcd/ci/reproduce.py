@@ -61,7 +61,7 @@ def model_check(root: Path) -> ModelCheck | None:
     params = load_params(paths.params)
     if not paths.test_data.is_file():
         return None
-    schema = load_schema(paths.schema(params.data))
+    schema = load_schema(paths.schema(params.data)).for_model()
     features, _ = read_split(paths.test_data, schema)
     return ModelCheck(
         features, parity_tolerance(params), lambda frame, names: onnx_feeds(frame, schema, names)

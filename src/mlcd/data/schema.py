@@ -13,12 +13,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlcd.config import describe_problem
+from mlcd.datetimes import PARTS, parse, part_name
 from mlcd.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
-FeatureType = Literal["float", "int", "category"]
+FeatureType = Literal["float", "int", "category", "datetime"]
 
 
 class _Strict(BaseModel):
@@ -89,7 +90,30 @@ class DatasetSchema(_Strict):
 
     @property
     def numeric(self) -> list[str]:
-        return [f.name for f in self.features if f.dtype != "category"]
+        return [f.name for f in self.features if f.dtype in ("float", "int")]
+
+    @property
+    def datetimes(self) -> list[str]:
+        return [f.name for f in self.features if f.dtype == "datetime"]
+
+    def for_model(self) -> DatasetSchema:
+        """The features the model takes: each datetime feature replaced, in place, by its float parts.
+
+        The API and validation work on the schema as written; preprocess writes the parts, and
+        train, evaluate and package read them.
+        """
+        if not self.datetimes:
+            return self
+        features: list[FeatureSpec] = []
+        for spec in self.features:
+            if spec.dtype != "datetime":
+                features.append(spec)
+                continue
+            features += [
+                FeatureSpec(name=part_name(spec.name, part), dtype="float", nullable=spec.nullable)
+                for part in PARTS
+            ]
+        return self.model_copy(update={"features": features})
 
     @property
     def positive_class(self) -> str | None:
@@ -135,6 +159,9 @@ def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> Dat
     for name in frame.columns.drop(target):
         column = frame[name]
         nullable = bool(column.isna().any())
+        if _looks_like_dates(column):
+            features.append({"name": str(name), "dtype": "datetime", "nullable": nullable})
+            continue
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
             features.append({"name": str(name), "dtype": "category", "nullable": nullable})
             continue
@@ -154,3 +181,17 @@ def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> Dat
     except ValidationError as exc:
         problems = [describe_problem(e, DatasetSchema) for e in exc.errors()]
         raise ConfigError("the data's columns do not make a valid schema:", problems) from None
+
+
+def _looks_like_dates(column: pd.Series) -> bool:
+    """A datetime column, or text whose every value is an ISO-8601 date or timestamp."""
+    import pandas as pd
+
+    if pd.api.types.is_datetime64_any_dtype(column):
+        return True
+    if not (pd.api.types.is_string_dtype(column) or pd.api.types.is_object_dtype(column)):
+        return False
+    present = column.dropna()
+    if present.empty or not all(isinstance(v, str) and len(v) >= 10 for v in present.head(1000)):
+        return False
+    return all(parse(v) is not None for v in present)

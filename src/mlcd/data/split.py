@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 from mlcd.config import DataParams, PreprocessParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.schema import DatasetSchema, load_schema
+from mlcd.datetimes import PARTS, arrow_parts, part_name, to_timestamps
 from mlcd.errors import SourceError
 from mlcd.files import write_with
 
@@ -24,13 +25,19 @@ MISSING_CATEGORY = "__missing__"
 
 
 def tidy(table: pa.Table, schema: DatasetSchema) -> pa.Table:
-    """Schema columns only, rows with a target, labels as text, missing categories as their own level.
+    """Schema columns only, rows with a target, labels as text, missing categories as their own level,
+    and each datetime feature's parts beside it.
 
     Validation has let a missing target through only where the schema says target.drop_missing.
     """
     table = table.select(schema.columns)
     if table[schema.target.name].null_count:
         table = table.filter(pc.is_valid(table[schema.target.name]))
+    for name in schema.datetimes:
+        # The original column stays (package's examples show it as sent); the model reads the parts.
+        timestamps, _ = to_timestamps(table[name])  # validate has refused unreadable values
+        for part, values in zip(PARTS, arrow_parts(timestamps), strict=True):
+            table = table.append_column(part_name(name, part), values)
     for name in schema.categorical:
         column = pc.fill_null(pc.cast(table[name], pa.string()), MISSING_CATEGORY)
         table = table.set_column(table.schema.get_field_index(name), name, column)

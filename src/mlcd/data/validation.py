@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 from mlcd.config import DataParams, Params, PreprocessParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.schema import DatasetSchema, FeatureSpec, load_schema
+from mlcd.datetimes import to_timestamps
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.files import sha256_file, write_json
 
@@ -47,6 +48,8 @@ def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
         )
     if spec.dtype == "category":
         return problems
+    if spec.dtype == "datetime":
+        return problems + _check_dates(name, column[~missing])
     if not _is_numeric(column):
         present = column[~missing]
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
@@ -79,6 +82,23 @@ def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
                     f"(extreme {extreme:g}, {_rows(outside)})"
                 )
     return problems
+
+
+def _check_dates(name: str, present: pd.Series) -> list[str]:
+    """Every value must be a date or an ISO-8601 string, read as preprocess and the API read it."""
+    import pyarrow as pa
+
+    if pd.api.types.is_datetime64_any_dtype(present):
+        return []
+    if _is_numeric(present):
+        return [f"column {name!r}: expected ISO-8601 dates or timestamps, got numbers ({present.dtype})"]
+    _, bad = to_timestamps(pa.array(present.astype(object).to_list()))
+    if not bad:
+        return []
+    return [
+        f"column {name!r}: {len(bad):,} values are not ISO-8601 dates or timestamps "
+        f"(e.g. {present.iloc[bad[0]]!r}); write them as 2024-05-31 or 2024-05-31T13:45:00"
+    ]
 
 
 def _check_target(schema: DatasetSchema, column: pd.Series) -> list[str]:

@@ -129,7 +129,7 @@ def write_plots(data: dict[str, list[dict[str, Any]]], plot_dir: Path) -> None:
 
 def run_evaluate(data: DataParams, params: EvaluateParams, paths: ProjectPaths) -> dict[str, float]:
     with stage("evaluate") as log:
-        schema = load_schema(paths.schema(data))
+        schema = load_schema(paths.schema(data)).for_model()
         model = load_model(paths.model)
         x, y_series = read_split(paths.test_data, schema)
         y = y_series.to_numpy()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
+from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from mlcd.console import stage, working
 from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import MISSING_CATEGORY
+from mlcd.datetimes import PARTS, part_name
 from mlcd.errors import BundleError, ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
@@ -155,18 +157,30 @@ def bundle_schema(
     session: ort.InferenceSession,
     categories: dict[str, list[str]],
 ) -> dict[str, Any]:
-    """What the server needs to know: features as the API takes them, and the model's class order."""
-    names = input_names(session)
+    """What the server needs to know: features as the API takes them, the model's inputs, class order.
+
+    `schema` is the dataset's (a datetime feature is one API field); `x` and the session are the
+    model's, where it is several float inputs (datetimes.PARTS).
+    """
+    model_schema = schema.for_model()
+    columns = not single_matrix(model_schema)
+    onnx_name = dict(zip(model_schema.feature_names, input_names(session), strict=columns))
     features = []
-    for index, spec in enumerate(schema.features):
+    for spec in schema.features:
         entry: dict[str, Any] = spec.model_dump(mode="json")
+        if spec.dtype == "datetime":
+            entry["parts"] = list(PARTS)
+            if columns:
+                entry["onnx_names"] = [onnx_name[part_name(spec.name, part)] for part in PARTS]
+            features.append(entry)
+            continue
         if spec.dtype != "category":
             column = x[spec.name]
             entry["observed_min"], entry["observed_max"] = float(column.min()), float(column.max())
         else:
             entry["categories"] = categories[spec.name]
-        if not single_matrix(schema) and names[index] != spec.name:
-            entry["onnx_name"] = names[index]
+        if columns and onnx_name[spec.name] != spec.name:
+            entry["onnx_name"] = onnx_name[spec.name]
         features.append(entry)
     body: dict[str, Any] = {
         "task": schema.task,
@@ -174,7 +188,7 @@ def bundle_schema(
         "target": schema.target.model_dump(mode="json"),
         "positive_class": schema.positive_class,
         "class_balance": profile.get("class_balance"),
-        "onnx_input": "matrix" if single_matrix(schema) else "columns",
+        "onnx_input": "columns" if columns else "matrix",
         "outputs": ["label", "probabilities"] if schema.task == "classification" else ["variable"],
     }
     if schema.task == "classification":
@@ -199,18 +213,29 @@ def categories_seen(paths: ProjectPaths, schema: DatasetSchema) -> dict[str, lis
 
 
 def _as_sent(value: Any) -> Any:
-    """A test-set value as a client sends it: gaps as null (JSON has no NaN), numbers as floats."""
-    if isinstance(value, str):
+    """A test-set value as a client sends it: gaps as null (JSON has no NaN), dates as ISO-8601."""
+    if value is None or isinstance(value, str):
         return None if value == MISSING_CATEGORY else value
+    if isinstance(value, datetime):
+        return value.isoformat()
     number = float(value)
     return None if math.isnan(number) else number
 
 
-def examples(session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, n: int) -> dict[str, Any]:
+def example_records(paths: ProjectPaths, schema: DatasetSchema, n: int) -> list[dict[str, Any]]:
+    """The first `n` test rows as the API takes them (the dataset's columns, not the model's)."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(paths.test_data, columns=schema.feature_names).slice(0, n)
+    return [{k: _as_sent(v) for k, v in row.items()} for row in table.to_pylist()]
+
+
+def examples(
+    session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, records: list[dict[str, Any]]
+) -> dict[str, Any]:
     """Records with the answers this exact ONNX model gives, for smoke tests of a deployment."""
-    sample = x.head(n)
+    sample = x.head(len(records))
     outputs = session.run(None, onnx_feeds(sample, schema, input_names(session)))
-    records = [{k: _as_sent(v) for k, v in row.items()} for row in sample.to_dict(orient="records")]
     if schema.task == "regression":
         return {"records": records, "predictions": [float(v) for v in outputs[0].reshape(-1)]}
     labels, proba = outputs
@@ -241,7 +266,8 @@ def library_versions() -> dict[str, str]:
 
 def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
     with stage("package") as log:
-        schema = load_schema(paths.schema(params.data))
+        dataset_schema = load_schema(paths.schema(params.data))
+        schema = dataset_schema.for_model()
         model = load_model(paths.model)
         x, _ = read_split(paths.test_data, schema, float32=False)
         tolerance = parity_tolerance(params)
@@ -255,9 +281,11 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         contents = {
             MODEL_FILE: model_bytes,
             SCHEMA_FILE: dump_json(
-                bundle_schema(schema, x, profile, model, session, categories_seen(paths, schema))
+                bundle_schema(dataset_schema, x, profile, model, session, categories_seen(paths, schema))
             ).encode(),
-            EXAMPLES_FILE: dump_json(examples(session, x, schema, params.package.examples)).encode(),
+            EXAMPLES_FILE: dump_json(
+                examples(session, x, schema, example_records(paths, dataset_schema, params.package.examples))
+            ).encode(),
         }
         with atomic_dir(paths.bundle) as tmp:
             for name, payload in contents.items():

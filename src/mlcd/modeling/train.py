@@ -98,7 +98,7 @@ def cross_validation(pipeline: Pipeline, x: Any, y: Any, params: TrainParams) ->
 
 def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dict[str, Any]:
     with stage("train") as log:
-        schema = load_schema(paths.schema(data))
+        schema = load_schema(paths.schema(data)).for_model()
         if schema.task != params.task:
             raise ConfigError(
                 f"train.task is {params.task!r} but the schema {paths.schema(data)} describes a "

@@ -21,7 +21,11 @@ from mlcd.bundle import (
 
 @dataclass(frozen=True)
 class Feature:
-    """One input as the API takes it: `name` is the user's column name, `onnx_name` the model's input."""
+    """One input as the API takes it: `name` is the user's column name, `onnx_name` the model's input.
+
+    A number takes one column of the float matrix; a datetime (`parts` set) one per part
+    (datetimes.PARTS); text goes to the model as a string input of its own.
+    """
 
     name: str
     numeric: bool
@@ -32,27 +36,45 @@ class Feature:
     missing_text: str | None = None
     onnx_name: str = ""  # skl2onnx's sanitised input name; "" when it is `name`
     categories: frozenset[str] = frozenset()  # text features: every level seen in training
+    parts: tuple[str, ...] = ()  # datetime features: the derived inputs, in order
+    onnx_names: tuple[str, ...] = ()  # datetime features in per-column models: one input per part
 
     @property
     def input_name(self) -> str:
         return self.onnx_name or self.name
 
     @property
+    def is_datetime(self) -> bool:
+        return bool(self.parts)
+
+    @property
+    def is_text(self) -> bool:
+        return not self.numeric and not self.parts
+
+    @property
+    def width(self) -> int:
+        """Columns of the float matrix this feature fills."""
+        return len(self.parts) if self.parts else int(self.numeric)
+
+    @property
     def may_be_missing(self) -> bool:
-        return self.nullable and (self.numeric or self.missing_text is not None)
+        return self.nullable and (not self.is_text or self.missing_text is not None)
 
     @classmethod
     def from_schema(cls, entry: dict[str, Any], missing_category: str | None) -> Feature:
-        numeric = entry["dtype"] != "category"
+        numeric = entry["dtype"] in ("float", "int")
+        text = entry["dtype"] == "category"
         return cls(
             name=entry["name"],
             numeric=numeric,
             low=entry.get("min"),
             high=entry.get("max"),
             nullable=bool(entry.get("nullable")),
-            missing_text=None if numeric else missing_category,
+            missing_text=missing_category if text else None,
             onnx_name=entry.get("onnx_name", ""),
             categories=frozenset(entry.get("categories", ())),
+            parts=tuple(entry.get("parts", ())),
+            onnx_names=tuple(entry.get("onnx_names", ())),
         )
 
 
@@ -90,19 +112,19 @@ class BundleModel:
         feeds: dict[str, np.ndarray] = {}
         column = 0
         for feature in self.features:
-            if feature.numeric:
-                feeds[feature.input_name] = np.ascontiguousarray(numbers[:, column : column + 1])
+            if feature.is_text:
+                feeds[feature.input_name] = np.array(texts[feature.name], dtype=object).reshape(-1, 1)
+                continue
+            for name in feature.onnx_names or (feature.input_name,):
+                feeds[name] = np.ascontiguousarray(numbers[:, column : column + 1])
                 column += 1
-            else:
-                values = np.array(texts[feature.name], dtype=object).reshape(-1, 1)
-                feeds[feature.input_name] = values
         return feeds
 
     def unseen(self, texts: dict[str, list[str]]) -> dict[str, int]:
         """How many values of each text feature training never saw (a missing value is not one)."""
         counts = {}
         for feature in self.features:
-            if feature.numeric or not feature.categories:
+            if not feature.is_text or not feature.categories:
                 continue
             known = feature.categories | {feature.missing_text}
             if n := sum(value not in known for value in texts[feature.name]):

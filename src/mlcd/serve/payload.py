@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from mlcd.datetimes import parse, parts_of
 from mlcd.serve.model import Feature
 
 
@@ -60,6 +61,14 @@ def _number_problem(feature: Feature, value: Any) -> str | None:
     return None
 
 
+def _date_problem(value: Any) -> tuple[str | None, list[float] | None]:
+    moment = parse(value) if isinstance(value, str) else None
+    if moment is None:
+        shown = repr(value) if isinstance(value, str) else _kind(value)
+        return f"expected an ISO-8601 date or timestamp (2024-05-31, 2024-05-31T13:45:00), got {shown}", None
+    return None, parts_of(moment)
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
         type(value), type(value).__name__
@@ -78,9 +87,10 @@ def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
     if len(records) > max_batch:
         raise PayloadError(413, f"a batch of {len(records)} records exceeds the limit of {max_batch}")
     numeric = [f for f in features if f.numeric]
+    only_numbers = len(numeric) == len(features)
     known = {f.name for f in features}
-    numbers = np.empty((len(records), len(numeric)), dtype=np.float32)
-    texts: dict[str, list[str]] = {f.name: [] for f in features if not f.numeric}
+    numbers = np.empty((len(records), sum(f.width for f in features)), dtype=np.float32)
+    texts: dict[str, list[str]] = {f.name: [] for f in features if f.is_text}
     errors: list[dict[str, Any]] = []
     for index, record in enumerate(records):
         where = ["body", index] if isinstance(payload, list) else ["body"]
@@ -91,7 +101,7 @@ def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
             for values in texts.values():
                 values.append("")
             continue
-        if not texts:
+        if only_numbers:
             try:
                 # The common case: exactly the numeric features, all present and valid.
                 numbers[index] = [record[f.name] for f in numeric]
@@ -120,24 +130,26 @@ def _read_record(
         value = record.get(feature.name)
         problem = None
         if _is_missing(value) and feature.may_be_missing:
-            filled: Any = np.nan if feature.numeric else feature.missing_text
+            filled: Any = feature.missing_text if feature.is_text else [np.nan] * feature.width
         elif feature.name not in record:
             problem, filled = "field required", None
         elif value is None:
             problem, filled = "may not be null: the model's schema does not let this feature be missing", None
         elif feature.numeric:
-            problem, filled = _number_problem(feature, value), value
+            problem, filled = _number_problem(feature, value), [value]
+        elif feature.is_datetime:
+            problem, filled = _date_problem(value)
         elif isinstance(value, str):
             filled = value
         else:
             problem, filled = f"expected a string, got {_kind(value)}", None
         if problem:
             problems.append((feature.name, problem))
-        if feature.numeric:
-            row[column] = np.nan if problem else filled
-            column += 1
-        else:
+        if feature.is_text:
             texts[feature.name].append("" if problem else filled)
+        else:
+            row[column : column + feature.width] = np.nan if problem else filled
+            column += feature.width
     return problems
 
 
@@ -146,6 +158,8 @@ def record_json_schema(features: list[Feature]) -> dict[str, Any]:
     properties: dict[str, Any] = {}
     for feature in features:
         kind: dict[str, Any] = {"type": "number"} if feature.numeric else {"type": "string"}
+        if feature.is_datetime:
+            kind["description"] = "an ISO-8601 date or timestamp; one with a UTC offset is taken as UTC"
         if feature.low is not None:
             kind["minimum"] = feature.low
         if feature.high is not None:
