@@ -342,6 +342,10 @@ class ProjectPaths:
         return self.metrics_dir / "metrics.json"
 
     @property
+    def per_class_metrics(self) -> Path:
+        return self.metrics_dir / "per_class.json"
+
+    @property
     def plots(self) -> Path:
         return self.metrics_dir / "plots"
 

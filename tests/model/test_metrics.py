@@ -49,3 +49,14 @@ def test_multiclass_metrics_give_macro_and_weighted_averages():
         assert scores[f"{name}_weighted"] == pytest.approx(weighted, abs=1e-6)
     assert "average_precision" not in scores
     assert set(scores) <= set(HIGHER_IS_BETTER)
+
+
+def test_per_class_figures_are_scikit_learns_for_every_class():
+    from mlcd.modeling.evaluate import per_class_metrics
+
+    y = np.array(["a"] * 100 + ["b"] * 30 + ["c"] * 10)
+    predicted, _ = _fake_scores(y, ["a", "b", "c"], seed=3)
+    table = per_class_metrics(y, predicted, ["a", "b", "c"])
+    assert [row["support"] for row in table.values()] == [100, 30, 10]
+    f1 = skm.f1_score(y, predicted, average=None, labels=["a", "b", "c"])
+    assert [row["f1"] for row in table.values()] == pytest.approx(list(f1), abs=1e-6)

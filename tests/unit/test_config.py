@@ -103,7 +103,7 @@ def test_dvc_yaml_outputs_match_config_paths():
         "validate": {paths.data_profile},
         "preprocess": {paths.train_data, paths.test_data},
         "train": {paths.model, paths.train_metrics},
-        "evaluate": {paths.metrics, paths.plots, paths.figures},
+        "evaluate": {paths.metrics, paths.per_class_metrics, paths.plots, paths.figures},
         "package": {paths.bundle},
     }
     stages = _dvc_yaml()["stages"]

@@ -56,6 +56,17 @@ def classification_metrics(
     return {name: _r(value) for name, value in scores.items()}
 
 
+def per_class_metrics(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> dict[str, dict[str, Any]]:
+    """Precision, recall, F1 and support of every class: what a macro average or the positive class hides."""
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, predicted, labels=classes, zero_division=0
+    )
+    return {
+        label: {"precision": _r(p), "recall": _r(r), "f1": _r(f), "support": int(n)}
+        for label, p, r, f, n in zip(classes, precision, recall, f1, support, strict=True)
+    }
+
+
 def regression_metrics(y: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
     mse = skm.mean_squared_error(y, predicted)
     return {
@@ -143,6 +154,8 @@ def run_evaluate(data: DataParams, params: EvaluateParams, paths: ProjectPaths) 
             classes = []
             scores = regression_metrics(y, predicted)
         write_json(paths.metrics, scores)
+        # Regression writes {}: the file is a declared output of every evaluate run.
+        write_json(paths.per_class_metrics, per_class_metrics(y, predicted, classes) if classes else {})
         records = plot_data(schema, y, predicted, proba, classes, params, data.seed)
         # Whole directories are swapped in, so no plot of an earlier task lingers.
         with atomic_dir(paths.plots) as plot_dir, atomic_dir(paths.figures) as figure_dir:
