@@ -199,3 +199,12 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
             response = client.post("/predict", content=json.dumps({**odd, name: "31/12/2015"}), headers=JSON)
             assert response.status_code == 422
             assert "expected an ISO-8601 date or timestamp" in response.json()["detail"][0]["msg"]
+
+    # The source is a dependency: an edit to the file makes the pipeline stale from ingest on.
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    edited = repo.path / "data" / "external" / table.file
+    edited.write_bytes(edited.read_bytes() + (b"" if table.file.endswith((".parquet", ".gz")) else b"\n"))
+    if table.file.endswith((".parquet", ".gz")):
+        write_table(Table(table.name, lambda: table.load().head(-1), table.target, table.file), edited.parent)
+    status = repo.dvc("status", "ingest").stdout
+    assert "ingest:" in status and "changed deps" in status, status
