@@ -21,6 +21,9 @@ PARAMS_FILE = "params.yaml"
 LOCK_FILE = "dvc.lock"
 BUILTIN_SOURCES = ("sklearn:breast_cancer", "sklearn:diabetes", "synthetic")
 FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+# The largest float32 (numpy.finfo(numpy.float32).max): train reads features as float32 and the
+# ONNX model computes in it, so validation and the API refuse values beyond it.
+FLOAT32_MAX = 3.4028234663852886e38
 # The folder ingest depends on in dvc.yaml: a source elsewhere would not re-run the pipeline on change.
 EXTERNAL_DATA = "data/external"
 

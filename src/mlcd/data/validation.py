@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mlcd.config import DataParams, Params, PreprocessParams, ProjectPaths
+from mlcd.config import FLOAT32_MAX, DataParams, Params, PreprocessParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.schema import DatasetSchema, FeatureSpec, load_schema
 from mlcd.datetimes import to_timestamps
@@ -21,8 +21,6 @@ from mlcd.errors import DataValidationError, SourceError
 from mlcd.files import sha256_file, write_json
 
 _EXAMPLES = 3
-# Train reads features as float32 and the ONNX model computes in it: a larger value overflows.
-FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def _rows(mask: np.ndarray) -> str:

@@ -13,7 +13,7 @@ from fastapi.responses import Response
 
 from mlcd.config import ProjectPaths
 from mlcd.serve import prometheus
-from mlcd.serve.model import BundleModel
+from mlcd.serve.model import BundleModel, NonFiniteAnswerError
 from mlcd.serve.payload import PayloadError, parse_json, record_json_schema, to_batch
 
 JSON = "application/json"
@@ -94,7 +94,15 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
             batch = to_batch(payload, model.features, settings.max_batch)
         except PayloadError as exc:
             return error(exc.status, exc.detail)
-        result = model.predict(batch.numbers, batch.texts)
+        try:
+            result = model.predict(batch.numbers, batch.texts)
+        except NonFiniteAnswerError as exc:
+            shown = ", ".join(map(str, exc.rows[:10])) + (", ..." if len(exc.rows) > 10 else "")
+            return error(
+                422,
+                f"the model gives no finite answer for record {shown}: the values are valid one by one "
+                "but extreme together; send values nearer the training data's range (see /version)",
+            )
         for label in result.get("labels", ()):
             prometheus.PREDICTIONS.labels(label).inc()
         for feature, count in model.unseen(batch.texts).items():

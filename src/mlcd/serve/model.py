@@ -19,6 +19,14 @@ from mlcd.bundle import (
 )
 
 
+class NonFiniteAnswerError(Exception):
+    """The model's answer for these rows (0-based) is NaN or infinite: never sent as a prediction."""
+
+    def __init__(self, rows: list[int]) -> None:
+        super().__init__(f"no finite answer for rows {rows[:10]}")
+        self.rows = rows
+
+
 @dataclass(frozen=True)
 class Feature:
     """One input as the API takes it: `name` is the user's column name, `onnx_name` the model's input.
@@ -132,7 +140,12 @@ class BundleModel:
         return counts
 
     def predict(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, Any]:
+        """Labels and probabilities (or predictions); NonFiniteAnswerError rather than a NaN or infinity."""
         outputs = self.session.run(None, self.feeds(numbers, texts))
+        values = outputs[-1]
+        if not np.isfinite(values).all():
+            rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+            raise NonFiniteAnswerError(rows.tolist())
         if not self.is_classifier:
             return {"predictions": outputs[0].reshape(-1).tolist()}
         labels, proba = outputs

@@ -15,8 +15,11 @@ from typing import Any
 import numpy as np
 import orjson
 
+from mlcd.config import FLOAT32_MAX
 from mlcd.datetimes import parse, parts_of
 from mlcd.serve.model import Feature
+
+MAX_ERRORS = 50
 
 
 class PayloadError(Exception):
@@ -42,18 +45,26 @@ def parse_json(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         pass
     try:
-        # orjson rejects NaN and Infinity; Python's parser reads them, so they can be
-        # reported against the field they were sent in.
+        # orjson rejects NaN, Infinity and integers beyond 64 bits; Python's parser reads them,
+        # so they can be reported against the field they were sent in.
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(400, f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise PayloadError(400, "the body is nested too deeply: send records of feature values") from None
 
 
 def _number_problem(feature: Feature, value: Any) -> str | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"expected a number, got {_kind(value)}"
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits
+        return f"beyond float32's range (±{FLOAT32_MAX:.4g}), which the model computes in"
+    if not math.isfinite(number):
         return f"expected a finite number, got {value}"
+    if abs(number) > FLOAT32_MAX:
+        return f"beyond float32's range (±{FLOAT32_MAX:.4g}), which the model computes in: got {number:g}"
     if feature.low is not None and value < feature.low:
         return f"must be >= {feature.low:g}, got {value:g}"
     if feature.high is not None and value > feature.high:
@@ -109,15 +120,23 @@ def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
                     _number_problem(f, record[f.name]) is None for f in numeric
                 ):
                     continue
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, OverflowError):
                 pass
         problems = _read_record(record, features, numbers[index], texts)
         unknown = [name for name in record if name not in known]
         problems += [(name, "unknown field: not a feature of this model") for name in unknown]
         errors.extend({"loc": [*where, name], "msg": msg} for name, msg in problems)
     if errors:
-        raise PayloadError(422, errors)
+        raise PayloadError(422, capped(errors))
     return Batch(numbers, texts)
+
+
+def capped(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The first MAX_ERRORS problems and a count of the rest: a bad request gets a short answer."""
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    rest = len(errors) - MAX_ERRORS
+    return [*errors[:MAX_ERRORS], {"loc": ["body"], "msg": f"... and {rest:,} more problems like these"}]
 
 
 def _read_record(

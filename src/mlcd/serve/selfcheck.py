@@ -12,7 +12,7 @@ from typing import Any
 
 from mlcd.bundle import answers_match
 from mlcd.errors import BundleError
-from mlcd.serve.model import BundleModel
+from mlcd.serve.model import BundleModel, NonFiniteAnswerError
 from mlcd.serve.payload import PayloadError, to_batch
 
 
@@ -34,7 +34,10 @@ def self_check(model: BundleModel) -> None:
         batch = to_batch(records, model.features, max(1, len(records)))
     except PayloadError as exc:
         raise BundleError(f"the bundle's example records do not fit its own schema: {exc.detail}") from None
-    answer = model.predict(batch.numbers, batch.texts)
+    try:
+        answer = model.predict(batch.numbers, batch.texts)
+    except NonFiniteAnswerError as exc:
+        raise BundleError(f"the model answers its own examples with NaN or infinity ({exc})") from None
     if not answers_match(answer, examples, model.classes):
         raise BundleError("the model does not reproduce the example answers stored in its bundle; rebuild it")
     if wrong := mislabelled(answer):
