@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 FeatureType = Literal["float", "int", "category", "datetime"]
+# A float target with more distinct values than this is inferred as a regression target.
+MAX_CLASSES = 20
 
 
 class _Strict(BaseModel):
@@ -144,7 +146,7 @@ def schema_to_yaml(schema: DatasetSchema) -> str:
     return yaml.safe_dump(body, sort_keys=False)
 
 
-def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = 20) -> DatasetSchema:
+def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = MAX_CLASSES) -> DatasetSchema:
     """A starting schema from a data sample: observed types, non-negative bounds, classes.
 
     A binary target's positive class (what precision, recall, F1 and the curves are

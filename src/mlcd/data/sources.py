@@ -97,6 +97,7 @@ _NOT_CSV = {
     b"\xd0\xcf\x11\xe0": "an old Excel .xls: export it as CSV or Parquet",
 }
 _DELIMITERS = (";", "\t", "|")
+_PARQUET = (".parquet", ".pq")
 
 
 def _check_kind(path: Path) -> None:
@@ -104,7 +105,7 @@ def _check_kind(path: Path) -> None:
     with path.open("rb") as handle:
         head = handle.read(4)
     name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
+    if name.endswith(_PARQUET):
         if head != b"PAR1":
             raise SourceError(f"data.source {str(path)!r} is not a Parquet file (no PAR1 at its start)")
         return
@@ -149,7 +150,7 @@ def read_source_file(path: Path, delimiter: str = ",", encoding: str = "utf-8") 
         raise SourceError(f"data.source {str(path)!r} is empty (0 bytes)")
     _check_kind(path)
     try:
-        if path.name.lower().endswith((".parquet", ".pq")):
+        if path.name.lower().endswith(_PARQUET):
             frame = pd.read_parquet(path)
         else:
             frame = _read_csv(path, delimiter, encoding)

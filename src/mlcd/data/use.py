@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcd.config import EXTERNAL_DATA, REGRESSORS, Params, ProjectPaths, Task
-from mlcd.data.schema import DatasetSchema, TargetSpec, infer_schema, schema_to_yaml
+from mlcd.data.schema import MAX_CLASSES, DatasetSchema, TargetSpec, infer_schema, schema_to_yaml
 from mlcd.data.sources import read_source_file
 from mlcd.errors import ConfigError
 from mlcd.files import write_bytes
@@ -49,7 +49,7 @@ def _with_task(schema: DatasetSchema, task: Task | None) -> DatasetSchema:
     if task == "regression":
         return schema.model_copy(update={"target": TargetSpec(name=schema.target.name)})
     raise ConfigError(
-        f"--task classification, but target {schema.target.name!r} has more than 20 distinct "
+        f"--task classification, but target {schema.target.name!r} has more than {MAX_CLASSES} distinct "
         "numeric values: it looks like a regression target; leave --task out or pick another column"
     )
 

@@ -101,7 +101,7 @@ def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
             return error(
                 422,
                 f"the model gives no finite answer for record {shown}: the values are valid one by one "
-                "but extreme together; send values nearer the training data's range (see /version)",
+                "but extreme together; send values nearer the training data's range",
             )
         for label in result.get("labels", ()):
             prometheus.PREDICTIONS.labels(label).inc()

@@ -134,8 +134,8 @@ class BundleModel:
         for feature in self.features:
             if not feature.is_text or not feature.categories:
                 continue
-            known = feature.categories | {feature.missing_text}
-            if n := sum(value not in known for value in texts[feature.name]):
+            known, missing = feature.categories, feature.missing_text
+            if n := sum(value not in known and value != missing for value in texts[feature.name]):
                 counts[feature.name] = n
         return counts
 
