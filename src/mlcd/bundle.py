@@ -44,6 +44,12 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
             problems.append(f"{name}: missing")
         elif (actual := sha256_file(path)) != expected:
             problems.append(f"{name}: sha256 {actual[:12]}..., manifest says {expected[:12]}...")
+    model_hash = manifest.get("model_hash")
+    if model_hash != manifest["files"].get(MODEL_FILE):
+        # The hash /ready reports and deploys compare: it must be the file that is served.
+        problems.append(
+            f"model_hash {str(model_hash)[:12]}... is not the sha256 the manifest lists for {MODEL_FILE}"
+        )
     if problems:
         raise BundleError(
             f"bundle {bundle} does not match its manifest; it was changed or damaged after "

@@ -364,20 +364,61 @@ def serve(
     max_body_bytes: Annotated[
         int, typer.Option(metavar="INTEGER", min=1024, help="largest request body (413 above).")
     ] = 4 * 1024 * 1024,
+    max_inflight_bytes: Annotated[
+        int,
+        typer.Option(
+            metavar="INTEGER", min=1024, help="request bytes in flight per process (503 + Retry-After above)."
+        ),
+    ] = 16 * 1024 * 1024,
+    request_timeout: Annotated[
+        float,
+        typer.Option(metavar="SECONDS", min=0.1, help="time for a request's headers and body (408 after)."),
+    ] = 30.0,
+    keepalive: Annotated[
+        float, typer.Option(metavar="SECONDS", min=0.1, help="an idle connection is closed after this.")
+    ] = 5.0,
+    git_commit: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TEXT",
+            help="commit for /version; default: MLCD_GIT_COMMIT, or HEAD if its dvc.lock records the bundle.",
+        ),
+    ] = None,
+    docs: Annotated[
+        bool,
+        typer.Option("--docs", metavar="", help="serve Swagger UI at /docs (its scripts come from a CDN)."),
+    ] = False,
 ) -> None:
-    """Serve the bundle over HTTP: POST /predict, GET /health, /ready, /version, /metrics.
+    """Serve the bundle over HTTP: /predict, /v2 (Open Inference Protocol), /invocations (MLflow), probes.
 
-    Every bundle file is checked against its manifest sha256, and the model must
-    reproduce the bundle's stored examples, or the server does not start.
+    Every bundle file is checked against its manifest sha256, the model must load and
+    reproduce the bundle's stored examples, and the port must be free, or the server does
+    not start (exit 2). Set MLCD_API_TOKEN to require "Authorization: Bearer <token>" on
+    /predict, /version, /v2 and /invocations; /health, /ready and /metrics stay open.
     """
+    from mlcd.provenance import bundle_commit
     from mlcd.serve.app import ServeSettings
+    from mlcd.serve.protocol import ConnectionLimits
     from mlcd.serve.server import serve as run_server
 
+    commit = git_commit or os.environ.get("MLCD_GIT_COMMIT") or bundle_commit(Path.cwd(), bundle)
     settings = ServeSettings(
-        bundle=bundle, threads=threads, max_batch=max_batch, max_body_bytes=max_body_bytes
+        bundle=bundle,
+        threads=threads,
+        max_batch=max_batch,
+        max_body_bytes=max_body_bytes,
+        max_inflight_bytes=max_inflight_bytes,
+        git_commit=commit,
+        docs=docs,
     )
-    console.print(f"serving {bundle} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)")
-    run_server(settings, host, port, workers)
+    limits = ConnectionLimits(keepalive_seconds=keepalive, request_seconds=request_timeout)
+
+    def announce() -> None:
+        console.print(
+            f"serving {bundle} on http://{host}:{port} ({workers} worker(s), {threads} thread(s) each)"
+        )
+
+    run_server(settings, host, port, workers, limits, announce)
 
 
 @app.command()

@@ -71,3 +71,7 @@ class PipelineError(MlcdError):
 
 class DeployError(MlcdError):
     """A deploy or rollback did not happen; what was serving before still serves."""
+
+
+class ServeError(MlcdError):
+    """`mlcd serve` cannot listen where it was asked to (a busy port, a foreign address)."""

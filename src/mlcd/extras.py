@@ -28,7 +28,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
         ),
         "pipeline",
     ),
-    **dict.fromkeys(("fastapi", "orjson", "prometheus_client", "uvicorn"), "serve"),
+    **dict.fromkeys(("orjson", "prometheus_client", "uvicorn"), "serve"),
 }
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from sklearn import metrics as skm
+from starlette.testclient import TestClient
 
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.server import load

@@ -153,7 +153,7 @@ def test_text_features_keep_one_onnx_input_per_feature(project):
     model = BundleModel(paths.bundle)
     examples = json.loads((paths.bundle / "examples.json").read_text())
     assert all(r["clinic"] in {"north", "south"} for r in examples["records"])
-    batch = to_batch(examples["records"], model.features, len(examples["records"]))
+    batch = to_batch(examples["records"], model.layout, len(examples["records"]))
     answers = model.predict(batch.numbers, batch.texts)
     assert answers["labels"] == examples["labels"]
     np.testing.assert_allclose(

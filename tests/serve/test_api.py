@@ -8,8 +8,8 @@ import numpy as np
 import onnxruntime as ort
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.testclient import TestClient
 
 from mlcd.errors import BundleError
 from mlcd.serve.app import ServeSettings, create_app
@@ -243,7 +243,7 @@ def post_label(bundle, record):
     model = load(settings)
     from mlcd.serve.payload import to_batch
 
-    batch = to_batch(record, model.features, 1)
+    batch = to_batch(record, model.layout, 1)
     return model.predict(batch.numbers, batch.texts)["labels"][0]
 
 

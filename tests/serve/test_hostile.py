@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.payload import MAX_ERRORS

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from fastapi.testclient import TestClient
+from starlette.testclient import TestClient
 
+from mlcd.config import FLOAT32_MAX
 from mlcd.errors import BundleError, ModelError
 from mlcd.files import sha256_file
 from mlcd.serve.app import ServeSettings, create_app
@@ -182,9 +183,14 @@ def test_schema_json_names_inputs_and_every_training_category(bundle, wine_proje
 
 
 def test_openapi_describes_the_record_the_api_takes(client):
-    body = client.get("/openapi.json").json()["paths"]["/predict"]["post"]["requestBody"]
-    record = body["content"]["application/json"]["schema"]["oneOf"][0]
-    assert record["properties"][GAPPY] == {"anyOf": [{"type": "number", "minimum": 0.0}, {"type": "null"}]}
+    document = client.get("/openapi.json").json()
+    body = document["paths"]["/predict"]["post"]["requestBody"]
+    assert body["content"]["application/json"]["schema"]["oneOf"][0] == {
+        "$ref": "#/components/schemas/Record"
+    }
+    record = document["components"]["schemas"]["Record"]
+    number = {"type": "number", "minimum": 0.0, "maximum": FLOAT32_MAX}  # float32's range where no bound
+    assert record["properties"][GAPPY] == {"anyOf": [number, {"type": "null"}]}
     assert record["properties"][REGION]["anyOf"][1] == {"type": "null"}
     assert SLASHED in record["required"] and GAPPY not in record["required"]
     assert record["additionalProperties"] is False

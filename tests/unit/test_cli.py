@@ -57,7 +57,7 @@ def test_traceback_flag_and_debug_variable_show_the_full_error(monkeypatch, tmp_
 
 @pytest.mark.parametrize(
     ("module", "extra", "command"),
-    [("fastapi", "serve", ["serve", "--bundle", "."]), ("sklearn", "pipeline", ["train"])],
+    [("uvicorn", "serve", ["serve", "--bundle", "."]), ("sklearn", "pipeline", ["train"])],
 )
 def test_a_missing_optional_extra_is_one_line_naming_it(tmp_path, module, extra, command):
     """A fresh process where importing the extra's module fails exactly as if it were not installed."""

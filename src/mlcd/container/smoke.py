@@ -51,7 +51,7 @@ def expected_answers(bundle: Path, records: list[dict[str, Any]]) -> tuple[dict[
     from mlcd.serve.payload import to_batch
 
     model = BundleModel(bundle)
-    batch = to_batch(records, model.features, len(records))
+    batch = to_batch(records, model.layout, len(records))
     return as_examples(model.predict(batch.numbers, batch.texts), model.classes), model.classes
 
 

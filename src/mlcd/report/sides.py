@@ -127,7 +127,7 @@ def measure_latency(sides: list[Side]) -> None:
     for _ in range(LATENCY_REPEATS + 30):
         for model, record, times in zip(models, records, timings, strict=True):
             started = time.perf_counter()
-            batch = to_batch(record, model.features, 1)
+            batch = to_batch(record, model.layout, 1)
             model.predict(batch.numbers, batch.texts)
             times.append(time.perf_counter() - started)
     for side, times in zip(measured, timings, strict=True):

@@ -1,22 +1,48 @@
-"""The HTTP API: /predict, /health, /ready, /version, /metrics."""
+"""The HTTP API: /predict, the Open Inference Protocol (/v2), MLflow's /invocations, probes, metrics.
+
+Every route is listed once, in `Api.routes`, with whether it needs the bearer token and
+whether it carries a body of work (those share the in-flight budget). What a client can
+get wrong is a 4xx with a message; a client that leaves is a 499 in the metrics, never a 500.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
 import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-
 from mlcd.config import ProjectPaths
-from mlcd.serve import prometheus
+from mlcd.serve import mlflow_scoring, openapi, prometheus, v2
+from mlcd.serve.asgi import (
+    CLIENT_CLOSED,
+    JSON,
+    ClientDisconnectedError,
+    PayloadError,
+    Receive,
+    Reply,
+    Request,
+    Scope,
+    Send,
+    error_reply,
+    json_reply,
+    lifespan,
+    send_reply,
+)
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
-from mlcd.serve.payload import PayloadError, parse_json, record_json_schema, to_batch
+from mlcd.serve.payload import Batch, parse_json, to_batch
 
-JSON = "application/json"
+# Bodies past this size are parsed, validated and run on a worker thread, so the event loop
+# keeps answering /health and small requests meanwhile.
+OFFLOAD_BYTES = 64 * 1024
+OFFLOAD_THREADS = 2
+RETRY_AFTER_SECONDS = 1
+TOKEN_ENV = "MLCD_API_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -25,105 +51,254 @@ class ServeSettings:
     threads: int = 1
     max_batch: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
-    # The commit the image was built from (the Dockerfile sets it). Not in the bundle's manifest: a
-    # DVC output must depend only on its declared inputs, or every commit would change the bundle.
+    # Bytes of request bodies being read or worked on at once, per process; past it, 503 with
+    # Retry-After. It bounds memory under a flood of large requests (README: "Limits").
+    max_inflight_bytes: int = 16 * 1024 * 1024
+    # The commit the bundle was built from: `mlcd serve` finds it (flag, env, or HEAD when
+    # dvc.lock there records this bundle); the image sets MLCD_GIT_COMMIT. Not in the manifest:
+    # a DVC output must depend only on its declared inputs, or every commit would change it.
     git_commit: str | None = field(default_factory=lambda: os.environ.get("MLCD_GIT_COMMIT") or None)
+    # /predict, /version, /v2 and /invocations need "Authorization: Bearer <token>" when set.
+    api_token: str | None = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None)
+    # Swagger UI at /docs loads its scripts from a public CDN, so it is off unless asked for.
+    docs: bool = False
 
 
-def json_response(body: Any, status: int = 200) -> Response:
-    return Response(
-        orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type=JSON
-    )
+Handler = Callable[[Request], Awaitable[Reply]]
 
 
-def error(status: int, detail: Any) -> Response:
-    return json_response({"detail": detail}, status)
+@dataclass(frozen=True)
+class Route:
+    handler: Handler
+    label: str  # the endpoint label in metrics: the path, or its template
+    protected: bool = False  # needs the bearer token when one is set
+    work: bool = False  # carries a body of records: counted against the in-flight budget
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadError(413, f"the body is {int(declared):,} bytes; the limit is {limit:,}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:  # chunked uploads declare no length
-            raise PayloadError(413, f"the body exceeds the limit of {limit:,} bytes")
-    return bytes(body)
+class Api:
+    """The ASGI application."""
 
+    def __init__(self, model: BundleModel, settings: ServeSettings) -> None:
+        self.model = model
+        self.settings = settings
+        self.token = settings.api_token.encode() if settings.api_token else None
+        self.model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
+        self.provenance = {**model.manifest, "git_commit": settings.git_commit}
+        self.v2 = v2.Protocol(model)
+        self.inflight_bytes = 0
+        self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
+        self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
+        prometheus.record_model(
+            model.model_hash,
+            model.manifest.get("estimator", "unknown"),
+            settings.git_commit,
+            model.schema.get("class_balance"),
+        )
+        self.routes: dict[tuple[str, str], Route] = {
+            ("POST", "/predict"): Route(self.predict, "/predict", protected=True, work=True),
+            ("POST", "/invocations"): Route(self.invocations, "/invocations", protected=True, work=True),
+            ("GET", "/health"): Route(self.health, "/health"),
+            ("GET", "/ready"): Route(self.ready, "/ready"),
+            ("GET", "/metrics"): Route(self.metrics, "/metrics"),
+            ("GET", "/version"): Route(self.version, "/version", protected=True),
+            ("GET", "/openapi.json"): Route(self.openapi_json, "/openapi.json"),
+            ("GET", "/v2"): Route(self.v2_server, "/v2", protected=True),
+            # Probes, like /health and /ready: open even with a token.
+            ("GET", "/v2/health/live"): Route(self.v2_live, "/v2/health/live"),
+            ("GET", "/v2/health/ready"): Route(self.v2_ready, "/v2/health/ready"),
+        }
+        if settings.docs:
+            self.routes["GET", "/docs"] = Route(self.docs, "/docs")
+        self.allowed: dict[str, list[str]] = {}
+        for method, path in self.routes:
+            self.allowed.setdefault(path, []).append(method)
 
-def create_app(model: BundleModel, settings: ServeSettings) -> FastAPI:
-    app = FastAPI(
-        title="mlcd model API",
-        version=model.model_hash[:12],
-        description="Predictions from the packaged model bundle. POST one record or a list of records.",
-    )
-    app.add_middleware(prometheus.MetricsMiddleware)
-    manifest = model.manifest
-    prometheus.record_model(
-        model.model_hash,
-        manifest.get("estimator", "unknown"),
-        settings.git_commit,
-        model.schema.get("class_balance"),
-    )
-    model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
-    provenance = {**manifest, "git_commit": settings.git_commit}
-    feature_names = model.names
-    record = record_json_schema(model.features)
-
-    @app.post(
-        "/predict",
-        summary="Predict for one record or a list of records",
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {JSON: {"schema": {"oneOf": [record, {"type": "array", "items": record}]}}},
-                "description": (
-                    f"Records keyed by feature name: {', '.join(feature_names)}. A feature the "
-                    "schema marks nullable may be null or left out; the model imputes it as in training."
-                ),
-            }
-        },
-    )
-    async def predict(request: Request) -> Response:
-        content_type = request.headers.get("content-type", "")
-        if content_type.split(";")[0].strip().lower() != JSON:
-            return error(415, f"send JSON with Content-Type: {JSON} (got {content_type or 'none'!r})")
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        started = time.perf_counter()
+        request = Request(scope, receive)
+        route = self.route(request)
         try:
-            payload = parse_json(await read_body(request, settings.max_body_bytes))
-            batch = to_batch(payload, model.features, settings.max_batch)
+            reply = await self.guarded(route, request) if route else self.not_routed(request)
+        except ClientDisconnectedError:
+            reply = Reply(CLIENT_CLOSED, b"")
+        except Exception:
+            prometheus.observe(route.label if route else "other", request.method, 500, started)
+            raise
+        if reply.status != CLIENT_CLOSED:
+            await send_reply(send, reply)
+        prometheus.observe(route.label if route else "other", request.method, reply.status, started)
+
+    def route(self, request: Request) -> Route | None:
+        found = self.routes.get((request.method, request.path))
+        if found is None and request.path.startswith("/v2/models/"):
+            match = self.v2.match(request.path)
+            if match is not None and match[1] == request.method:
+                kind, _, label = match
+                handlers = {
+                    "metadata": self.v2_metadata,
+                    "ready": self.v2_model_ready,
+                    "infer": self.v2_infer,
+                }
+                found = Route(handlers[kind], label, protected=True, work=kind == "infer")
+        return found
+
+    def not_routed(self, request: Request) -> Reply:
+        allowed = self.allowed.get(request.path)
+        if allowed is None and (match := self.v2.match(request.path)):
+            allowed = [match[1]]
+        if allowed:
+            status, message = 405, f"use {' or '.join(allowed)} on {request.path}"
+            headers: tuple[tuple[bytes, bytes], ...] = ((b"allow", ", ".join(allowed).encode()),)
+        else:
+            # No redirect for a trailing slash: one built from the Host header would send the client anywhere.
+            status, message, headers = 404, f"no route {request.path}; see /openapi.json", ()
+            if request.path.startswith("/v2/"):
+                message = self.v2.not_found(request.path)
+        return refusal(request, status, message, headers)
+
+    async def guarded(self, route: Route, request: Request) -> Reply:
+        if route.protected and self.token is not None and not self.authorized(request):
+            message = "send the API token as 'Authorization: Bearer <token>'"
+            return refusal(request, 401, message, ((b"www-authenticate", b"Bearer"),))
+        if not route.work:
+            return await route.handler(request)
+        cost = min(request.declared_length or self.settings.max_body_bytes, self.settings.max_body_bytes)
+        if self.inflight_bytes and self.inflight_bytes + cost > self.settings.max_inflight_bytes:
+            message = (
+                f"busy: {self.inflight_bytes:,} bytes of requests in flight; retry in {RETRY_AFTER_SECONDS} s"
+            )
+            return refusal(request, 503, message, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))
+        self.inflight_bytes += cost
+        try:
+            return await route.handler(request)
+        finally:
+            self.inflight_bytes -= cost
+
+    def authorized(self, request: Request) -> bool:
+        sent = request.header(b"authorization") or ""
+        scheme, _, token = sent.partition(" ")
+        return (
+            scheme.lower() == "bearer"
+            and self.token is not None
+            and hmac.compare_digest(token.strip().encode(), self.token)
+        )
+
+    async def work(self, request: Request, answer: Callable[[bytes], Reply]) -> Reply:
+        """Read the body, then answer it here or, when large, on a worker thread."""
+        try:
+            body = await request.body(self.settings.max_body_bytes)
+            if len(body) < OFFLOAD_BYTES:
+                return answer(body)
+            return await asyncio.get_running_loop().run_in_executor(self.offload, answer, body)
         except PayloadError as exc:
-            return error(exc.status, exc.detail)
+            return error_reply(exc.status, exc.detail)
+
+    def predicted(self, batch: Batch) -> dict[str, Any]:
+        """The model's answer for a validated batch, counted in the metrics; 422 if not finite."""
         try:
-            result = model.predict(batch.numbers, batch.texts)
+            result = self.model.predict(batch.numbers, batch.texts)
         except NonFiniteAnswerError as exc:
             shown = ", ".join(map(str, exc.rows[:10])) + (", ..." if len(exc.rows) > 10 else "")
-            return error(
+            raise PayloadError(
                 422,
                 f"the model gives no finite answer for record {shown}: the values are valid one by one "
                 "but extreme together; send values nearer the training data's range",
-            )
-        for label in result.get("labels", ()):
-            prometheus.PREDICTIONS.labels(label).inc()
-        for feature, count in model.unseen(batch.texts).items():
+            ) from None
+        prometheus.count_predictions(result.get("labels", ()))
+        for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
-        return json_response({**result, "model": model_ref})
+        return result
 
-    @app.get("/health", summary="The process is alive")
-    async def health() -> Response:
-        return json_response({"status": "ok"})
+    # --- /predict and MLflow's /invocations
 
-    @app.get("/ready", summary="The model is loaded and answered its own examples")
-    async def ready() -> Response:
-        return json_response({"status": "ready", "model_hash": model.model_hash})
+    async def predict(self, request: Request) -> Reply:
+        if request.media_type != JSON:
+            shown = request.header(b"content-type") or "none"
+            return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")
 
-    @app.get("/version", summary="The bundle manifest: hashes, commit, params, metrics")
-    async def version() -> Response:
-        return json_response(provenance)
+        def answer(body: bytes) -> Reply:
+            batch = to_batch(parse_json(body), self.model.layout, self.settings.max_batch)
+            return json_reply({**self.predicted(batch), "model": self.model_ref})
 
-    @app.get("/metrics", summary="Prometheus metrics")
-    async def prometheus_metrics() -> Response:
+        return await self.work(request, answer)
+
+    async def invocations(self, request: Request) -> Reply:
+        media_type = request.media_type
+        if media_type not in mlflow_scoring.MEDIA_TYPES:
+            shown = request.header(b"content-type") or "none"
+            kinds = " or ".join(mlflow_scoring.MEDIA_TYPES)
+            return error_reply(415, f"send {kinds} (got {shown!r})")
+
+        def answer(body: bytes) -> Reply:
+            records = mlflow_scoring.records(body, media_type, self.model.layout)
+            batch = to_batch(records, self.model.layout, self.settings.max_batch)
+            return json_reply(mlflow_scoring.answer(self.predicted(batch), self.model_ref))
+
+        return await self.work(request, answer)
+
+    # --- the Open Inference Protocol
+
+    async def v2_server(self, request: Request) -> Reply:
+        return json_reply(self.v2.server_metadata())
+
+    async def v2_live(self, request: Request) -> Reply:
+        return json_reply({"live": True})
+
+    async def v2_ready(self, request: Request) -> Reply:
+        return json_reply({"ready": True})
+
+    async def v2_metadata(self, request: Request) -> Reply:
+        return json_reply(self.v2.model_metadata())
+
+    async def v2_model_ready(self, request: Request) -> Reply:
+        return json_reply({"name": self.v2.name, "ready": True})
+
+    async def v2_infer(self, request: Request) -> Reply:
+        header_length = request.header(v2.HEADER_LENGTH.encode())
+
+        def answer(body: bytes) -> Reply:
+            call = self.v2.parse(body, header_length)
+            batch = to_batch(call.records, self.model.layout, self.settings.max_batch)
+            return json_reply(self.v2.response(call, self.predicted(batch)))
+
+        reply = await self.work(request, answer)
+        if reply.status >= 400:  # the protocol's error body: {"error": "..."}
+            return json_reply({"error": v2.error_text(reply)}, reply.status, reply.headers)
+        return reply
+
+    # --- probes, provenance, metrics, contract
+
+    async def health(self, request: Request) -> Reply:
+        return json_reply({"status": "ok"})
+
+    async def ready(self, request: Request) -> Reply:
+        return json_reply({"status": "ready", "model_hash": self.model.model_hash})
+
+    async def version(self, request: Request) -> Reply:
+        return json_reply(self.provenance)
+
+    async def metrics(self, request: Request) -> Reply:
         body, content_type = prometheus.render()
-        return Response(body, media_type=content_type)
+        return Reply(200, body, content_type)
 
-    return app
+    async def openapi_json(self, request: Request) -> Reply:
+        return json_reply(self.openapi)
+
+    async def docs(self, request: Request) -> Reply:
+        return Reply(200, openapi.SWAGGER_PAGE, "text/html; charset=utf-8")
+
+
+def refusal(
+    request: Request, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+) -> Reply:
+    """A 4xx/503 in the body shape of the path's protocol: {"error": ...} under /v2, else {"detail": ...}."""
+    if request.path.startswith("/v2"):
+        return json_reply({"error": message}, status, headers)
+    return error_reply(status, message, headers)
+
+
+def create_app(model: BundleModel, settings: ServeSettings) -> Api:
+    return Api(model, settings)

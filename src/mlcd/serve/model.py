@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from mlcd.bundle import (
     read_bundle_json,
     verify_bundle,
 )
+from mlcd.config import FLOAT32_MAX
+from mlcd.errors import BundleError
 
 
 class NonFiniteAnswerError(Exception):
@@ -86,6 +89,39 @@ class Feature:
         )
 
 
+@dataclass(frozen=True)
+class Layout:
+    """The features in the order of the float matrix, with what the all-numbers fast path needs."""
+
+    features: tuple[Feature, ...]
+
+    @cached_property
+    def only_numbers(self) -> bool:
+        return all(f.numeric for f in self.features)
+
+    @cached_property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.name for f in self.features)
+
+    @cached_property
+    def width(self) -> int:
+        return sum(f.width for f in self.features)
+
+    @cached_property
+    def lows(self) -> np.ndarray:
+        """Each feature's lowest accepted value: its schema bound, and never below float32's range."""
+        return np.array([max(-FLOAT32_MAX, f.low if f.low is not None else -np.inf) for f in self.features])
+
+    @cached_property
+    def highs(self) -> np.ndarray:
+        return np.array([min(FLOAT32_MAX, f.high if f.high is not None else np.inf) for f in self.features])
+
+    @cached_property
+    def known_texts(self) -> tuple[Feature, ...]:
+        """Text features with their training levels: the ones an unseen value can be counted for."""
+        return tuple(f for f in self.features if f.is_text and f.categories)
+
+
 class BundleModel:
     """A verified bundle: its manifest, input schema and an onnxruntime session."""
 
@@ -96,13 +132,21 @@ class BundleModel:
         missing_category = self.schema.get("missing_category")
         self.features = [Feature.from_schema(f, missing_category) for f in self.schema["features"]]
         self.names = [f.name for f in self.features]
+        self.layout = Layout(tuple(self.features))
         self.classes = output_classes(self.schema)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            (bundle / MODEL_FILE).read_bytes(), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self.session = ort.InferenceSession(
+                (bundle / MODEL_FILE).read_bytes(), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own classes, with protobuf's message
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BundleError(
+                f"{bundle / MODEL_FILE} is not a model onnxruntime can load ({first}); "
+                "rebuild the bundle with `dvc repro package`"
+            ) from None
         self.matrix_input = self.schema.get("onnx_input") == "matrix"
 
     @property
@@ -131,9 +175,7 @@ class BundleModel:
     def unseen(self, texts: dict[str, list[str]]) -> dict[str, int]:
         """How many values of each text feature training never saw (a missing value is not one)."""
         counts = {}
-        for feature in self.features:
-            if not feature.is_text or not feature.categories:
-                continue
+        for feature in self.layout.known_texts:
             known, missing = feature.categories, feature.missing_text
             if n := sum(value not in known and value != missing for value in texts[feature.name]):
                 counts[feature.name] = n

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,18 +18,10 @@ import orjson
 
 from mlcd.config import FLOAT32_MAX
 from mlcd.datetimes import parse, parts_of
-from mlcd.serve.model import Feature
+from mlcd.serve.asgi import PayloadError
+from mlcd.serve.model import Feature, Layout
 
 MAX_ERRORS = 50
-
-
-class PayloadError(Exception):
-    """The request cannot be served; `status` and `detail` form the response."""
-
-    def __init__(self, status: int, detail: list[dict[str, Any]] | str) -> None:
-        super().__init__(str(detail))
-        self.status = status
-        self.detail = detail
 
 
 @dataclass
@@ -38,20 +31,60 @@ class Batch:
 
 
 def parse_json(body: bytes) -> Any:
+    """The body as JSON; a 400 for what is not JSON, nested past reason, or has a key twice in one object."""
     if not body:
         raise PayloadError(400, "the body is empty: send a JSON object (one record) or a list of records")
     try:
-        return orjson.loads(body)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass
-    try:
         # orjson rejects NaN, Infinity and integers beyond 64 bits; Python's parser reads them,
         # so they can be reported against the field they were sent in.
-        return json.loads(body)
+        return _python_json(body)
+    # Every key has one colon outside strings. When the colons outnumber the keys parsed, either
+    # a string holds one (a time of day) or a key came twice and orjson kept the last: look closer.
+    colons = body.count(b":")
+    if colons != _top_key_count(payload) and colons != _key_count(payload):
+        _python_json(body)
+    return payload
+
+
+def _python_json(body: bytes) -> Any:
+    try:
+        return json.loads(body, object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(400, f"the body is not valid JSON: {exc}") from None
     except RecursionError:
         raise PayloadError(400, "the body is nested too deeply: send records of feature values") from None
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Which of two values a parser keeps differs between parsers (a proxy and this server could
+    # disagree), so neither is used.
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))  # type: ignore[func-returns-value]
+        raise PayloadError(400, f"the key {twice!r} appears twice in one object: send each field once")
+    return value
+
+
+def _top_key_count(payload: Any) -> int:
+    """Keys of the object or of the list's objects: equal to the colons only when nothing is nested."""
+    if isinstance(payload, dict):
+        return len(payload)
+    return sum(len(item) for item in payload if isinstance(item, dict)) if isinstance(payload, list) else 0
+
+
+def _key_count(value: Any) -> int:
+    count, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            count += len(item)
+            stack.extend(v for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend(v for v in item if isinstance(v, dict | list))
+    return count
 
 
 def _number_problem(feature: Feature, value: Any) -> str | None:
@@ -91,56 +124,85 @@ def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def to_batch(payload: Any, features: list[Feature], max_batch: int) -> Batch:
+_NUMBER_TYPES = frozenset({int, float})
+
+
+class Problems:
+    """Bad fields, kept up to MAX_ERRORS and counted beyond: a flood costs a count, not a list."""
+
+    def __init__(self) -> None:
+        self.kept: list[dict[str, Any]] = []
+        self.total = 0
+
+    def add(self, loc: list[Any], msg: str) -> None:
+        self.total += 1
+        if self.total <= MAX_ERRORS:
+            self.kept.append({"loc": loc, "msg": msg})
+
+    def detail(self) -> list[dict[str, Any]]:
+        rest = self.total - len(self.kept)
+        more = [{"loc": ["body"], "msg": f"... and {rest:,} more problems like these"}] if rest else []
+        return self.kept + more
+
+
+def to_batch(payload: Any, layout: Layout, max_batch: int) -> Batch:
+    """Validate records keyed by feature name into the model's float matrix and text columns."""
     records = payload if isinstance(payload, list) else [payload]
     if not records:
         raise PayloadError(422, [{"loc": ["body"], "msg": "the list is empty: send at least one record"}])
     if len(records) > max_batch:
         raise PayloadError(413, f"a batch of {len(records)} records exceeds the limit of {max_batch}")
-    numeric = [f for f in features if f.numeric]
-    only_numbers = len(numeric) == len(features)
-    known = {f.name for f in features}
-    numbers = np.empty((len(records), sum(f.width for f in features)), dtype=np.float32)
+    if layout.only_numbers and (numbers := _all_numbers(records, layout)) is not None:
+        return Batch(numbers)
+    features = layout.features
+    known = set(layout.names)
+    numbers = np.empty((len(records), layout.width), dtype=np.float32)
     texts: dict[str, list[str]] = {f.name: [] for f in features if f.is_text}
-    errors: list[dict[str, Any]] = []
+    problems = Problems()
     for index, record in enumerate(records):
         where = ["body", index] if isinstance(payload, list) else ["body"]
         if not isinstance(record, dict):
-            errors.append(
-                {"loc": where, "msg": f"expected an object keyed by feature name, got {_kind(record)}"}
-            )
+            problems.add(where, f"expected an object keyed by feature name, got {_kind(record)}")
             for values in texts.values():
                 values.append("")
             continue
-        if only_numbers:
-            try:
-                # The common case: exactly the numeric features, all present and valid.
-                numbers[index] = [record[f.name] for f in numeric]
-                if len(record) == len(features) and all(
-                    _number_problem(f, record[f.name]) is None for f in numeric
-                ):
-                    continue
-            except (KeyError, TypeError, ValueError, OverflowError):
-                pass
-        problems = _read_record(record, features, numbers[index], texts)
-        unknown = [name for name in record if name not in known]
-        problems += [(name, "unknown field: not a feature of this model") for name in unknown]
-        errors.extend({"loc": [*where, name], "msg": msg} for name, msg in problems)
-    if errors:
-        raise PayloadError(422, capped(errors))
+        if len(record) > 2 * len(features) + MAX_ERRORS:
+            # A flood of unknown keys: one line for the record, not one per key.
+            unknown = sum(name not in known for name in record)
+            problems.add(where, f"{unknown:,} unknown fields: send only the model's {len(features)} features")
+            for values in texts.values():
+                values.append("")
+            continue
+        for name, msg in _read_record(record, features, numbers[index], texts):
+            problems.add([*where, name], msg)
+        for name in [name for name in record if name not in known]:
+            problems.add([*where, name], "unknown field: not a feature of this model")
+    if problems.total:
+        raise PayloadError(422, problems.detail())
     return Batch(numbers, texts)
 
 
-def capped(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The first MAX_ERRORS problems and a count of the rest: a bad request gets a short answer."""
-    if len(errors) <= MAX_ERRORS:
-        return errors
-    rest = len(errors) - MAX_ERRORS
-    return [*errors[:MAX_ERRORS], {"loc": ["body"], "msg": f"... and {rest:,} more problems like these"}]
+def _all_numbers(records: list[Any], layout: Layout) -> np.ndarray | None:
+    """The common case, checked for the whole batch at once: every record exactly the numeric
+    features, each a number within bounds and float32's range. None: read record by record."""
+    names, count = layout.names, len(layout.names)
+    rows = np.empty((len(records), count), dtype=np.float64)
+    try:
+        for index, record in enumerate(records):
+            values = [record[name] for name in names]
+            if len(record) != count or not set(map(type, values)) <= _NUMBER_TYPES:
+                return None
+            rows[index] = values
+    except (KeyError, TypeError, OverflowError):  # a missing key, a non-object, an integer of 400 digits
+        return None
+    # The bounds include float32's range; NaN fails every comparison, so it is caught here too.
+    if (rows >= layout.lows).all() and (rows <= layout.highs).all():
+        return rows.astype(np.float32)
+    return None
 
 
 def _read_record(
-    record: dict[str, Any], features: list[Feature], row: np.ndarray, texts: dict[str, list[str]]
+    record: dict[str, Any], features: Sequence[Feature], row: np.ndarray, texts: dict[str, list[str]]
 ) -> list[tuple[str, str]]:
     """Fill one row of numbers and one text per text feature; (field, message) for each bad field."""
     problems: list[tuple[str, str]] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import (
@@ -22,7 +23,6 @@ from prometheus_client import (
 )
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-ROUTES = frozenset({"/predict", "/health", "/ready", "/version", "/metrics"})
 
 REQUESTS = Counter("mlcd_requests_total", "HTTP requests served.", ["endpoint", "method", "status"])
 LATENCY = Histogram(
@@ -34,6 +34,9 @@ PREDICTIONS = Counter("mlcd_predictions_total", "Predicted labels (classifiers) 
 UNSEEN_CATEGORIES = Counter(
     "mlcd_unseen_categories_total", "Text feature values not seen in training, by feature.", ["feature"]
 )
+# Refused by the HTTP protocol before the app saw a request (serve/protocol.py): headers too
+# large, or a request that did not arrive in time.
+REFUSED = Counter("mlcd_refused_requests_total", "Requests refused before routing, by reason.", ["reason"])
 MODEL_INFO = Gauge(
     "mlcd_model_info",
     "The model being served (always 1), labelled with its hash.",
@@ -66,28 +69,25 @@ def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-class MetricsMiddleware:
-    """Times every request; unknown paths share one label so scanners cannot blow up cardinality."""
+# labels() costs microseconds per call (a lock and a dict of tuples); the hot path reuses children.
+_SERVED: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+_PREDICTED: dict[str, Any] = {}
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        status = 500
+def observe(endpoint: str, method: str, status: int, started: float) -> None:
+    """One request served. `endpoint` is a route's path or template, or "other": a scanner's paths
+    cannot blow up the label set (and the HTTP parser admits only the standard methods)."""
+    children = _SERVED.get((endpoint, method, status))
+    if children is None:
+        children = (LATENCY.labels(endpoint), REQUESTS.labels(endpoint, method, str(status)))
+        _SERVED[endpoint, method, status] = children
+    children[0].observe(time.perf_counter() - started)
+    children[1].inc()
 
-        async def send_and_record(message: dict[str, Any]) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
 
-        try:
-            await self.app(scope, receive, send_and_record)
-        finally:
-            endpoint = scope["path"] if scope["path"] in ROUTES else "other"
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
-            REQUESTS.labels(endpoint, scope["method"], str(status)).inc()
+def count_predictions(labels: Iterable[str]) -> None:
+    for label in labels:
+        child = _PREDICTED.get(label)
+        if child is None:
+            child = _PREDICTED[label] = PREDICTIONS.labels(label)
+        child.inc()

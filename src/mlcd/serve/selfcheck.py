@@ -31,7 +31,7 @@ def self_check(model: BundleModel) -> None:
     examples = model.examples
     records = examples.get("records", [])
     try:
-        batch = to_batch(records, model.features, max(1, len(records)))
+        batch = to_batch(records, model.layout, max(1, len(records)))
     except PayloadError as exc:
         raise BundleError(f"the bundle's example records do not fit its own schema: {exc.detail}") from None
     try:

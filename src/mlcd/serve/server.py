@@ -1,22 +1,34 @@
-"""Start the API: verify and load the bundle, check it answers its own examples, then serve."""
+"""Start the API: verify and load the bundle, check it answers its own examples, bind, then serve.
+
+Everything that can fail (the bundle, its model, the port) fails before anything is
+announced, as one MlcdError; uvicorn gets a socket that is already listening.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from fastapi import FastAPI
-
-from mlcd.serve.app import ServeSettings, create_app
+from mlcd.errors import ServeError
+from mlcd.serve.app import Api, ServeSettings, create_app
 from mlcd.serve.model import BundleModel
+from mlcd.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 from mlcd.serve.selfcheck import self_check
 
+DEFAULT_LIMITS = ConnectionLimits()
+# Several workers get their settings through the environment (uvicorn starts them by import).
 _ENV = {
     "bundle": "MLCD_BUNDLE",
     "threads": "MLCD_THREADS",
     "max_batch": "MLCD_MAX_BATCH",
     "max_body_bytes": "MLCD_MAX_BODY_BYTES",
+    "max_inflight_bytes": "MLCD_MAX_INFLIGHT_BYTES",
+    "git_commit": "MLCD_GIT_COMMIT",
+    "docs": "MLCD_DOCS",
 }
 
 
@@ -27,44 +39,101 @@ def load(settings: ServeSettings) -> BundleModel:
 
 
 def settings_from_env() -> ServeSettings:
+    env = os.environ
     return ServeSettings(
-        bundle=Path(os.environ[_ENV["bundle"]]),
-        threads=int(os.environ[_ENV["threads"]]),
-        max_batch=int(os.environ[_ENV["max_batch"]]),
-        max_body_bytes=int(os.environ[_ENV["max_body_bytes"]]),
+        bundle=Path(env[_ENV["bundle"]]),
+        threads=int(env[_ENV["threads"]]),
+        max_batch=int(env[_ENV["max_batch"]]),
+        max_body_bytes=int(env[_ENV["max_body_bytes"]]),
+        max_inflight_bytes=int(env[_ENV["max_inflight_bytes"]]),
+        git_commit=env.get(_ENV["git_commit"]) or None,
+        docs=env.get(_ENV["docs"]) == "True",
     )
 
 
-def app_factory() -> FastAPI:
+def app_factory() -> Api:
     """uvicorn's factory hook: each worker process loads the bundle itself."""
     settings = settings_from_env()
+    GuardedHttpToolsProtocol.limits = _limits_from_env()
     return create_app(load(settings), settings)
 
 
-def serve(settings: ServeSettings, host: str, port: int, workers: int) -> None:
-    model = load(settings)  # fail here, with a clear message, before any port is opened
+def serve(
+    settings: ServeSettings,
+    host: str,
+    port: int,
+    workers: int,
+    limits: ConnectionLimits = DEFAULT_LIMITS,
+    announce: Callable[[], None] = lambda: None,
+) -> None:
+    model = load(settings)  # a bad bundle fails here, before any port is opened
+    listening = bind(host, port)
+    announce()
+    GuardedHttpToolsProtocol.limits = limits
     if workers == 1:
-        _run(create_app(model, settings), host, port, workers=1)
+        _run(create_app(model, settings), listening, workers=1, limits=limits)
         return
     for key, env in _ENV.items():
-        os.environ[env] = str(getattr(settings, key))
+        value = getattr(settings, key)
+        if value is not None:
+            os.environ[env] = str(value)
+    for key, value in limits.__dict__.items():
+        os.environ[f"MLCD_LIMIT_{key.upper()}"] = str(value)
     with tempfile.TemporaryDirectory(prefix="mlcd-prometheus-") as shared:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
-        _run("mlcd.serve.server:app_factory", host, port, workers=workers)
+        _run("mlcd.serve.server:app_factory", listening, workers=workers, limits=limits)
 
 
-def _run(app: FastAPI | str, host: str, port: int, workers: int) -> None:
-    """uvicorn with the fast loop and parser, quiet logs; `app` as an import string for several workers."""
+def _limits_from_env() -> ConnectionLimits:
+    found = {}
+    for key, default in DEFAULT_LIMITS.__dict__.items():
+        value = os.environ.get(f"MLCD_LIMIT_{key.upper()}")
+        found[key] = type(default)(value) if value is not None else default
+    return ConnectionLimits(**found)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket, or a ServeError saying why not (a busy port is the usual one)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ServeError(f"cannot listen on {host}: {exc.strerror}; pass an address with --host") from None
+    family, kind, proto, _, address = infos[0]
+    listening = socket.socket(family, kind, proto)
+    listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listening.bind(address)
+        listening.listen(2048)
+    except OSError as exc:
+        listening.close()
+        why = {
+            errno.EADDRINUSE: "is in use by another process: stop it, or choose another with --port",
+            errno.EACCES: "needs privileges (ports below 1024): choose one above 1023 with --port",
+            errno.EADDRNOTAVAIL: "is not an address of this machine: pass one with --host",
+        }.get(exc.errno or 0, f"cannot be opened: {exc.strerror}")
+        raise ServeError(f"{host}:{port} {why}") from None
+    listening.set_inheritable(True)
+    return listening
+
+
+def _run(app: Api | str, listening: socket.socket, workers: int, limits: ConnectionLimits) -> None:
+    """uvicorn with the fast loop and the guarded parser, quiet logs; `app` as an import string for
+    several workers."""
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
-        host=host,
-        port=port,
         workers=workers,
         factory=isinstance(app, str),
         loop="uvloop",
-        http="httptools",
+        http=GuardedHttpToolsProtocol,
         log_level="warning",
         access_log=False,
+        timeout_keep_alive=max(1, round(limits.keepalive_seconds)),
+        h11_max_incomplete_event_size=limits.max_header_bytes,
     )
+    if workers == 1:
+        uvicorn.Server(config).run(sockets=[listening])
+    else:
+        Multiprocess(config, sockets=[listening]).run()

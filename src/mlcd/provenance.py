@@ -1,0 +1,55 @@
+"""Which commit a bundle on disk was built from, when git and DVC's cache can tell.
+
+The bundle cannot record its own commit (a DVC output depends only on its declared inputs),
+so `mlcd serve` asks: does dvc.lock at HEAD list this bundle, file for file? DVC keeps a
+directory's listing (each file's md5) in its cache as a `.dir` object; comparing the bundle's
+files with it needs neither dvc nor a network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+from mlcd.errors import GitError
+from mlcd.git import git, show_file
+
+
+def bundle_commit(root: Path, bundle: Path) -> str | None:
+    """HEAD's commit if its dvc.lock records exactly the files in `bundle`; None when unknown."""
+    try:
+        relative = bundle.resolve().relative_to(root.resolve()).as_posix()
+        head = git(root, "rev-parse", "HEAD").strip()
+    except (ValueError, GitError):
+        return None
+    lock = show_file(root, head, "dvc.lock")
+    recorded = _recorded_dir_md5(lock, relative) if lock else None
+    if recorded is None:
+        return None
+    listing = root / ".dvc" / "cache" / "files" / "md5" / recorded[:2] / f"{recorded[2:]}.dir"
+    try:
+        entries = json.loads(listing.read_text())
+    except (OSError, ValueError):
+        return None
+    expected = {entry["relpath"]: entry["md5"] for entry in entries}
+    actual = {path.relative_to(bundle).as_posix(): path for path in bundle.rglob("*") if path.is_file()}
+    if set(expected) != set(actual):
+        return None
+    same = all(hashlib.md5(actual[name].read_bytes()).hexdigest() == md5 for name, md5 in expected.items())
+    return head if same else None
+
+
+def _recorded_dir_md5(lock_text: str, path: str) -> str | None:
+    try:
+        stages = (yaml.safe_load(lock_text) or {}).get("stages", {})
+    except yaml.YAMLError:
+        return None
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            md5 = str(out.get("md5", ""))
+            if out.get("path") == path and md5.endswith(".dir"):
+                return md5.removesuffix(".dir")
+    return None

@@ -1,0 +1,118 @@
+"""Just enough ASGI for the API: a request whose body is read within a limit, and a reply.
+
+The API speaks ASGI directly rather than through a web framework: a framework's routing,
+dependency injection and response classes cost more per request than validating a record
+and running the model (measured in benchmarks/serve.py), and the API has a handful of
+fixed routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import orjson
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+JSON = "application/json"
+# nginx's status for a request whose client went away: not a server error in logs or metrics.
+CLIENT_CLOSED = 499
+
+
+class PayloadError(Exception):
+    """The request cannot be served; `status` and `detail` form the response."""
+
+    def __init__(self, status: int, detail: list[dict[str, Any]] | str) -> None:
+        super().__init__(str(detail))
+        self.status = status
+        self.detail = detail
+
+
+class ClientDisconnectedError(Exception):
+    """The client closed the connection before its whole body arrived."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    content_type: str = JSON
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+def json_reply(body: Any, status: int = 200, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Reply:
+    return Reply(status, orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), JSON, headers)
+
+
+def error_reply(status: int, detail: Any, headers: tuple[tuple[bytes, bytes], ...] = ()) -> Reply:
+    return json_reply({"detail": detail}, status, headers)
+
+
+class Request:
+    def __init__(self, scope: Scope, receive: Receive) -> None:
+        self.scope = scope
+        self.receive = receive
+        self.method: str = scope["method"]
+        self.path: str = scope["path"]
+
+    def header(self, name: bytes) -> str | None:
+        """A header's value (name in lower case), or None."""
+        for key, value in self.scope["headers"]:
+            if key == name:
+                return value.decode("latin-1")
+        return None
+
+    @cached_property
+    def declared_length(self) -> int | None:
+        value = self.header(b"content-length")
+        return int(value) if value is not None and value.isdigit() else None
+
+    @property
+    def media_type(self) -> str:
+        return (self.header(b"content-type") or "").split(";")[0].strip().lower()
+
+    async def body(self, limit: int) -> bytes:
+        """The whole body; 413 past `limit` bytes (declared or streamed); ClientDisconnectedError."""
+        declared = self.declared_length
+        if declared is not None and declared > limit:
+            raise PayloadError(413, f"the body is {declared:,} bytes; the limit is {limit:,}")
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ClientDisconnectedError
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:  # chunked uploads declare no length
+                raise PayloadError(413, f"the body exceeds the limit of {limit:,} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def send_reply(send: Send, reply: Reply) -> None:
+    headers = [
+        (b"content-type", reply.content_type.encode("latin-1")),
+        (b"content-length", str(len(reply.body)).encode("latin-1")),
+        *reply.headers,
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})
+
+
+async def lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop (the model loads before the server starts); acknowledge both."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

@@ -1,0 +1,291 @@
+"""The API's OpenAPI 3.1 document, built from the bundle's schema: the contract schemathesis checks.
+
+Each record's fields, types, bounds and nullability come from schema.json; the batch
+limit from the settings; every 4xx is listed with its body. Numbers without bounds are
+limited to float32's range, which the model computes in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlcd.config import FLOAT32_MAX
+from mlcd.serve.model import BundleModel
+from mlcd.serve.payload import record_json_schema
+
+JSON = "application/json"
+REF = "#/components/schemas/"
+SWAGGER_PAGE = b"""<!doctype html>
+<html><head><title>mlcd model API</title>
+<link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>
+"""
+_ERRORS = {
+    400: "The body is not JSON (or CSV), is nested too deeply, or repeats a key",
+    401: "The API token is missing or wrong (only when MLCD_API_TOKEN is set)",
+    413: "The body or the batch is over its limit",
+    415: "The Content-Type is not one this endpoint reads",
+    422: "Fields are missing, of the wrong type, out of range, or unknown (the first 50, and a count)",
+    503: "The server is busy with other large requests; retry after the Retry-After header's seconds",
+}
+_WORK_ERRORS = (400, 401, 413, 415, 422, 503)
+
+
+def document(model: BundleModel, max_batch: int, v2_name: str, token: bool = False) -> dict[str, Any]:
+    record = record_json_schema(model.features)
+    for field in record["properties"].values():
+        for kind in field.get("anyOf", [field]):
+            if kind.get("type") == "number":
+                kind.setdefault("minimum", -FLOAT32_MAX)
+                kind.setdefault("maximum", FLOAT32_MAX)
+    schemas = {
+        "Record": record,
+        "Records": {"type": "array", "items": {"$ref": REF + "Record"}, "minItems": 1, "maxItems": max_batch},
+        "Answer": _answer_schema(model),
+        "Problem": {
+            "type": "object",
+            "properties": {
+                "loc": {"type": "array", "items": {"type": ["string", "integer"]}},
+                "msg": {"type": "string"},
+            },
+            "required": ["loc", "msg"],
+        },
+        "Error": {
+            "type": "object",
+            "properties": {
+                "detail": {
+                    "anyOf": [{"type": "string"}, {"type": "array", "items": {"$ref": REF + "Problem"}}]
+                }
+            },
+            "required": ["detail"],
+        },
+        "V2Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
+        "MlflowRequest": _mlflow_request_schema(),
+        "V2InferRequest": _v2_request_schema(model),
+    }
+    security: list[dict[str, list[str]]] = [{"bearer": []}] if token else []
+    paths: dict[str, Any] = {
+        "/predict": {
+            "post": _operation(
+                "Predict for one record or a list of records",
+                {JSON: {"schema": {"oneOf": [{"$ref": REF + "Record"}, {"$ref": REF + "Records"}]}}},
+                {"$ref": REF + "Answer"},
+                _WORK_ERRORS,
+                security,
+            )
+        },
+        "/invocations": {
+            "post": _operation(
+                "MLflow's scoring protocol: dataframe_split, dataframe_records, instances, inputs or CSV",
+                {
+                    JSON: {"schema": {"$ref": REF + "MlflowRequest"}},
+                    "text/csv": {"schema": {"type": "string"}},
+                },
+                {"type": "object", "required": ["predictions", "model"]},
+                _WORK_ERRORS,
+                security,
+            )
+        },
+        "/health": {"get": _probe("The process is alive", {"status": {"const": "ok"}})},
+        "/ready": {
+            "get": _probe("The model is loaded and answered its own examples", {"status": {"const": "ready"}})
+        },
+        "/version": {
+            "get": _operation(
+                "The bundle manifest: hashes, commit, params, metrics",
+                None,
+                {"type": "object", "required": ["model_hash", "git_commit"]},
+                (401,),
+                security,
+            )
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "Prometheus' text format",
+                        "content": {
+                            "text/plain; version=0.0.4; charset=utf-8": {"schema": {"type": "string"}}
+                        },
+                    }
+                },
+            }
+        },
+        "/openapi.json": {"get": _probe("This document", {})},
+        "/v2": {"get": _v2_operation("Server metadata", None, (401,), security)},
+        "/v2/health/live": {"get": _v2_operation("The server is live", None, ())},
+        "/v2/health/ready": {"get": _v2_operation("The server is ready", None, ())},
+    }
+    for prefix, parameters in (
+        ("/v2/models/{name}", [_name_parameter(v2_name)]),
+        ("/v2/models/{name}/versions/{version}", [_name_parameter(v2_name), _version_parameter(model)]),
+    ):
+        paths[prefix] = {"get": _v2_operation("Model metadata", None, (401,), security, parameters)}
+        paths[prefix + "/ready"] = {
+            "get": _v2_operation("Model readiness", None, (401,), security, parameters)
+        }
+        paths[prefix + "/infer"] = {
+            "post": _v2_operation(
+                "Inference: one input tensor per feature (JSON or the binary tensor extension)",
+                {JSON: {"schema": {"$ref": REF + "V2InferRequest"}}},
+                _WORK_ERRORS,
+                security,
+                parameters,
+            )
+        }
+    components: dict[str, Any] = {"schemas": schemas}
+    if token:
+        components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "mlcd model API",
+            "version": model.model_hash[:12],
+            "description": (
+                "Predictions from the packaged model bundle. A feature the schema marks nullable may be "
+                "null or left out; the model imputes it as in training."
+            ),
+        },
+        "paths": paths,
+        "components": components,
+    }
+
+
+def _operation(
+    summary: str,
+    body: dict[str, Any] | None,
+    answer: dict[str, Any],
+    errors: tuple[int, ...],
+    security: list[dict[str, list[str]]],
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": {"description": "The answer", "content": {JSON: {"schema": answer}}}}
+    for status in errors:
+        if status == 401 and not security:
+            continue
+        responses[str(status)] = {
+            "description": _ERRORS[status],
+            "content": {JSON: {"schema": {"$ref": REF + "Error"}}},
+        }
+    operation: dict[str, Any] = {"summary": summary, "responses": responses, "security": security}
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": body}
+    return operation
+
+
+def _v2_operation(
+    summary: str,
+    body: dict[str, Any] | None,
+    errors: tuple[int, ...],
+    security: list[dict[str, list[str]]] | None = None,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    operation = _operation(summary, body, {"type": "object"}, errors, security or [])
+    for status, response in operation["responses"].items():
+        if status != "200":
+            response["content"][JSON]["schema"] = {"$ref": REF + "V2Error"}
+    if parameters:
+        operation["parameters"] = parameters
+        operation["responses"]["404"] = {
+            "description": "No such model or version on this server",
+            "content": {JSON: {"schema": {"$ref": REF + "V2Error"}}},
+        }
+    return operation
+
+
+def _probe(summary: str, properties: dict[str, Any]) -> dict[str, Any]:
+    schema = {"type": "object", "properties": properties}
+    return {
+        "summary": summary,
+        "responses": {"200": {"description": "OK", "content": {JSON: {"schema": schema}}}},
+    }
+
+
+def _name_parameter(name: str) -> dict[str, Any]:
+    return {"name": "name", "in": "path", "required": True, "schema": {"type": "string", "enum": [name]}}
+
+
+def _version_parameter(model: BundleModel) -> dict[str, Any]:
+    versions = [model.model_hash[:12], model.model_hash]
+    return {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": versions}}
+
+
+def _answer_schema(model: BundleModel) -> dict[str, Any]:
+    ref = {
+        "type": "object",
+        "properties": {"hash": {"type": "string"}, "git_commit": {"type": ["string", "null"]}},
+        "required": ["hash", "git_commit"],
+    }
+    if not model.is_classifier:
+        return {
+            "type": "object",
+            "properties": {"predictions": {"type": "array", "items": {"type": "number"}}, "model": ref},
+            "required": ["predictions", "model"],
+        }
+    classes = model.classes
+    row = {
+        "type": "object",
+        "properties": {name: {"type": "number", "minimum": 0, "maximum": 1} for name in classes},
+        "required": classes,
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "labels": {"type": "array", "items": {"type": "string", "enum": classes}},
+            "probabilities": {"type": "array", "items": row},
+            "model": ref,
+        },
+        "required": ["labels", "probabilities", "model"],
+    }
+
+
+def _mlflow_request_schema() -> dict[str, Any]:
+    formats = {
+        "dataframe_split": {
+            "type": "object",
+            "properties": {
+                "columns": {"type": "array", "items": {"type": "string"}},
+                "data": {"type": "array"},
+            },
+            "required": ["data"],
+        },
+        "dataframe_records": {"type": "array", "items": {"type": "object"}},
+        "instances": {"type": ["array", "object"]},
+        "inputs": {"type": ["array", "object"]},
+    }
+    return {
+        "oneOf": [
+            {"type": "object", "properties": {key: schema}, "required": [key], "additionalProperties": False}
+            for key, schema in formats.items()
+        ]
+    }
+
+
+def _v2_request_schema(model: BundleModel) -> dict[str, Any]:
+    tensor = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "enum": [f.name for f in model.features]},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}},
+            "data": {"type": "array"},
+            "parameters": {"type": "object"},
+        },
+        "required": ["name", "datatype", "shape"],
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "parameters": {"type": "object"},
+            "inputs": {"type": "array", "items": tensor, "minItems": 1},
+            "outputs": {
+                "type": "array",
+                "items": {"type": "object", "properties": {"name": {"type": "string"}}},
+            },
+        },
+        "required": ["inputs"],
+    }

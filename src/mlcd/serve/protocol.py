@@ -1,0 +1,99 @@
+"""uvicorn's HTTP protocol (httptools) with the limits a public endpoint needs.
+
+uvicorn alone accepts headers of any size, never closes a connection that sends nothing,
+and waits forever for a body sent a byte a second. Here:
+- request headers past `max_header_bytes` get 431 and the connection is closed;
+- a connection idle for `keepalive_seconds`, before its first request or between requests, is closed;
+- a request whose headers and body have not all arrived within `request_seconds` gets 408.
+Those refusals happen before the app sees a request and are counted in
+mlcd_refused_requests_total{reason}.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import ClassVar
+
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+
+from mlcd.serve import prometheus
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    max_header_bytes: int = 16 * 1024
+    keepalive_seconds: float = 5.0
+    request_seconds: float = 30.0
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    # Set by the server before it starts (each worker process sets its own).
+    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.head_bytes = 0
+        self.reading_head = True
+        self.deadline: asyncio.TimerHandle | None = None
+        # uvicorn arms its keep-alive timer only after a response; a silent connection would stay.
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.limits.keepalive_seconds, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_deadline()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        if self.reading_head:
+            end = data.find(b"\r\n\r\n")
+            self.head_bytes += len(data) if end < 0 else end
+            if self.head_bytes > self.limits.max_header_bytes:
+                self._refuse(431, "header_too_large", "the request headers are over the limit")
+                return
+        if self.deadline is None:
+            self.deadline = self.loop.call_later(self.limits.request_seconds, self._too_slow)
+        super().data_received(data)
+
+    def on_headers_complete(self) -> None:
+        self.reading_head = False
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self.reading_head, self.head_bytes = True, 0
+        self._cancel_deadline()
+
+    def _cancel_deadline(self) -> None:
+        if getattr(self, "deadline", None) is not None:
+            self.deadline.cancel()  # type: ignore[union-attr]
+            self.deadline = None
+
+    def _too_slow(self) -> None:
+        self.deadline = None
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.cycle.disconnected = True  # the app's next receive() is a disconnect
+            self.cycle.message_event.set()
+            if self.cycle.response_started:
+                self.transport.close()
+                return
+        self._refuse(408, "too_slow", "the request did not arrive in time")
+
+    def _refuse(self, status: int, reason: str, message: str) -> None:
+        prometheus.REFUSED.labels(reason).inc()
+        if self.transport.is_closing():
+            return
+        body = message.encode()
+        self.transport.write(
+            b"".join(
+                [
+                    STATUS_LINE[status],
+                    b"content-type: text/plain; charset=utf-8\r\n",
+                    b"content-length: " + str(len(body)).encode() + b"\r\n",
+                    b"connection: close\r\n\r\n",
+                    body,
+                ]
+            )
+        )
+        self.transport.close()
