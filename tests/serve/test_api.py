@@ -175,7 +175,7 @@ def _bad(record):
             "batch over the limit",
             [record] * (MAX_BATCH + 1),
             None,
-            413,
+            422,
             f"a batch of {MAX_BATCH + 1} records exceeds the limit of {MAX_BATCH}",
             None,
         ),
@@ -292,3 +292,33 @@ def test_serving_imports_no_training_stack():
     )
     done = run(["python", "-c", code], PROJECT_ROOT, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _rewritten(bundle, tmp_path, model_bytes=None, model_hash=None):
+    """A copy of the bundle whose manifest lists its (new) model file's sha256: a careless rebuild."""
+    from mlcd.files import sha256_file
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle, copy)
+    if model_bytes is not None:
+        (copy / "model.onnx").write_bytes(model_bytes)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["files"]["model.onnx"] = sha256_file(copy / "model.onnx")
+    manifest["model_hash"] = model_hash or manifest["files"]["model.onnx"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_an_unreadable_model_is_refused_with_exit_2(bundle, tmp_path):
+    broken = _rewritten(bundle, tmp_path, model_bytes=b"not a model at all")
+    with pytest.raises(BundleError, match="is not a model onnxruntime can load"):
+        load(ServeSettings(bundle=broken))
+    done = run(["mlcd", "serve", "--bundle", str(broken), "--port", "1"], tmp_path, check=False)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr and "rebuild the bundle" in done.stderr
+
+
+def test_a_model_hash_that_is_not_the_model_files_is_refused(bundle, tmp_path):
+    wrong = _rewritten(bundle, tmp_path, model_hash="0" * 64)
+    with pytest.raises(BundleError, match=r"model_hash 000000000000\.\.\. is not the sha256"):
+        load(ServeSettings(bundle=wrong))

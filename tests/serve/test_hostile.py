@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import numpy as np
@@ -11,6 +12,7 @@ from starlette.testclient import TestClient
 
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.payload import MAX_ERRORS
+from mlcd.serve.prometheus import REQUESTS
 from mlcd.serve.server import load
 
 JSON = {"content-type": "application/json"}
@@ -83,3 +85,156 @@ def test_a_flood_of_problems_gets_a_short_answer(client, record):
     assert detail[-1]["msg"].startswith("... and ") and "more problems like these" in detail[-1]["msg"]
     assert len(response.content) < 20_000
     still_serving(client, record)
+
+
+def test_a_flood_of_unknown_keys_is_refused_in_one_line(client, record):
+    flood = {f"key_{i:07d}": 1 for i in range(150_000)}  # ~2.9 MB of keys
+    body = json.dumps(flood)
+    assert len(body) > 2_500_000
+    response = post(client, body)
+    assert response.status_code == 422
+    (problem,) = response.json()["detail"]
+    assert problem == {"loc": ["body"], "msg": "150,000 unknown fields: send only the model's 30 features"}
+    still_serving(client, record)
+
+
+def test_a_flood_of_empty_records_gets_a_short_answer(client, record):
+    response = post(client, json.dumps([{}] * 1000))  # 3 KB
+    assert response.status_code == 422
+    detail = response.json()["detail"]
+    assert len(detail) == MAX_ERRORS + 1 and "29,950 more problems" in detail[-1]["msg"]
+    assert len(response.content) < 10_000
+    still_serving(client, record)
+
+
+def test_a_key_sent_twice_is_refused(client, record):
+    body = json.dumps(record)[:-1] + ', "mean_radius": 99.0}'
+    response = post(client, body)
+    assert response.status_code == 400
+    assert (
+        response.json()["detail"] == "the key 'mean_radius' appears twice in one object: send each field once"
+    )
+    # a colon inside a string value is not mistaken for a second key
+    text = post(client, json.dumps([record, {**record, "x": "12:30"}]))
+    assert text.status_code == 422 and "unknown field" in text.text
+    still_serving(client, record)
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1@evil.example"])
+def test_no_redirect_is_built_from_the_host_header(client, record, host):
+    response = client.post(
+        "/predict/", content=json.dumps(record), headers={**JSON, "host": host}, follow_redirects=False
+    )
+    assert response.status_code == 404 and "location" not in response.headers
+    assert client.get("/docs").status_code == 404  # no page loading scripts from a CDN by default
+    still_serving(client, record)
+
+
+def test_a_client_that_leaves_mid_body_is_no_server_error(built_project, record):
+    """Driven at the ASGI level: the server hands the app a disconnect before the body is complete."""
+    settings = ServeSettings(bundle=built_project / "models" / "bundle")
+    app = create_app(load(settings), settings)
+    before = REQUESTS.labels("/predict", "POST", "499")._value.get()
+    sent = []
+
+    async def scenario():
+        messages = iter(
+            [
+                {"type": "http.request", "body": b'{"mean_radius": ', "more_body": True},
+                {"type": "http.disconnect"},
+            ]
+        )
+
+        async def receive():
+            return next(messages)
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/predict",
+            "headers": [(b"content-type", b"application/json"), (b"content-length", b"900")],
+        }
+        await app(scope, receive, send)
+
+    asyncio.run(scenario())
+    assert sent == []  # nobody to answer
+    assert REQUESTS.labels("/predict", "POST", "499")._value.get() == before + 1
+    assert REQUESTS.labels("/predict", "POST", "500")._value.get() == 0
+
+
+def test_requests_over_the_inflight_budget_get_503_with_retry_after(built_project, record):
+    settings = ServeSettings(bundle=built_project / "models" / "bundle", max_inflight_bytes=64 * 1024)
+    app = create_app(load(settings), settings)
+    body = json.dumps(record).encode()
+    answers: dict[str, dict] = {}
+
+    async def scenario():
+        release = asyncio.Event()
+
+        async def slow_receive():  # a 65,000-byte upload whose body has not arrived yet
+            await release.wait()
+            return {"type": "http.disconnect"}
+
+        async def quick_receive():
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        def sender(name):
+            async def send(message):
+                answers.setdefault(name, {}).update(message)
+
+            return send
+
+        def scope(length):
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+            return {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
+
+        slow = asyncio.create_task(app(scope(65_000), slow_receive, sender("slow")))
+        await asyncio.sleep(0.05)
+        await app(scope(len(body)), quick_receive, sender("refused"))
+        release.set()
+        await slow
+        await app(scope(len(body)), quick_receive, sender("after"))
+
+    asyncio.run(scenario())
+    refused = answers["refused"]
+    assert refused["status"] == 503 and (b"retry-after", b"1") in refused["headers"]
+    assert b"busy" in refused["body"]
+    assert answers["after"]["status"] == 200  # the budget is given back
+
+
+@pytest.fixture(scope="module")
+def guarded(built_project):
+    settings = ServeSettings(bundle=built_project / "models" / "bundle", api_token="s3cret-token")
+    with TestClient(create_app(load(settings), settings)) as client:
+        yield client
+
+
+def test_the_token_guards_predictions_and_provenance_but_not_probes(guarded, record):
+    infer = {
+        "inputs": [
+            {"name": name, "shape": [1], "datatype": "FP64", "data": [v]} for name, v in record.items()
+        ]
+    }
+    calls = [
+        ("POST", "/predict", record),
+        ("POST", "/invocations", {"dataframe_records": [record]}),
+        ("POST", "/v2/models/model/infer", infer),
+        ("GET", "/v2/models/model", None),
+        ("GET", "/version", None),
+    ]
+    for method, path, body in calls:
+        bare = guarded.request(method, path, json=body)
+        assert bare.status_code == 401, path
+        assert bare.headers["www-authenticate"] == "Bearer"
+        wrong = guarded.request(method, path, json=body, headers={"authorization": "Bearer s3cret-tokeN"})
+        assert wrong.status_code == 401, path
+        right = guarded.request(method, path, json=body, headers={"authorization": "Bearer s3cret-token"})
+        assert right.status_code == 200, (path, right.text)
+    for path in ("/health", "/ready", "/metrics", "/v2/health/live", "/v2/health/ready", "/openapi.json"):
+        assert guarded.get(path).status_code == 200, path
+    assert (
+        guarded.get("/openapi.json").json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    )

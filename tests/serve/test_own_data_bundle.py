@@ -231,3 +231,33 @@ def test_unseen_categories_are_counted_per_feature_and_gaps_are_not(client, test
     assert unseen() == before + 2
     exposed = client.get("/metrics").text
     assert f'mlcd_unseen_categories_total{{feature="{REGION}"}}' in exposed
+
+
+def test_mlflow_and_v2_bodies_with_gaps_and_text_equal_predict(client, test_frame):
+    """Gaps as MLflow's serializer writes them (NaN, None) and as v2 BYTES; text features as strings."""
+    from mlflow.models import convert_input_example_to_serving_input
+
+    sent = as_sent(test_frame)
+    expected = predict(client, sent)
+    frame = pd.DataFrame(sent)
+    body = convert_input_example_to_serving_input(frame)
+    assert "NaN" in body or "null" in body
+    answer = client.post("/invocations", content=body, headers={"content-type": JSON})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == expected["labels"]
+    assert answer.json()["probabilities"] == expected["probabilities"]
+    inputs = [
+        {
+            "name": name,
+            "shape": [len(frame)],
+            "datatype": "BYTES" if name == REGION else "FP64",
+            "data": [
+                None if (v is None or (isinstance(v, float) and math.isnan(v))) else v for v in frame[name]
+            ],
+        }
+        for name in frame.columns
+    ]
+    infer = client.post("/v2/models/model/infer", json={"inputs": inputs})
+    assert infer.status_code == 200, infer.text
+    outputs = {o["name"]: o for o in infer.json()["outputs"]}
+    assert outputs["label"]["data"] == expected["labels"]

@@ -55,3 +55,46 @@ def test_two_workers_serve_and_report_metrics_together(reproduced_repo):
     }
     assert totals[("mlcd_requests_total", "/predict", "200")] == 20
     assert any(name == "mlcd_model_info" for name, *_ in totals)
+
+
+@pytest.mark.e2e
+def test_version_reports_the_commit_whose_dvc_lock_records_the_bundle(repo_copy):
+    head = repo_copy.run("git", "rev-parse", "HEAD").stdout.strip()
+    bundle = repo_copy.path / "models" / "bundle"
+    with served_in(repo_copy.path, bundle) as url:
+        version = json.loads(urllib.request.urlopen(f"{url}/version", timeout=5).read())
+        assert version["git_commit"] == head
+        assert (
+            post_json(f"{url}/predict", json.loads((bundle / "examples.json").read_text())["records"][0])[
+                "model"
+            ]["git_commit"]
+            == head
+        )
+    with served_in(repo_copy.path, bundle, "--git-commit", "feedface") as url:
+        assert (
+            json.loads(urllib.request.urlopen(f"{url}/version", timeout=5).read())["git_commit"] == "feedface"
+        )
+    (bundle / "examples.json").unlink()  # the bundle no longer is what HEAD recorded ...
+    (bundle / "examples.json").write_text("{}")
+    from mlcd.provenance import bundle_commit
+
+    assert bundle_commit(repo_copy.path, bundle) is None  # ... so no commit is claimed for it
+
+
+@contextmanager
+def served_in(cwd, bundle, *args):
+    port = free_port()
+    process = subprocess.Popen(
+        ["mlcd", "serve", "--bundle", str(bundle), "--port", str(port), *args],
+        cwd=cwd,
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=30.0)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)

@@ -27,18 +27,18 @@ def records(body: bytes, media_type: str, layout: Layout) -> list[Any]:
         return _csv_records(body, layout)
     request = parse_json(body)
     if not isinstance(request, dict):
-        raise PayloadError(400, f"send a JSON object with one of {', '.join(FORMATS)}")
+        raise PayloadError(422, f"send a JSON object with one of {', '.join(FORMATS)}")
     formats = [key for key in FORMATS if key in request]
     others = sorted(set(request) - set(FORMATS))
     if len(formats) != 1 or others:
         extra = f"; {others} are not understood (this model takes no params)" if others else ""
-        raise PayloadError(400, f"send exactly one of {', '.join(FORMATS)}, got {formats or 'none'}{extra}")
+        raise PayloadError(422, f"send exactly one of {', '.join(FORMATS)}, got {formats or 'none'}{extra}")
     data = request[formats[0]]
     if formats[0] == "dataframe_split":
         return _split_records(data, layout)
     if formats[0] == "dataframe_records":
         if not isinstance(data, list):
-            raise PayloadError(400, "dataframe_records must be a list of records")
+            raise PayloadError(422, "dataframe_records must be a list of records")
         return data
     return _tensor_records(formats[0], data, layout)
 
@@ -52,10 +52,10 @@ def answer(result: dict[str, Any], model_ref: dict[str, Any]) -> dict[str, Any]:
 def _split_records(data: Any, layout: Layout) -> list[Any]:
     """pandas' orient="split": {"columns": [...], "data": [[...], ...]} (an "index" is ignored)."""
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise PayloadError(400, 'dataframe_split must be {"columns": [...], "data": [[...], ...]}')
+        raise PayloadError(422, 'dataframe_split must be {"columns": [...], "data": [[...], ...]}')
     columns = data.get("columns", list(layout.names))
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
-        raise PayloadError(400, "dataframe_split's columns must be a list of column names")
+        raise PayloadError(422, "dataframe_split's columns must be a list of column names")
     return [_row_record(row, columns, index) for index, row in enumerate(data["data"])]
 
 
@@ -65,11 +65,11 @@ def _tensor_records(key: str, data: Any, layout: Layout) -> list[Any]:
         if data and all(isinstance(v, list) for v in data.values()):
             lengths = {len(v) for v in data.values()}
             if len(lengths) != 1:
-                raise PayloadError(400, f"{key}: the columns have different lengths {sorted(lengths)}")
+                raise PayloadError(422, f"{key}: the columns have different lengths {sorted(lengths)}")
             return [dict(zip(data, row, strict=True)) for row in zip(*data.values(), strict=True)]
         return [data]
     if not isinstance(data, list):
-        raise PayloadError(400, f"{key} must be a list of records, a dict of columns or a list of rows")
+        raise PayloadError(422, f"{key} must be a list of records, a dict of columns or a list of rows")
     names = list(layout.names)
     return [
         _row_record(row, names, index) if isinstance(row, list) else row for index, row in enumerate(data)
@@ -78,7 +78,7 @@ def _tensor_records(key: str, data: Any, layout: Layout) -> list[Any]:
 
 def _row_record(row: Any, columns: list[str], index: int) -> dict[str, Any]:
     if not isinstance(row, list) or len(row) != len(columns):
-        raise PayloadError(400, f"row {index} has {_count(row)} values for {len(columns)} columns")
+        raise PayloadError(422, f"row {index} has {_count(row)} values for {len(columns)} columns")
     return dict(zip(columns, row, strict=True))
 
 
@@ -93,7 +93,7 @@ def _csv_records(body: bytes, layout: Layout) -> list[dict[str, Any]]:
     except csv.Error as exc:
         raise PayloadError(400, f"the CSV cannot be read: {exc}") from None
     if len(rows) < 2:
-        raise PayloadError(400, "send a header row of feature names, then one row per record")
+        raise PayloadError(422, "send a header row of feature names, then one row per record")
     header, numeric = rows[0], {f.name for f in layout.features if f.numeric}
     return [
         {

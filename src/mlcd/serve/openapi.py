@@ -12,6 +12,7 @@ from typing import Any
 from mlcd.config import FLOAT32_MAX
 from mlcd.serve.model import BundleModel
 from mlcd.serve.payload import record_json_schema
+from mlcd.serve.v2 import NUMERIC_TYPES
 
 JSON = "application/json"
 REF = "#/components/schemas/"
@@ -26,9 +27,12 @@ SWAGGER_PAGE = b"""<!doctype html>
 _ERRORS = {
     400: "The body is not JSON (or CSV), is nested too deeply, or repeats a key",
     401: "The API token is missing or wrong (only when MLCD_API_TOKEN is set)",
-    413: "The body or the batch is over its limit",
+    413: "The body is over its limit",
     415: "The Content-Type is not one this endpoint reads",
-    422: "Fields are missing, of the wrong type, out of range, or unknown (the first 50, and a count)",
+    422: (
+        "Fields are missing, of the wrong type, out of range or unknown (the first 50, and a count); the "
+        "batch is over its limit; or the model has no finite answer for values that are extreme together"
+    ),
     503: "The server is busy with other large requests; retry after the Retry-After header's seconds",
 }
 _WORK_ERRORS = (400, 401, 413, 415, 422, 503)
@@ -269,8 +273,13 @@ def _v2_request_schema(model: BundleModel) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "name": {"type": "string", "enum": [f.name for f in model.features]},
-            "datatype": {"type": "string"},
-            "shape": {"type": "array", "items": {"type": "integer"}},
+            "datatype": {"type": "string", "enum": ["BYTES", *NUMERIC_TYPES]},
+            "shape": {
+                "type": "array",
+                "items": {"type": "integer", "minimum": 0},
+                "minItems": 1,
+                "maxItems": 2,
+            },
             "data": {"type": "array"},
             "parameters": {"type": "object"},
         },

@@ -151,7 +151,7 @@ def to_batch(payload: Any, layout: Layout, max_batch: int) -> Batch:
     if not records:
         raise PayloadError(422, [{"loc": ["body"], "msg": "the list is empty: send at least one record"}])
     if len(records) > max_batch:
-        raise PayloadError(413, f"a batch of {len(records)} records exceeds the limit of {max_batch}")
+        raise PayloadError(422, f"a batch of {len(records)} records exceeds the limit of {max_batch}")
     if layout.only_numbers and (numbers := _all_numbers(records, layout)) is not None:
         return Batch(numbers)
     features = layout.features

@@ -26,7 +26,7 @@ from mlcd.serve.payload import parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
 _PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<kind>/ready|/infer)?$")
-_NUMERIC_TYPES = {
+NUMERIC_TYPES = {
     "FP16": np.float16,
     "FP32": np.float32,
     "FP64": np.float64,
@@ -102,7 +102,7 @@ class Protocol:
         if header_length is not None:
             if not header_length.isdigit() or int(header_length) > len(body):
                 raise PayloadError(
-                    400, f"{HEADER_LENGTH} {header_length!r} does not fit a {len(body)}-byte body"
+                    422, f"{HEADER_LENGTH} {header_length!r} does not fit a {len(body)}-byte body"
                 )
             body, binary = body[: int(header_length)], body[int(header_length) :]
         request = parse_json(body)
@@ -111,19 +111,19 @@ class Protocol:
             or not isinstance(request.get("inputs"), list)
             or not request["inputs"]
         ):
-            raise PayloadError(400, 'send {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
+            raise PayloadError(422, 'send {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
         columns: dict[str, list[Any]] = {}
         offset = 0
         for index, tensor in enumerate(request["inputs"]):
             name, values, offset = _column(tensor, index, binary, offset)
             if name in columns:
-                raise PayloadError(400, f"input {name!r} is sent twice")
+                raise PayloadError(422, f"input {name!r} is sent twice")
             columns[name] = values
         if offset != len(binary):
-            raise PayloadError(400, f"{len(binary) - offset} bytes of binary data belong to no input")
+            raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
         rows = {len(values) for values in columns.values()}
         if len(rows) != 1:
-            raise PayloadError(400, f"the inputs have different numbers of rows: {sorted(rows)}")
+            raise PayloadError(422, f"the inputs have different numbers of rows: {sorted(rows)}")
         records = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         return InferCall(records, _request_id(request), _requested_outputs(request))
 
@@ -147,7 +147,7 @@ class Protocol:
             unknown = set(call.outputs) - {o["name"] for o in outputs}
             if unknown:
                 names = ", ".join(o["name"] for o in outputs)
-                raise PayloadError(400, f"no output named {sorted(unknown)}; this model has {names}")
+                raise PayloadError(422, f"no output named {sorted(unknown)}; this model has {names}")
             outputs = [o for o in outputs if o["name"] in call.outputs]
         answer = {"model_name": self.name, "model_version": self.version, "outputs": outputs}
         return {**answer, "id": call.request_id} if call.request_id is not None else answer
@@ -156,20 +156,21 @@ class Protocol:
 def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, list[Any], int]:
     """One input tensor as a list of per-row values, and the binary offset after it."""
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
-        raise PayloadError(400, f"inputs[{index}] is not a tensor with a name")
+        raise PayloadError(422, f"inputs[{index}] is not a tensor with a name")
     name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise PayloadError(400, f"input {name!r}: shape must be a list of integers")
+        raise PayloadError(422, f"input {name!r}: shape must be a list of integers")
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
         raise PayloadError(
-            400, f"input {name!r}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
+            422, f"input {name!r}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
         )
-    if datatype != "BYTES" and datatype not in _NUMERIC_TYPES:
-        raise PayloadError(400, f"input {name!r}: datatype {datatype!r} is not BYTES or a number type")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC_TYPES):
+        raise PayloadError(422, f"input {name!r}: datatype {datatype!r} is not BYTES or a number type")
+    parameters = tensor.get("parameters")
+    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise PayloadError(400, f"input {name!r}: binary_data_size {size!r} does not fit the binary data")
+            raise PayloadError(422, f"input {name!r}: binary_data_size {size!r} does not fit the binary data")
         values = _from_binary(name, datatype, binary[offset : offset + size])
         offset += size
     else:
@@ -177,23 +178,23 @@ def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, l
         if datatype == "BYTES":
             values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
     if len(values) != shape[0]:
-        raise PayloadError(400, f"input {name!r}: {len(values)} values for shape {shape}")
+        raise PayloadError(422, f"input {name!r}: {len(values)} values for shape {shape}")
     return name, values, offset
 
 
 def _from_binary(name: str, datatype: str, data: bytes) -> list[Any]:
     if datatype != "BYTES":
-        dtype = np.dtype(_NUMERIC_TYPES[datatype]).newbyteorder("<")
+        dtype = np.dtype(NUMERIC_TYPES[datatype]).newbyteorder("<")
         if len(data) % dtype.itemsize:
-            raise PayloadError(400, f"input {name!r}: {len(data)} bytes are not whole {datatype} values")
+            raise PayloadError(422, f"input {name!r}: {len(data)} bytes are not whole {datatype} values")
         return np.frombuffer(data, dtype=dtype).tolist()
     values, at = [], 0
     while at < len(data):  # each element: a 4-byte little-endian length, then the bytes
         if at + 4 > len(data):
-            raise PayloadError(400, f"input {name!r}: the BYTES data is cut short")
+            raise PayloadError(422, f"input {name!r}: the BYTES data is cut short")
         (length,) = struct.unpack_from("<I", data, at)
         if at + 4 + length > len(data):
-            raise PayloadError(400, f"input {name!r}: the BYTES data is cut short")
+            raise PayloadError(422, f"input {name!r}: the BYTES data is cut short")
         values.append(data[at + 4 : at + 4 + length].decode("utf-8", "replace"))
         at += 4 + length
     return values
@@ -201,13 +202,13 @@ def _from_binary(name: str, datatype: str, data: bytes) -> list[Any]:
 
 def _flatten(data: Any, name: str) -> list[Any]:
     if not isinstance(data, list):
-        raise PayloadError(400, f"input {name!r}: data must be a list (or binary_data_size given)")
+        raise PayloadError(422, f"input {name!r}: data must be a list (or binary_data_size given)")
     if all(not isinstance(v, list) for v in data):
         return data
     flat: list[Any] = []
     for value in data:  # [[v], [v], ...]: shape [rows, 1] written nested
         if not isinstance(value, list) or len(value) != 1 or isinstance(value[0], list):
-            raise PayloadError(400, f"input {name!r}: data is neither flat nor one value per row")
+            raise PayloadError(422, f"input {name!r}: data is neither flat nor one value per row")
         flat.append(value[0])
     return flat
 
@@ -224,7 +225,7 @@ def _requested_outputs(request: dict[str, Any]) -> list[str] | None:
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
-        raise PayloadError(400, 'outputs must be a list of {"name": ...}')
+        raise PayloadError(422, 'outputs must be a list of {"name": ...}')
     return [o["name"] for o in outputs]
 
 

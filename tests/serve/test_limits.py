@@ -1,0 +1,185 @@
+"""`mlcd serve` as a real process under what a public endpoint meets: oversized headers, idle and
+slow connections, clients that leave, a flood of large requests, a busy port. Loopback only,
+each bounded in count and time."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import threading
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from mlcd.http_client import free_port, wait_ready
+
+from ..helpers import command_env
+
+LIMITS = ("--keepalive", "1", "--request-timeout", "2")
+
+
+@contextmanager
+def served(bundle: Path, *args: str):
+    port = free_port()
+    process = subprocess.Popen(
+        ["mlcd", "serve", "--bundle", str(bundle), "--port", str(port), *args],
+        env=command_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", timeout=30.0)
+        yield port, process
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server(built_project):
+    with served(built_project / "models" / "bundle", *LIMITS) as (port, process):
+        yield port, process
+
+
+def raw(port: int, data: bytes, wait: float = 5.0) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as sock:
+        sock.sendall(data)
+        return _read_all(sock)
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks = []
+    try:
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return b"".join(chunks)
+
+
+def get(port: int, path: str) -> tuple[int, float]:
+    started = time.perf_counter()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+        return response.status, time.perf_counter() - started
+
+
+def metric(port: int, status: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    pattern = rf'mlcd_requests_total\{{endpoint="/predict",method="POST",status="{status}"\}} (\S+)'
+    found = re.search(pattern, text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_oversized_headers_get_431_and_are_not_buffered(server):
+    port, _ = server
+    answer = raw(port, b"POST /predict HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert b"headers are over the limit" in answer
+    assert get(port, "/ready")[0] == 200
+
+
+def test_an_idle_connection_is_closed(server):
+    port, _ = server
+    started = time.monotonic()
+    assert raw(port, b"", wait=10) == b""  # the server closed it (keep-alive 1 s)
+    assert time.monotonic() - started < 5
+
+
+def test_a_body_sent_a_byte_at_a_time_gets_408(server):
+    port, _ = server
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
+        try:
+            for _ in range(30):
+                sock.sendall(b" ")
+                time.sleep(0.3)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert time.monotonic() - started < 8
+    assert get(port, "/ready")[0] == 200
+
+
+def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(built_project):
+    with served(built_project / "models" / "bundle", *LIMITS) as (port, process):
+        with socket.create_connection(("127.0.0.1", port)) as sock:
+            sock.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 1000\r\n\r\n{"mean_radius": '
+            )
+            time.sleep(0.3)
+        deadline = time.monotonic() + 5
+        while metric(port, "499") < 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert metric(port, "499") == 1
+        assert metric(port, "500") == 0
+        process.terminate()
+        _, stderr = process.communicate(timeout=20)
+    assert "Traceback" not in stderr and "ClientDisconnect" not in stderr
+
+
+def test_health_answers_within_a_second_under_a_flood_of_large_requests(built_project):
+    """16 clients send 2.9 MB bodies of unknown keys for 8 s; the liveness probe's timeout is 1 s."""
+    flood = json.dumps({f"key_{i:07d}": 1 for i in range(150_000)}).encode()
+    statuses: list[int] = []
+    stop = time.monotonic() + 8
+
+    def abuse(port: int) -> None:
+        while time.monotonic() < stop:
+            request = urllib.request.Request(
+                f"http://127.0.0.1:{port}/predict", data=flood, headers={"content-type": "application/json"}
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    statuses.append(response.status)
+            except urllib.error.HTTPError as exc:
+                statuses.append(exc.code)
+
+    with served(built_project / "models" / "bundle") as (port, process):
+        threads = [threading.Thread(target=abuse, args=(port,)) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        slowest = 0.0
+        while time.monotonic() < stop:
+            for path in ("/health", "/ready"):
+                status, seconds = get(port, path)
+                assert status == 200
+                slowest = max(slowest, seconds)
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join(timeout=60)
+        peak_kib = int(
+            re.search(r"VmHWM:\s+(\d+) kB", Path(f"/proc/{process.pid}/status").read_text()).group(1)
+        )
+    print(f"slowest probe {slowest:.3f} s, peak {peak_kib / 1024:.0f} MiB, {len(statuses)} requests")
+    assert slowest < 1.0, f"/health or /ready took {slowest:.2f} s"
+    assert set(statuses) <= {422, 503} and 422 in statuses
+    assert peak_kib < 400 * 1024, f"peak memory {peak_kib / 1024:.0f} MiB"  # README: "Limits"
+
+
+def test_a_busy_port_is_one_error_line(server, built_project):
+    port, _ = server
+    done = subprocess.run(
+        ["mlcd", "serve", "--bundle", str(built_project / "models" / "bundle"), "--port", str(port)],
+        env=command_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == f"error: 127.0.0.1:{port} is in use by another process: stop it, or choose another with --port"
+    )
+    assert "serving" not in done.stdout + done.stderr  # nothing announced before the checks pass
