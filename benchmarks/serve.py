@@ -1,4 +1,4 @@
-"""Serving throughput and latency: mlcd's API, MLflow's scoring server, and a bare endpoint.
+"""Serving throughput and latency: mlcd's three protocols, MLflow's scoring server, two bare endpoints.
 
 Run: uv run python benchmarks/serve.py [--seconds 10] [--no-image]
 Needs the pipeline outputs (`uv run dvc repro`). All three servers get one
@@ -48,6 +48,22 @@ async def predict(request: Request) -> Response:
 @app.get("/ready")
 async def ready() -> Response:
     return Response(b"{}", media_type="application/json")
+"""
+# The same constant answer without a framework: what uvicorn, uvloop and httptools cost alone.
+BARE_ASGI_APP = """
+BODY = b'{"labels":["benign"],"probabilities":[{"benign":0.9,"malignant":0.1}]}'
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    more = True
+    while more:
+        more = (await receive()).get("more_body", False)
+    body = BODY if scope["path"] == "/predict" else b"{}"
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 """
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -196,32 +212,41 @@ def main() -> None:
         [str(bin_dir / "mlcd"), "serve", "--bundle", str(BUNDLE), "--port", str(port)],
         f"http://127.0.0.1:{port}/ready",
     ):
-        results["mlcd"] = measure(
-            "mlcd", f"http://127.0.0.1:{port}/predict", json.dumps(record), options.seconds
+        base = f"http://127.0.0.1:{port}"
+        results["mlcd"] = measure("mlcd", f"{base}/predict", json.dumps(record), options.seconds)
+        infer = {
+            "inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in record.items()]
+        }
+        results["v2"] = measure("v2", f"{base}/v2/models/model/infer", json.dumps(infer), options.seconds)
+        split = {"dataframe_split": {"columns": list(record), "data": [list(record.values())]}}
+        results["invocations"] = measure(
+            "invocations", f"{base}/invocations", json.dumps(split), options.seconds
         )
 
     (WORK / "bare_app.py").write_text(BARE_APP)
-    port = free_port()
-    with server(
-        [
-            str(bin_dir / "uvicorn"),
-            "bare_app:app",
-            "--port",
-            str(port),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        f"http://127.0.0.1:{port}/ready",
-        cwd=WORK,
-    ):
-        results["bare"] = measure(
-            "bare", f"http://127.0.0.1:{port}/predict", json.dumps(record), options.seconds
-        )
+    (WORK / "bare_asgi_app.py").write_text(BARE_ASGI_APP)
+    for name, module in (("bare", "bare_app"), ("bare_asgi", "bare_asgi_app")):
+        port = free_port()
+        with server(
+            [
+                str(bin_dir / "uvicorn"),
+                f"{module}:app",
+                "--port",
+                str(port),
+                "--loop",
+                "uvloop",
+                "--http",
+                "httptools",
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            f"http://127.0.0.1:{port}/ready",
+            cwd=WORK,
+        ):
+            results[name] = measure(
+                name, f"http://127.0.0.1:{port}/predict", json.dumps(record), options.seconds
+            )
 
     venv, model_dir = mlflow_model()
     port = free_port()
@@ -255,11 +280,24 @@ def main() -> None:
     print(f"{options.seconds} s per row, 1 worker per server\n")
     print("| server | c | req/s | p50 ms | p99 ms | errors |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, label in (("mlcd", "mlcd API"), ("mlflow", "MLflow models serve"), ("bare", "bare endpoint")):
+    rows = (
+        ("mlcd", "mlcd /predict"),
+        ("v2", "mlcd /v2 infer (JSON tensors)"),
+        ("invocations", "mlcd /invocations (dataframe_split)"),
+        ("mlflow", "MLflow models serve"),
+        ("bare", "bare endpoint (FastAPI)"),
+        ("bare_asgi", "bare endpoint (plain ASGI)"),
+    )
+    for name, label in rows:
         for c, r in results[name].items():
             print(f"| {label} | {c} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
     print("\n| ratio | c=1 | c=16 | c=64 |\n|---|---:|---:|---:|")
-    for label, other in (("mlcd / MLflow req/s", "mlflow"), ("mlcd / bare req/s", "bare")):
+    ratios = (
+        ("mlcd / MLflow req/s", "mlflow"),
+        ("mlcd / bare FastAPI req/s", "bare"),
+        ("mlcd / bare ASGI req/s", "bare_asgi"),
+    )
+    for label, other in ratios:
         cells = " | ".join(f"{results['mlcd'][c]['rps'] / results[other][c]['rps']:.2f}" for c in CONCURRENCY)
         print(f"| {label} | {cells} |")
     if not options.no_image:

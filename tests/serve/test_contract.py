@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import VENV_BIN, command_env
-from .test_limits import served
+from .servers import served
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 

@@ -11,34 +11,14 @@ import subprocess
 import threading
 import time
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from mlcd.http_client import free_port, wait_ready
-
 from ..helpers import command_env
+from .servers import served
 
 LIMITS = ("--keepalive", "1", "--request-timeout", "2")
-
-
-@contextmanager
-def served(bundle: Path, *args: str):
-    port = free_port()
-    process = subprocess.Popen(
-        ["mlcd", "serve", "--bundle", str(bundle), "--port", str(port), *args],
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=30.0)
-        yield port, process
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import pytest
 import tritonclient.http as triton
 from mlflow.models import convert_input_example_to_serving_input
 
-from .test_limits import served
+from .servers import served
 
 ROWS = 5
 

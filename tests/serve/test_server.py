@@ -1,34 +1,19 @@
 """`mlcd serve` as a real process: uvicorn workers, and metrics summed across them."""
 
 import json
-import subprocess
 import urllib.request
 from contextlib import contextmanager
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mlcd.http_client import free_port, wait_ready
-
-from ..helpers import command_env
+from .servers import served as served_process
 
 
 @contextmanager
-def served(bundle, *args):
-    port = free_port()
-    process = subprocess.Popen(
-        ["mlcd", "serve", "--bundle", str(bundle), "--port", str(port), *args],
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=30.0)
+def served(bundle, *args, cwd=None):
+    with served_process(bundle, *args, cwd=cwd) as (port, _):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
 
 
 def post_json(url, body):
@@ -61,7 +46,7 @@ def test_two_workers_serve_and_report_metrics_together(reproduced_repo):
 def test_version_reports_the_commit_whose_dvc_lock_records_the_bundle(repo_copy):
     head = repo_copy.run("git", "rev-parse", "HEAD").stdout.strip()
     bundle = repo_copy.path / "models" / "bundle"
-    with served_in(repo_copy.path, bundle) as url:
+    with served(bundle, cwd=repo_copy.path) as url:
         version = json.loads(urllib.request.urlopen(f"{url}/version", timeout=5).read())
         assert version["git_commit"] == head
         assert (
@@ -70,7 +55,7 @@ def test_version_reports_the_commit_whose_dvc_lock_records_the_bundle(repo_copy)
             ]["git_commit"]
             == head
         )
-    with served_in(repo_copy.path, bundle, "--git-commit", "feedface") as url:
+    with served(bundle, "--git-commit", "feedface", cwd=repo_copy.path) as url:
         assert (
             json.loads(urllib.request.urlopen(f"{url}/version", timeout=5).read())["git_commit"] == "feedface"
         )
@@ -79,22 +64,3 @@ def test_version_reports_the_commit_whose_dvc_lock_records_the_bundle(repo_copy)
     from mlcd.provenance import bundle_commit
 
     assert bundle_commit(repo_copy.path, bundle) is None  # ... so no commit is claimed for it
-
-
-@contextmanager
-def served_in(cwd, bundle, *args):
-    port = free_port()
-    process = subprocess.Popen(
-        ["mlcd", "serve", "--bundle", str(bundle), "--port", str(port), *args],
-        cwd=cwd,
-        env=command_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", timeout=30.0)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
