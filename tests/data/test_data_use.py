@@ -88,3 +88,13 @@ def test_an_existing_schema_is_not_replaced_without_force(dvc_project, tmp_path)
     assert result.exit_code == 2 and "pass --force" in result.output
     assert snapshot(dvc_project) == before
     assert runner.invoke(app, ["data", "use", str(source), "--target", "churned", "--force"]).exit_code == 0
+
+
+def test_when_dvc_add_fails_the_copied_file_is_taken_back(dvc_project, tmp_path):
+    source = churn_table(tmp_path / "churn.csv")
+    (dvc_project / ".dvc" / "config").write_text("[core\nbroken")  # DVC cannot read its own config
+    before = snapshot(dvc_project)
+    result = runner.invoke(app, ["data", "use", str(source), "--target", "churned"])
+    assert result.exit_code == 2, result.output
+    assert "`dvc add data/external/churn.csv` failed" in result.output
+    assert snapshot(dvc_project) == before  # no copy left in data/external/, params and schemas untouched

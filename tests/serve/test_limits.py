@@ -21,6 +21,10 @@ from .servers import served
 LIMITS = ("--keepalive", "1", "--request-timeout", "2")
 
 
+# Real server processes on loopback: seconds each, so outside the fast tier.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def server(built_project):
     with served(built_project / "models" / "bundle", *LIMITS) as (port, process):

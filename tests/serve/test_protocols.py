@@ -24,6 +24,10 @@ from .servers import served
 ROWS = 5
 
 
+# Real server processes on loopback: seconds each, so outside the fast tier.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def server(built_project):
     with served(built_project / "models" / "bundle") as (port, _):

@@ -95,9 +95,7 @@ def use_data(
             "train.estimator": estimator,
         },
     )
-    if source != file.resolve():
-        shutil.copy2(file, source)
-    _dvc_add(paths.root, source)
+    _copy_and_track(file, source, paths.root)
     write_bytes(schema_file, schema_to_yaml(schema).encode("utf-8"))
     write_bytes(paths.params, new_params.encode("utf-8"))
     return DataSwitch(
@@ -109,6 +107,25 @@ def use_data(
         len(schema.features),
         schema.positive_class,
     )
+
+
+def _copy_and_track(file: Path, source: Path, root: Path) -> None:
+    """Copy the file into data/external/ and `dvc add` it; if DVC refuses, put back what was there."""
+    if source == file.resolve():
+        _dvc_add(root, source)
+        return
+    backup = source.with_name(source.name + ".mlcd-backup")
+    if source.exists():  # --force over a file of the same name
+        source.replace(backup)
+    shutil.copy2(file, source)
+    try:
+        _dvc_add(root, source)
+    except BaseException:
+        source.unlink(missing_ok=True)
+        if backup.exists():
+            backup.replace(source)
+        raise
+    backup.unlink(missing_ok=True)
 
 
 def _dvc_add(root: Path, source: Path) -> None:
