@@ -68,7 +68,7 @@ async def app(scope, receive, send):
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
-wrk.body = [[%s]]
+wrk.body = [=[%s]=]
 """
 
 

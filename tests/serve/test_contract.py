@@ -1,8 +1,11 @@
 """schemathesis against a real `mlcd serve`, from the OpenAPI document the server publishes.
 
-Positive and negative data, every check, the coverage, fuzzing and stateful phases:
-no 5xx, no undocumented status, no response off its schema. tests/serve/schemathesis.toml
-says the one thing configured (and why).
+Positive and negative data, every check, the examples, fuzzing and stateful phases: no 5xx,
+no undocumented status, no response off its schema. tests/serve/schemathesis.toml says the one
+thing configured (and why). The coverage phase is left out: in schemathesis 4.28 to 4.32 it
+crashes inside Hypothesis on this Python (3.11.7: "SystemError: AST constructor recursion
+depth mismatch", after a KeyError in schemathesis' own strategy code) before it sends a
+request, whatever the schema.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def schemathesis(port: int, *args: str) -> subprocess.CompletedProcess[str]:
             "all",
             "--mode",
             "all",
+            "--phases",
+            "examples,fuzzing,stateful",
             "--seed",
             "20261123",
             "--workers",
@@ -54,7 +59,7 @@ def assert_clean(done: subprocess.CompletedProcess[str], stderr: str) -> None:
 @pytest.mark.e2e
 def test_the_api_keeps_its_published_contract(built_project):
     with served(built_project / "models" / "bundle") as (port, process):
-        done = schemathesis(port, "--max-examples", "50")
+        done = schemathesis(port, "--max-examples", "100")
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert_clean(done, stderr)

@@ -148,13 +148,13 @@ def test_mlflow_bad_bodies_get_a_clear_4xx(server, frame):
         (
             json.dumps({"dataframe_records": [record], "params": {"x": 1}}).encode(),
             "application/json",
-            400,
+            422,
             "no params",
         ),
         (
             b'{"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}',
             "application/json",
-            400,
+            422,
             "row 0 has 2 values",
         ),
         (b"a,b\n1,2\n", "text/csv", 422, "unknown field"),

@@ -19,6 +19,7 @@ from mlcd.serve.payload import parse_json
 
 CSV = "text/csv"
 MEDIA_TYPES = (JSON, CSV)
+_SPLIT_KEYS = frozenset({"columns", "data", "index"})
 FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 
 
@@ -51,8 +52,10 @@ def answer(result: dict[str, Any], model_ref: dict[str, Any]) -> dict[str, Any]:
 
 def _split_records(data: Any, layout: Layout) -> list[Any]:
     """pandas' orient="split": {"columns": [...], "data": [[...], ...]} (an "index" is ignored)."""
-    if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-        raise PayloadError(422, 'dataframe_split must be {"columns": [...], "data": [[...], ...]}')
+    if not isinstance(data, dict) or not isinstance(data.get("data"), list) or set(data) - _SPLIT_KEYS:
+        raise PayloadError(
+            422, 'dataframe_split must be {"columns": [...], "data": [[...], ...]} (and "index")'
+        )
     columns = data.get("columns", list(layout.names))
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise PayloadError(422, "dataframe_split's columns must be a list of column names")

@@ -246,19 +246,30 @@ def _answer_schema(model: BundleModel) -> dict[str, Any]:
     }
 
 
+SCALAR = {"type": ["number", "string", "boolean", "null"]}
+# A record of feature values, a row of them, and a column of them: every shape the two
+# protocols carry is built of these (and so is bounded: no open-ended nesting).
+_RECORD_OF_SCALARS = {"type": "object", "additionalProperties": SCALAR}
+_LIST_OF_SCALARS = {"type": "array", "items": SCALAR}
+
+
 def _mlflow_request_schema() -> dict[str, Any]:
+    rows_or_records = {"type": "array", "items": {"anyOf": [_RECORD_OF_SCALARS, _LIST_OF_SCALARS]}}
+    columns_or_record = {"type": "object", "additionalProperties": {"anyOf": [_LIST_OF_SCALARS, SCALAR]}}
     formats = {
         "dataframe_split": {
             "type": "object",
             "properties": {
                 "columns": {"type": "array", "items": {"type": "string"}},
-                "data": {"type": "array"},
+                "data": {"type": "array", "items": _LIST_OF_SCALARS},
+                "index": _LIST_OF_SCALARS,
             },
             "required": ["data"],
+            "additionalProperties": False,
         },
-        "dataframe_records": {"type": "array", "items": {"type": "object"}},
-        "instances": {"type": ["array", "object"]},
-        "inputs": {"type": ["array", "object"]},
+        "dataframe_records": {"type": "array", "items": _RECORD_OF_SCALARS},
+        "instances": {"anyOf": [rows_or_records, columns_or_record]},
+        "inputs": {"anyOf": [rows_or_records, columns_or_record]},
     }
     return {
         "oneOf": [
@@ -280,8 +291,8 @@ def _v2_request_schema(model: BundleModel) -> dict[str, Any]:
                 "minItems": 1,
                 "maxItems": 2,
             },
-            "data": {"type": "array"},
-            "parameters": {"type": "object"},
+            "data": {"type": "array", "items": {"anyOf": [SCALAR, {"type": "array", "items": SCALAR}]}},
+            "parameters": _RECORD_OF_SCALARS,
         },
         "required": ["name", "datatype", "shape"],
     }
@@ -289,7 +300,7 @@ def _v2_request_schema(model: BundleModel) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "id": {"type": "string"},
-            "parameters": {"type": "object"},
+            "parameters": _RECORD_OF_SCALARS,
             "inputs": {"type": "array", "items": tensor, "minItems": 1},
             "outputs": {
                 "type": "array",

@@ -125,6 +125,7 @@ class Protocol:
         if len(rows) != 1:
             raise PayloadError(422, f"the inputs have different numbers of rows: {sorted(rows)}")
         records = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        _parameters(request, "the request")
         return InferCall(records, _request_id(request), _requested_outputs(request))
 
     def response(self, call: InferCall, result: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +167,8 @@ def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, l
         )
     if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC_TYPES):
         raise PayloadError(422, f"input {name!r}: datatype {datatype!r} is not BYTES or a number type")
-    parameters = tensor.get("parameters")
-    size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+    parameters = _parameters(tensor, f"input {name!r}")
+    size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise PayloadError(422, f"input {name!r}: binary_data_size {size!r} does not fit the binary data")
@@ -211,6 +212,14 @@ def _flatten(data: Any, name: str) -> list[Any]:
             raise PayloadError(422, f"input {name!r}: data is neither flat nor one value per row")
         flat.append(value[0])
     return flat
+
+
+def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
+    """The protocol's parameters: a map of names to strings, numbers or booleans."""
+    parameters = holder.get("parameters", {})
+    if not isinstance(parameters, dict) or any(isinstance(v, dict | list) for v in parameters.values()):
+        raise PayloadError(422, f"{where}: parameters must map names to strings, numbers or booleans")
+    return parameters
 
 
 def _request_id(request: dict[str, Any]) -> str | None:
