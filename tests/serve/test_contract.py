@@ -22,7 +22,8 @@ from .servers import served
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
-def schemathesis(port: int, *args: str) -> subprocess.CompletedProcess[str]:
+def schemathesis(port: int, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """`st run` from `cwd`, where it keeps its cache (never the checkout: the clone must stay clean)."""
     return subprocess.run(
         [
             str(VENV_BIN / "st"),
@@ -46,6 +47,7 @@ def schemathesis(port: int, *args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=cwd,
         env=command_env(),
     )
 
@@ -57,20 +59,22 @@ def assert_clean(done: subprocess.CompletedProcess[str], stderr: str) -> None:
 
 
 @pytest.mark.e2e
-def test_the_api_keeps_its_published_contract(built_project):
+def test_the_api_keeps_its_published_contract(built_project, tmp_path):
     with served(built_project / "models" / "bundle") as (port, process):
-        done = schemathesis(port, "--max-examples", "100")
+        done = schemathesis(port, tmp_path, "--max-examples", "100")
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert_clean(done, stderr)
 
 
 @pytest.mark.e2e
-def test_the_contract_holds_with_a_token(built_project, monkeypatch):
+def test_the_contract_holds_with_a_token(built_project, monkeypatch, tmp_path):
     monkeypatch.setenv("MLCD_API_TOKEN", "contract-token")
     assert os.environ["MLCD_API_TOKEN"] == "contract-token"
     with served(built_project / "models" / "bundle") as (port, process):
-        done = schemathesis(port, "--max-examples", "10", "-H", "Authorization: Bearer contract-token")
+        done = schemathesis(
+            port, tmp_path, "--max-examples", "10", "-H", "Authorization: Bearer contract-token"
+        )
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert_clean(done, stderr)
