@@ -397,11 +397,11 @@ def serve(
     /predict, /version, /v2 and /invocations; /health, /ready and /metrics stay open.
     """
     from mlcd.provenance import bundle_commit
-    from mlcd.serve.app import ServeSettings
+    from mlcd.serve.app import COMMIT_ENV, ServeSettings
     from mlcd.serve.protocol import ConnectionLimits
     from mlcd.serve.server import serve as run_server
 
-    commit = git_commit or os.environ.get("MLCD_GIT_COMMIT") or bundle_commit(Path.cwd(), bundle)
+    commit = git_commit or os.environ.get(COMMIT_ENV) or bundle_commit(Path.cwd(), bundle)
     settings = ServeSettings(
         bundle=bundle,
         threads=threads,

@@ -43,6 +43,7 @@ OFFLOAD_BYTES = 64 * 1024
 OFFLOAD_THREADS = 2
 RETRY_AFTER_SECONDS = 1
 TOKEN_ENV = "MLCD_API_TOKEN"
+COMMIT_ENV = "MLCD_GIT_COMMIT"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class ServeSettings:
     # The commit the bundle was built from: `mlcd serve` finds it (flag, env, or HEAD when
     # dvc.lock there records this bundle); the image sets MLCD_GIT_COMMIT. Not in the manifest:
     # a DVC output must depend only on its declared inputs, or every commit would change it.
-    git_commit: str | None = field(default_factory=lambda: os.environ.get("MLCD_GIT_COMMIT") or None)
+    git_commit: str | None = field(default_factory=lambda: os.environ.get(COMMIT_ENV) or None)
     # /predict, /version, /v2 and /invocations need "Authorization: Bearer <token>" when set.
     api_token: str | None = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None)
     # Swagger UI at /docs loads its scripts from a public CDN, so it is off unless asked for.
@@ -194,7 +195,7 @@ class Api:
                 return answer(body)
             return await asyncio.get_running_loop().run_in_executor(self.offload, answer, body)
         except PayloadError as exc:
-            return error_reply(exc.status, exc.detail)
+            return refusal(request, exc.status, exc.detail)
 
     def predicted(self, batch: Batch) -> dict[str, Any]:
         """The model's answer for a validated batch, counted in the metrics; 422 if not finite."""
@@ -264,10 +265,7 @@ class Api:
             batch = to_batch(call.records, self.model.layout, self.settings.max_batch)
             return json_reply(self.v2.response(call, self.predicted(batch)))
 
-        reply = await self.work(request, answer)
-        if reply.status >= 400:  # the protocol's error body: {"error": "..."}
-            return json_reply({"error": v2.error_text(reply)}, reply.status, reply.headers)
-        return reply
+        return await self.work(request, answer)
 
     # --- probes, provenance, metrics, contract
 
@@ -292,12 +290,15 @@ class Api:
 
 
 def refusal(
-    request: Request, status: int, message: str, headers: tuple[tuple[bytes, bytes], ...] = ()
+    request: Request,
+    status: int,
+    detail: list[dict[str, Any]] | str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
 ) -> Reply:
-    """A 4xx/503 in the body shape of the path's protocol: {"error": ...} under /v2, else {"detail": ...}."""
+    """A refusal in the path's protocol's body shape: {"error": "..."} under /v2, else {"detail": ...}."""
     if request.path.startswith("/v2"):
-        return json_reply({"error": message}, status, headers)
-    return error_reply(status, message, headers)
+        return json_reply({"error": v2.error_text(detail)}, status, headers)
+    return error_reply(status, detail, headers)
 
 
 def create_app(model: BundleModel, settings: ServeSettings) -> Api:

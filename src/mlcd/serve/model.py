@@ -131,7 +131,6 @@ class BundleModel:
         self.examples = read_bundle_json(bundle, EXAMPLES_FILE)
         missing_category = self.schema.get("missing_category")
         self.features = [Feature.from_schema(f, missing_category) for f in self.schema["features"]]
-        self.names = [f.name for f in self.features]
         self.layout = Layout(tuple(self.features))
         self.classes = output_classes(self.schema)
         options = ort.SessionOptions()

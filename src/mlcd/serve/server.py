@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mlcd.errors import ServeError
-from mlcd.serve.app import Api, ServeSettings, create_app
+from mlcd.serve.app import COMMIT_ENV, Api, ServeSettings, create_app
 from mlcd.serve.model import BundleModel
 from mlcd.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 from mlcd.serve.selfcheck import self_check
@@ -27,7 +27,7 @@ _ENV = {
     "max_batch": "MLCD_MAX_BATCH",
     "max_body_bytes": "MLCD_MAX_BODY_BYTES",
     "max_inflight_bytes": "MLCD_MAX_INFLIGHT_BYTES",
-    "git_commit": "MLCD_GIT_COMMIT",
+    "git_commit": COMMIT_ENV,
     "docs": "MLCD_DOCS",
 }
 

@@ -18,9 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
-from mlcd.serve.asgi import PayloadError, Reply
+from mlcd.serve.asgi import PayloadError
 from mlcd.serve.model import BundleModel
 from mlcd.serve.payload import parse_json
 
@@ -238,16 +237,11 @@ def _requested_outputs(request: dict[str, Any]) -> list[str] | None:
     return [o["name"] for o in outputs]
 
 
-def error_text(reply: Reply) -> str:
-    """A 4xx reply's detail as one line: the protocol's errors are a single string."""
-    detail = orjson.loads(reply.body).get("detail") if reply.body else None
+def error_text(detail: list[dict[str, Any]] | str) -> str:
+    """A refusal's detail as one line: the protocol's errors are a single string."""
     if isinstance(detail, list):
-        return "; ".join(
-            f"{_where(problem.get('loc', []))}: {problem.get('msg')}"
-            for problem in detail
-            if isinstance(problem, dict)
-        )
-    return str(detail)
+        return "; ".join(f"{_where(problem['loc'])}: {problem['msg']}" for problem in detail)
+    return detail
 
 
 def _where(loc: list[Any]) -> str:
