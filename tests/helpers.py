@@ -25,6 +25,7 @@ VENV_BIN = Path(sys.executable).parent
 PROJECT_FILES = (
     "dvc.yaml",
     "dvc.lock",
+    ".gto",
     "params.yaml",
     "pyproject.toml",
     ".dvc",

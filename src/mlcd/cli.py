@@ -275,11 +275,15 @@ RootOption = Annotated[Path, typer.Option("--repo", metavar="PATH", help="the pr
 @reports_errors
 def release(
     version: Annotated[
-        str, typer.Argument(metavar="VERSION", help="semantic version, e.g. 1.4.0 (tagged as model@v1.4.0)")
+        str,
+        typer.Argument(
+            metavar="VERSION",
+            help="semantic version, e.g. 1.4.0 or 1.5.0-rc.1 (tagged as model@v1.4.0, GTO's format)",
+        ),
     ],
     repo: RootOption = Path(),
 ) -> None:
-    """Tag HEAD as a model release, after checking it is committed, reproduced and pushed."""
+    """Register HEAD as a model version (a GTO tag), after checking it is committed, reproduced and pushed."""
     from mlcd.versions.releases import create_release
 
     info = create_release(repo, version)
@@ -290,19 +294,24 @@ def release(
 @app.command()
 @reports_errors
 def versions(
-    all_commits: Annotated[
-        bool, typer.Option("--all", metavar="", help="also list untagged commits that changed dvc.lock.")
+    all_versions: Annotated[
+        bool,
+        typer.Option(
+            "--all",
+            metavar="",
+            help="also list deregistered versions and the untagged commits that changed dvc.lock.",
+        ),
     ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", metavar="", help="print JSON instead of a table.")
     ] = False,
     repo: RootOption = Path(),
 ) -> None:
-    """List model releases, newest first, with each one's model hash and metrics."""
+    """List registered model versions, highest first: stages, model hash and metrics (like `gto show`)."""
     from mlcd.versions.releases import list_versions
     from mlcd.versions.table import print_versions
 
-    rows = list_versions(repo, include_all=all_commits)
+    rows = list_versions(repo, include_all=all_versions)
     if as_json:
         from mlcd.files import dump_json
 
@@ -315,33 +324,90 @@ def versions(
 @reports_errors
 def restore(
     ref: Annotated[
-        str, typer.Argument(metavar="REF", help="a version (1.4.0), a release tag, or any commit")
+        str,
+        typer.Argument(
+            metavar="REF",
+            help="a version (1.4.0), a stage (production: the version it holds), a tag "
+            "(model@v1.4.0, model#production#3) or any commit.",
+        ),
     ],
     out: Annotated[
         Path | None,
         typer.Option(
             "--out",
             metavar="PATH",
-            help="write only that version's model bundle here; the workspace is untouched.",
+            help="write only that version's model bundle into this new or empty directory; "
+            "HEAD and the workspace are untouched.",
         ),
     ] = None,
     repo: RootOption = Path(),
 ) -> None:
     """Bring back a model version: check out its commit and data, or copy its bundle with --out.
 
-    Before changing anything, every needed file is looked up in the local DVC cache
-    and the remote; if one is missing, each is listed with how to get it back.
+    Before changing anything, every needed file is fetched from the local DVC cache or the remote
+    and its md5 checked. A missing or damaged file is named (damaged cache copies are removed)
+    and nothing changes: not HEAD, not the workspace, not --out.
     """
-    from mlcd.versions.restore import restore_to, restore_workspace
+    from mlcd.versions.restore import restore_to, restore_workspace, way_back
 
-    done = restore_workspace(repo, ref) if out is None else restore_to(repo, ref, out)
+    previous = None
+    if out is None:
+        done, previous = restore_workspace(repo, ref)
+    else:
+        done = restore_to(repo, ref, out)
     fetched = f", {done.from_remote} file(s) fetched from the remote" if done.from_remote else ""
+    for path in done.repaired:
+        console.print(f"[yellow]replaced a damaged cache copy[/] of {path} with the remote's (md5 checked)")
     console.print(
         f"[green]restored[/] {done.label} (commit {done.commit[:8]}, model "
-        f"{done.manifest['model_hash'][:12]}) -> {done.bundle}{fetched}; manifest sha256s verified"
+        f"{done.manifest['model_hash'][:12]}) -> {done.bundle}{fetched}; md5s and manifest sha256s verified"
     )
-    if out is None:
-        console.print("HEAD is now detached at that commit. Go back with: git switch - && dvc checkout")
+    if previous is not None:
+        console.print(f"HEAD is now detached at {done.commit[:8]}. {way_back(previous)}")
+
+
+@app.command()
+@reports_errors
+def promote(
+    version: Annotated[str, typer.Argument(metavar="VERSION", help="a registered version, e.g. 1.4.0.")],
+    stage: Annotated[
+        str, typer.Argument(metavar="STAGE", help="a stage from .gto (default: staging, production).")
+    ],
+    image_repo: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REPO",
+            envvar="MLCD_IMAGE_REPO",
+            help="where CI pushes images, e.g. registry.example.com/group/mlcd (checked for REPO:COMMIT).",
+        ),
+    ] = None,
+    image_check: Annotated[
+        bool, typer.Option("--image-check/--no-image-check", help="check the version's image was pushed.")
+    ] = True,
+    demote: Annotated[
+        bool, typer.Option("--demote", metavar="", help="take STAGE away from VERSION instead.")
+    ] = False,
+    repo: RootOption = Path(),
+) -> None:
+    """Assign STAGE to VERSION with a GTO stage tag (`model#STAGE#N`); pushing it makes CI deploy.
+
+    Checks first that the version is registered and not deregistered, its outputs are in the DVC
+    remote and its image (REPO:COMMIT) is in the registry. --demote writes GTO's unassignment
+    tag instead, which deploys nothing: to change what serves, promote the version that should.
+    """
+    from mlcd.versions.promote import demote as run_demote
+    from mlcd.versions.promote import promote as run_promote
+
+    if demote:
+        done = run_demote(repo, version, stage)
+        console.print(f"[green]tagged[/] {done.tag}: {done.version} no longer holds {stage}")
+    else:
+        done = run_promote(repo, version, stage, image_repo, check_image=image_check)
+        image = f", image {done.image} checked" if done.image else ""
+        console.print(
+            f"[green]tagged[/] {done.tag}: {done.version} (commit {done.commit[:8]}) -> {stage}{image}"
+        )
+    console.print(f"push it to act on it: git push origin '{done.tag}'")
 
 
 @app.command()

@@ -1,48 +1,16 @@
 """Releases, the version list and restore, in a temp repo with a local DVC remote."""
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from ..helpers import Repo, clone_repo, new_repo
+from ..helpers import Repo
+from .conftest import bundle_bytes, head
 
 pytestmark = pytest.mark.e2e
-C_VALUES = {"1.0.0": 1.0, "1.1.0": 0.05, "1.2.0": 0.002}
-
-
-def bundle_bytes(path: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
-
-
-@pytest.fixture(scope="module")
-def released(tmp_path_factory):
-    """Three releases with different regularisation, each pushed; what each bundle held."""
-    repo = new_repo(tmp_path_factory.mktemp("released") / "repo")
-    produced = {}
-    for version, c in C_VALUES.items():
-        repo.set_params(**{"train.logistic_regression.C": c})
-        repo.dvc("repro")
-        repo.commit(f"train with C={c}")
-        repo.dvc("push")
-        repo.mlcd("release", version)
-        bundle = repo.path / "models" / "bundle"
-        produced[version] = {
-            "files": bundle_bytes(bundle),
-            "manifest": json.loads((bundle / "manifest.json").read_text()),
-            "commit": repo.run("git", "rev-parse", "HEAD").stdout.strip(),
-        }
-    return repo, produced
-
-
-@pytest.fixture
-def repo(released, tmp_path) -> Repo:
-    return clone_repo(released[0], tmp_path / "repo")
-
-
-def head(repo: Repo) -> str:
-    return repo.run("git", "rev-parse", "HEAD").stdout.strip()
 
 
 def test_versions_lists_every_release_newest_first(repo, released):
@@ -91,7 +59,7 @@ def test_restore_workspace_checks_out_each_version(repo, released):
     for version in ("1.0.0", "model@v1.1.0", "v1.2.0"):
         plain = version.removeprefix("model@v").removeprefix("v")
         done = repo.mlcd("restore", version)
-        assert "git switch -" in done.stderr
+        assert "HEAD is now detached at" in done.stderr and "go back with `git switch -`" in done.stderr
         assert head(repo) == produced[plain]["commit"]
         assert bundle_bytes(repo.path / "models" / "bundle") == produced[plain]["files"]
         assert repo.dvc("status").stdout.strip() == "Data and pipelines are up to date."
@@ -161,8 +129,9 @@ def test_modified_output_is_refused(repo):
     [
         ("1.2.0", "model@v1.2.0 already exists (commit"),
         ("1.1.5", "v1.1.5 is lower than the latest release model@v1.2.0; versions only go up"),
-        ("1.3", "'1.3' is not a version: use MAJOR.MINOR.PATCH"),
-        ("v2.0.0-rc1", "is not a version"),
+        ("1.3", "'1.3' is not a version: use semantic versioning MAJOR.MINOR.PATCH"),
+        ("v2.0.0-rc_1", "is not a version"),
+        ("2.0.0", "'model' is already registered in this commit with version 'v1.2.0'"),
     ],
 )
 def test_bad_versions_are_refused(repo, version, message):
@@ -190,4 +159,102 @@ def test_release_refuses_stale_lock_and_unpushed_outputs(repo):
 def test_unknown_ref_lists_releases(repo):
     done = repo.mlcd("restore", "9.9.9", check=False)
     assert done.returncode == 2
-    assert "'9.9.9' is neither a release nor a commit (releases: v1.2.0, v1.1.0, v1.0.0)" in done.stderr
+    assert (
+        "'9.9.9' is not a version, a stage, a tag or a commit (versions: v1.2.0, v1.1.0, v1.0.0; "
+        "stages: staging, production)"
+    ) in done.stderr
+
+
+def _object(store: Path, md5: str) -> Path:
+    return store / "files" / "md5" / md5[:2] / md5[2:]
+
+
+def _flip_one_byte(path: Path) -> None:
+    path.chmod(0o644)  # DVC keeps its cache read-only
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _state(repo: Repo) -> dict:
+    """HEAD, git status, the workspace bundle and every cache file's bytes: what a restore could change."""
+    cache = repo.path / ".dvc" / "cache"
+    return {
+        "head": head(repo),
+        "status": repo.run("git", "status", "--porcelain").stdout,
+        "bundle": bundle_bytes(repo.path / "models" / "bundle"),
+        "cache": {str(p.relative_to(cache)): p.read_bytes() for p in sorted(cache.rglob("*")) if p.is_file()},
+    }
+
+
+def test_a_damaged_remote_object_changes_nothing(repo, released, tmp_path):
+    _, produced = released
+    model_md5 = next(
+        e["md5"] for e in _dir_listing(repo, produced["1.1.0"]["commit"]) if e["relpath"] == "model.onnx"
+    )
+    _object(repo.path / ".dvc" / "cache", model_md5).unlink()  # so it must come from the remote
+    damaged = _object(repo.remote, model_md5)
+    _flip_one_byte(damaged)
+    actual = hashlib.md5(damaged.read_bytes()).hexdigest()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    before = _state(repo)
+    for args in (
+        ("restore", "1.1.0"),
+        ("restore", "1.1.0", "--out", str(tmp_path / "new")),
+        ("restore", "model@v1.1.0", "--out", str(empty)),
+    ):
+        done = repo.mlcd(*args, check=False)
+        assert done.returncode == 2, done.stderr
+        assert (
+            "1 file(s) are damaged: their bytes do not match the md5 dvc.lock records. Nothing was changed"
+            in done.stderr
+        )
+        assert (
+            f"models/bundle/model.onnx: expected md5 {model_md5}, got {actual} "
+            f"(from remote 'local' ({repo.remote}): {damaged})"
+        ) in done.stderr
+        assert _state(repo) == before  # HEAD, workspace and cache exactly as they were
+    assert not (tmp_path / "new").exists()
+    assert list(empty.iterdir()) == []
+    assert not list((repo.path / ".dvc" / "tmp").glob(".mlcd-restore-*"))
+
+
+def test_a_damaged_cache_copy_is_replaced_by_the_remote_one(repo, released, tmp_path):
+    _, produced = released
+    model_md5 = next(
+        e["md5"] for e in _dir_listing(repo, produced["1.0.0"]["commit"]) if e["relpath"] == "model.onnx"
+    )
+    cached = _object(repo.path / ".dvc" / "cache", model_md5)
+    _flip_one_byte(cached)
+    done = repo.mlcd("restore", "1.0.0", "--out", str(tmp_path / "out"))
+    assert "replaced a damaged cache copy of models/bundle/model.onnx" in done.stderr
+    assert bundle_bytes(tmp_path / "out") == produced["1.0.0"]["files"]
+    assert hashlib.md5(cached.read_bytes()).hexdigest() == model_md5
+
+
+def test_damaged_in_cache_and_remote_is_removed_from_the_cache(repo, released):
+    _, produced = released
+    model_md5 = next(
+        e["md5"] for e in _dir_listing(repo, produced["1.0.0"]["commit"]) if e["relpath"] == "model.onnx"
+    )
+    cached = _object(repo.path / ".dvc" / "cache", model_md5)
+    for copy in (cached, _object(repo.remote, model_md5)):
+        _flip_one_byte(copy)
+    before = head(repo)
+    done = repo.mlcd("restore", "1.0.0", check=False)
+    assert done.returncode == 2
+    assert "(damaged copies were removed from the local cache)" in done.stderr
+    assert f"removed from the cache: models/bundle/model.onnx (md5 {model_md5}" in done.stderr
+    assert not cached.exists()
+    assert head(repo) == before
+
+
+def test_out_that_is_a_file_is_refused(repo, tmp_path):
+    existing = tmp_path / "bundle.tar"
+    existing.write_bytes(b"keep me")
+    done = repo.mlcd("restore", "1.0.0", "--out", str(existing), check=False)
+    assert done.returncode == 2
+    assert f"--out {existing} is an existing file: give a new or empty directory" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert existing.read_bytes() == b"keep me"

@@ -6,13 +6,11 @@ import os
 from pathlib import Path
 
 from mlcd.ci.remote import configure_remote
-from mlcd.git import git
-from mlcd.versions.releases import parse_tag, require_pushed
+from mlcd.versions.releases import registration, require_pushed
 
 
 def verify_release(root: Path, tag: str) -> tuple[str, int]:
     """(commit, number of outputs checked) once every cached output of the tag is in the remote."""
-    parse_tag(root, tag)
+    commit = registration(root, tag).commit
     configure_remote(root, os.environ)
-    commit = git(root, "rev-parse", f"{tag}^{{commit}}").strip()
     return commit, require_pushed(root, commit)

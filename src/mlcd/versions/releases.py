@@ -1,4 +1,8 @@
-"""Release tags in GTO's format (`<artifact>@v<semver>`) and the version list."""
+"""Releases: GTO registration tags (`<artifact>@v<semver>`) on reproduced, pushed commits, and the list.
+
+The tags themselves are read and written by GTO's library (versions/registry.py); this module adds
+what mlcd knows about each version: its model hash, metrics and whether its outputs were pushed.
+"""
 
 from __future__ import annotations
 
@@ -13,15 +17,16 @@ from mlcd.bundle import MANIFEST
 from mlcd.config import LOCK_FILE, ProjectPaths
 from mlcd.errors import VersionError
 from mlcd.git import git, require_clean, short, show_file
-from mlcd.versions.semver import Semver
+from mlcd.versions import registry
 from mlcd.versions.storage import ObjectStores, outputs_at
 
 METRICS_FILE = ProjectPaths().metrics.as_posix()
+PIPELINE_FILE = "dvc.yaml"
 
 
 @dataclass(frozen=True)
 class Artifact:
-    name: str
+    name: str  # GTO's name: `model`, or `dir:model` for a dvc.yaml in a subdirectory
     path: str
 
 
@@ -33,42 +38,36 @@ class VersionInfo:
     date: str
     model_hash: str | None
     metrics: dict[str, Any] = field(default_factory=dict)
+    stages: list[str] = field(default_factory=list)
+    registered: bool = True  # False: deregistered (`<artifact>@v<semver>!`), listed only with --all
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def require_project(root: Path) -> None:
+    """A clear error, not a traceback, when run outside the project's root."""
+    if (root / PIPELINE_FILE).is_file():
+        return
+    here = root.resolve()
+    above = next((p for p in here.parents if (p / PIPELINE_FILE).is_file()), None)
+    hint = (
+        f"run it in {above} or pass --repo {above}"
+        if above
+        else "run it in the project's root or pass --repo"
+    )
+    raise VersionError(f"{here} is not an mlcd project (it has no {PIPELINE_FILE}): {hint}")
+
+
 def artifact(root: Path) -> Artifact:
-    pipeline = yaml.safe_load((root / "dvc.yaml").read_text(encoding="utf-8")) or {}
+    require_project(root)
+    pipeline = yaml.safe_load((root / PIPELINE_FILE).read_text(encoding="utf-8")) or {}
     artifacts = pipeline.get("artifacts") or {}
     models = [(name, spec) for name, spec in artifacts.items() if spec.get("type") == "model"]
     if len(models) != 1:
         raise VersionError("dvc.yaml must declare exactly one artifact of type model under `artifacts:`")
     name, spec = models[0]
     return Artifact(name, spec["path"])
-
-
-def tag_name(art: Artifact, version: Semver) -> str:
-    return f"{art.name}@{version}"
-
-
-def release_tags(root: Path, art: Artifact) -> list[tuple[Semver, str, str, str]]:
-    """(version, tag, commit, date) for every well-formed release tag, newest version first."""
-    listing = git(
-        root,
-        "for-each-ref",
-        "--format=%(refname:strip=2)%09%(*objectname)%09%(objectname)%09%(creatordate:iso-strict)",
-        f"refs/tags/{art.name}@v*",
-    )
-    found = []
-    for line in listing.splitlines():
-        tag, peeled, target, date = line.split("\t")
-        try:
-            version = Semver.parse(tag.removeprefix(f"{art.name}@"))
-        except VersionError:
-            continue  # not one of ours; GTO also ignores malformed tags
-        found.append((version, tag, peeled or target, date))
-    return sorted(found, reverse=True)
 
 
 def metrics_at(root: Path, commit: str) -> dict[str, Any]:
@@ -92,37 +91,48 @@ def model_hash_at(root: Path, commit: str, art: Artifact) -> str | None:
 
 
 def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
+    """Registered versions, highest first, with stages, model hash and metrics.
+
+    `include_all` adds deregistered versions and the untagged commits that changed dvc.lock.
+    """
     art = artifact(root)
-    tags = release_tags(root, art)
-    by_commit: dict[str, tuple[Semver, str, str]] = {}
-    for release, release_tag, commit, date in tags:
-        by_commit.setdefault(commit, (release, release_tag, date))
+    found = registry.list_registered(root, art.name, include_deregistered=include_all)
+    rows = [
+        _info(root, art, v.commit, v.created_at, v.version, v.tag, list(v.stages), v.registered)
+        for v in found
+    ]
     if include_all:
+        tagged = {v.commit for v in found}
         changed = set(git(root, "log", "--format=%H", "--", LOCK_FILE).split())
-        tagged = {commit for _, _, commit, _ in tags}
-        # Newest first over HEAD and every tag, so a release that left dvc.lock as it was keeps its place.
-        listing = git(root, "log", "--topo-order", "--format=%H%x09%cI", "HEAD", "--tags").splitlines()
-        commits = [(c, d) for c, d in (line.split("\t") for line in listing) if c in changed | tagged]
-    else:
-        commits = [(commit, date) for _, _, commit, date in tags]
-    rows = []
-    for commit, date in commits:
-        version: Semver | None = None
-        tag: str | None = None
-        tag_date = date
-        if found := by_commit.get(commit):
-            version, tag, tag_date = found
-        rows.append(
-            VersionInfo(
-                version=str(version) if version else None,
-                tag=tag,
-                commit=commit,
-                date=tag_date,
-                model_hash=model_hash_at(root, commit, art),
-                metrics=metrics_at(root, commit),
-            )
-        )
+        listing = git(root, "log", "--topo-order", "--format=%H%x09%cI", "HEAD").splitlines()
+        rows += [
+            _info(root, art, commit, date, None, None, [], False)
+            for commit, date in (line.split("\t") for line in listing)
+            if commit in changed - tagged
+        ]
     return rows
+
+
+def _info(
+    root: Path,
+    art: Artifact,
+    commit: str,
+    date: str,
+    version: str | None,
+    tag: str | None,
+    stages: list[str],
+    registered: bool,
+) -> VersionInfo:
+    return VersionInfo(
+        version=version,
+        tag=tag,
+        commit=commit,
+        date=date,
+        model_hash=model_hash_at(root, commit, art),
+        metrics=metrics_at(root, commit),
+        stages=stages,
+        registered=registered,
+    )
 
 
 def _stale_stages(root: Path) -> list[str]:
@@ -148,51 +158,53 @@ def require_pushed(root: Path, commit: str) -> int:
     return len(objects)
 
 
-def parse_tag(root: Path, tag: str) -> tuple[Artifact, Semver]:
-    """The artifact and version a release tag names; an error says the expected form."""
+def registration(root: Path, tag: str) -> registry.TagEvent:
+    """The registration a tag makes, or an error saying the expected form."""
     art = artifact(root)
-    name, _, version = tag.partition("@")
-    if name != art.name or not version.startswith("v"):
-        raise VersionError(f"tag {tag!r} is not a release of {art.name!r}: expected {art.name}@v<semver>")
-    return art, Semver.parse(version)
+    events = [e for e in registry.tag_events(root, tag) if e.action == "registration"]
+    if not events or events[0].artifact != art.name:
+        raise VersionError(
+            f"tag {tag!r} does not register a version of {art.name!r}: expected {art.name}@v<semver>"
+        )
+    return events[0]
 
 
 def create_release(root: Path, version_text: str) -> VersionInfo:
-    """Tag HEAD as a release after checking it is clean, reproduced and pushed."""
+    """Register HEAD as a version after checking it is clean, reproduced and pushed."""
     art = artifact(root)
-    version = Semver.parse(version_text)
-    tag = tag_name(art, version)
+    version = registry.valid_version(version_text)
     require_clean(root)
     head = git(root, "rev-parse", "HEAD").strip()
-    existing = release_tags(root, art)
-    for other, other_tag, commit, _ in existing:
-        if other == version:
-            raise VersionError(f"{other_tag} already exists (commit {short(commit)}); pick a new version")
-    if existing and version < existing[0][0]:
-        latest = existing[0]
-        raise VersionError(f"{version} is lower than the latest release {latest[1]}; versions only go up")
+    existing = registry.list_registered(root, art.name, include_deregistered=True)
+    for other in existing:
+        if other.version == version:
+            raise VersionError(
+                f"{other.tag} already exists (commit {short(other.commit)}); pick a new version"
+            )
+    if existing:
+        latest = max(existing, key=lambda v: registry.version_key(v.version))
+        if registry.version_key(version) < registry.version_key(latest.version):
+            raise VersionError(
+                f"{version} is lower than the latest release {latest.tag}; versions only go up"
+            )
     if stale := _stale_stages(root):
         raise VersionError(
             "dvc.lock does not match the workspace: run `dvc repro`, commit dvc.lock, then release:",
             stale,
         )
     require_pushed(root, head)
-    info = VersionInfo(
-        version=str(version),
-        tag=tag,
-        commit=head,
-        date="",
-        model_hash=model_hash_at(root, head, art),
-        metrics=metrics_at(root, head),
-    )
-    git(root, "tag", "-a", tag, "-m", release_message(art, info, root, head))
-    info.date = git(root, "for-each-ref", "--format=%(creatordate:iso-strict)", f"refs/tags/{tag}").strip()
+    info = _info(root, art, head, "", version, None, [], True)
+    info.tag = registry.register(root, art.name, version, head, release_message(art, info, root, head))
+    info.date = git(
+        root, "for-each-ref", "--format=%(creatordate:iso-strict)", f"refs/tags/{info.tag}"
+    ).strip()
     return info
 
 
-def release_message(art: Artifact, info: VersionInfo, root: Path, commit: str) -> str:
+def bundle_md5(root: Path, commit: str, art: Artifact) -> str | None:
+    """The bundle directory's DVC hash in the commit's dvc.lock."""
     lock = yaml.safe_load(show_file(root, commit, LOCK_FILE) or "{}")
-    bundle_md5 = next(
+    return next(
         (
             o["md5"]
             for s in lock.get("stages", {}).values()
@@ -201,10 +213,13 @@ def release_message(art: Artifact, info: VersionInfo, root: Path, commit: str) -
         ),
         None,
     )
+
+
+def release_message(art: Artifact, info: VersionInfo, root: Path, commit: str) -> str:
     metrics = ", ".join(f"{k}={v}" for k, v in sorted(info.metrics.items()))
     return (
         f"Release {art.name} {info.version}\n\n"
         f"model_hash: {info.model_hash}\n"
-        f"bundle: {art.path} (dvc md5 {bundle_md5})\n"
+        f"bundle: {art.path} (dvc md5 {bundle_md5(root, commit, art)})\n"
         f"metrics: {metrics}\n"
     )

@@ -1,21 +1,23 @@
-"""Restore any released (or committed) model: into the workspace, or into a directory.
+"""Restore any registered (or committed) model: into the workspace, or into a directory.
 
-Both modes first check that every needed object is in the local cache or the
-remote, and change nothing if one is not.
+Both modes fetch and md5-check every needed object first (versions/verified.py) and change
+nothing if one is missing or damaged. Only then does the workspace mode move HEAD.
 """
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlcd.bundle import verify_bundle
-from mlcd.errors import VersionError
+from mlcd.errors import MlcdError, VersionError
+from mlcd.files import atomic_dir
 from mlcd.git import git, require_clean, resolve_commit, short
-from mlcd.versions.releases import artifact, release_tags
-from mlcd.versions.semver import Semver
-from mlcd.versions.storage import ObjectStores, StoredObject, copy_out, missing_lines, outputs_at
+from mlcd.versions import registry
+from mlcd.versions.releases import Artifact, artifact
+from mlcd.versions.verified import verify_objects
 
 
 @dataclass(frozen=True)
@@ -25,44 +27,75 @@ class Restored:
     bundle: Path
     manifest: dict[str, Any]
     from_remote: int  # objects that had to come from the remote
+    repaired: list[str]  # damaged cache copies replaced by good ones
 
 
-def resolve(root: Path, ref: str) -> tuple[str, str]:
-    """(commit, label) for a version (1.2.0, v1.2.0), a release tag, or any commit-ish."""
+@dataclass(frozen=True)
+class Target:
+    commit: str
+    label: str  # what the messages call it: model@v1.2.0 (production), or a short commit
+
+
+def resolve(root: Path, ref: str) -> Target:
+    """A version (1.2.0, v1.2.0, v1.3.0-rc.1), a stage (production), a GTO tag, or any commit-ish."""
     art = artifact(root)
+    if registry.is_gto_tag(ref) and resolve_commit(root, f"refs/tags/{ref}"):
+        events = registry.tag_events(root, ref)
+        version = next((e.version for e in events if e.version and e.artifact == art.name), None)
+        if version is not None:
+            return _version_target(root, art, version, via=ref)
+    name, sep, stage = ref.partition("#")  # GTO's shortcut <artifact>#<stage>
+    if sep and name == art.name:
+        return _stage_target(root, art, stage)
+    if ref in (f"{art.name}@latest", f"{art.name}@greatest"):
+        latest = registry.list_registered(root, art.name)
+        if not latest:
+            raise VersionError(f"{art.name} has no registered version yet: `mlcd release 0.1.0` makes one")
+        return _version_target(root, art, latest[0].version, via=ref)
+    text = ref.removeprefix(f"{art.name}@")
     try:
-        wanted = Semver.parse(ref.removeprefix(f"{art.name}@"))
+        version = registry.valid_version(text)
     except VersionError:
-        wanted = None
-    if wanted is not None:
-        for version, tag, commit, _ in release_tags(root, art):
-            if version == wanted:
-                return commit, tag
-    resolved = resolve_commit(root, ref)
-    if resolved is None:
-        known = ", ".join(str(v) for v, *_ in release_tags(root, art)) or "none yet"
-        raise VersionError(f"{ref!r} is neither a release nor a commit (releases: {known})")
-    return resolved, short(resolved)
-
-
-def check_available(root: Path, commit: str, label: str, only: str | None) -> list[StoredObject]:
-    """Every object the restore needs, or a VersionError naming each missing one."""
-    stores = ObjectStores(root)
-    try:
-        objects = stores.objects(outputs_at(root, commit, only))
-        remote = stores.describe_remote()
-    finally:
-        stores.close()
-    missing = [o for o in objects if not (o.in_cache or o.in_remote)]
-    if missing:
+        version = None
+    if version is not None and registry.find_version(root, art.name, version):
+        return _version_target(root, art, version, via=ref)
+    if ref in _known_stages(root, art):
+        return _stage_target(root, art, ref)
+    commit = resolve_commit(root, ref)
+    if commit is None:
+        known = ", ".join(v.version for v in registry.list_registered(root, art.name)) or "none yet"
+        stages = ", ".join(_known_stages(root, art))
         raise VersionError(
-            f"cannot restore {label} (commit {short(commit)}): {len(missing)} file(s) are in neither "
-            f"the local cache nor {remote}. Nothing was changed. Fix: run `dvc push` from a clone "
-            f"that has them, or rebuild them with `git checkout {short(commit)} && dvc repro "
-            "&& dvc push`. Missing:",
-            missing_lines(root, missing),
+            f"{ref!r} is not a version, a stage, a tag or a commit (versions: {known}; stages: {stages})"
         )
-    return objects
+    return Target(commit, short(commit))
+
+
+def _known_stages(root: Path, art: Artifact) -> list[str]:
+    used = [s for v in registry.list_registered(root, art.name) for s in v.stages]
+    return list(dict.fromkeys([*registry.stages(root), *used]))
+
+
+def _version_target(root: Path, art: Artifact, version: str, via: str) -> Target:
+    found = registry.find_version(root, art.name, version)
+    if found is None:
+        raise VersionError(f"{via!r} names {art.name} {version}, which is not registered")
+    if not found.registered:
+        raise VersionError(
+            f"{found.tag} was deregistered ({found.tag}! says so); restore its commit "
+            f"{short(found.commit)} explicitly if you really need it: `mlcd restore {short(found.commit)}`"
+        )
+    stages = f" ({', '.join(found.stages)})" if found.stages else ""
+    return Target(found.commit, f"{found.tag}{stages}")
+
+
+def _stage_target(root: Path, art: Artifact, stage: str) -> Target:
+    found = registry.in_stage(root, art.name, stage)
+    if found is None:
+        raise VersionError(
+            f"no version of {art.name} is in stage {stage!r}: assign one with `mlcd promote VERSION {stage}`"
+        )
+    return Target(found.commit, f"{found.tag} ({stage})")
 
 
 def _refuse_dirty(root: Path) -> None:
@@ -86,33 +119,50 @@ def _refuse_dirty(root: Path) -> None:
         )
 
 
-def restore_workspace(root: Path, ref: str) -> Restored:
-    """`git checkout <commit>` then `dvc checkout`, as one safe step."""
-    commit, label = resolve(root, ref)
-    _refuse_dirty(root)
-    objects = check_available(root, commit, label, only=None)
-    git(root, "checkout", "--quiet", commit)
-    from dvc.repo import Repo as DvcRepo
+def way_back(previous: str) -> str:
+    return (
+        f"HEAD was moved from {short(previous)}: go back with `git switch -` "
+        f"(or `git checkout {short(previous)}`) then `dvc checkout`"
+    )
 
-    with DvcRepo(str(root)) as repo:
-        if any(not o.in_cache for o in objects):
-            repo.fetch()
-        repo.checkout(force=True)
-    bundle = root / artifact(root).path
-    manifest = verify_bundle(bundle)
-    return Restored(label, commit, bundle, manifest, sum(not o.in_cache for o in objects))
+
+def restore_workspace(root: Path, ref: str) -> tuple[Restored, str]:
+    """`git checkout <commit>` then `dvc checkout`, once every object is verified; (restored, old HEAD)."""
+    target = resolve(root, ref)
+    _refuse_dirty(root)
+    verified = verify_objects(root, target.commit, target.label, only=None)
+    previous = git(root, "rev-parse", "HEAD").strip()
+    git(root, "checkout", "--quiet", target.commit)
+    try:
+        from dvc.repo import Repo as DvcRepo
+
+        with DvcRepo(str(root)) as repo:
+            repo.checkout(force=True)  # every object is in the cache, checked: nothing to download
+        bundle = root / artifact(root).path
+        manifest = verify_bundle(bundle)
+    except MlcdError as exc:
+        raise type(exc)(f"{exc.message} ({way_back(previous)})", exc.problems) from None
+    except Exception as exc:  # dvc's own errors: still say where HEAD is
+        raise VersionError(f"dvc checkout failed after HEAD moved: {exc} ({way_back(previous)})") from None
+    restored = Restored(target.label, target.commit, bundle, manifest, verified.fetched, verified.repaired)
+    return restored, previous
 
 
 def restore_to(root: Path, ref: str, out: Path) -> Restored:
     """Write the version's bundle into `out`; the workspace and HEAD stay as they are."""
-    commit, label = resolve(root, ref)
-    if out.exists() and any(out.iterdir()):
-        raise VersionError(f"{out} is not empty; choose a new directory so nothing is overwritten")
+    if out.exists() and not out.is_dir():
+        raise VersionError(f"--out {out} is an existing file: give a new or empty directory")
+    if out.is_dir() and any(out.iterdir()):
+        raise VersionError(f"--out {out} is not empty; choose a new directory so nothing is overwritten")
+    target = resolve(root, ref)
     art = artifact(root)
-    objects = check_available(root, commit, label, only=art.path)
-    from dvc.api import DVCFileSystem
-
-    out.mkdir(parents=True, exist_ok=True)
-    copy_out(DVCFileSystem(str(root), rev=commit), art.path, out)
-    manifest = verify_bundle(out)
-    return Restored(label, commit, out, manifest, sum(not o.in_cache for o in objects))
+    verified = verify_objects(root, target.commit, target.label, only=art.path)
+    prefix = f"{art.path}/"
+    with atomic_dir(out) as staging:
+        for item in verified.objects:
+            if item.path.startswith(prefix):
+                destination = staging / item.path.removeprefix(prefix)
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(verified.cache_paths[item.md5], destination)
+        manifest = verify_bundle(staging)
+    return Restored(target.label, target.commit, out, manifest, verified.fetched, verified.repaired)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mlcd.versions.releases import VersionInfo
@@ -15,16 +16,20 @@ def print_versions(rows: list[VersionInfo]) -> None:
     if not console.is_terminal:  # piped or logged: never squeeze the table into 80 columns
         console = Console(width=200)
     if not rows:
-        console.print("no releases yet: create one with `mlcd release 0.1.0`")
+        console.print("no registered versions yet: create one with `mlcd release 0.1.0`")
         return
     names = [m for m in KEY_METRICS if any(m in row.metrics for row in rows)]
     table = Table(show_lines=False)
-    for column in ("version", "tag", "commit", "date", "model hash", *names):
+    for column in ("version", "stages", "tag", "commit", "date", "model hash", *names):
         table.add_column(column, justify="right" if column in names else "left")
     for row in rows:
+        version = row.version or "-"
+        if row.version and not row.registered:
+            version += " (deregistered)"
         table.add_row(
-            row.version or "-",
-            row.tag or "-",
+            escape(version),
+            escape(", ".join(row.stages)),
+            escape(row.tag or "-"),
             row.commit[:8],
             row.date[:19].replace("T", " "),
             row.model_hash[:12] if row.model_hash else "(not stored)",

@@ -1,0 +1,44 @@
+"""A project with three releases, each reproduced with other regularisation and pushed to its remote."""
+
+from pathlib import Path
+
+import pytest
+
+from ..helpers import Repo, clone_repo, new_repo
+
+C_VALUES = {"1.0.0": 1.0, "1.1.0": 0.05, "1.2.0": 0.002}
+
+
+def bundle_bytes(path: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(path.iterdir())}
+
+
+def head(repo: Repo) -> str:
+    return repo.run("git", "rev-parse", "HEAD").stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def released(tmp_path_factory):
+    """Three releases with different regularisation, each pushed; what each bundle held."""
+    import json
+
+    repo = new_repo(tmp_path_factory.mktemp("released") / "repo")
+    produced = {}
+    for version, c in C_VALUES.items():
+        repo.set_params(**{"train.logistic_regression.C": c})
+        repo.dvc("repro")
+        repo.commit(f"train with C={c}")
+        repo.dvc("push")
+        repo.mlcd("release", version)
+        bundle = repo.path / "models" / "bundle"
+        produced[version] = {
+            "files": bundle_bytes(bundle),
+            "manifest": json.loads((bundle / "manifest.json").read_text()),
+            "commit": head(repo),
+        }
+    return repo, produced
+
+
+@pytest.fixture
+def repo(released, tmp_path) -> Repo:
+    return clone_repo(released[0], tmp_path / "repo")
