@@ -775,15 +775,49 @@ def ci_reproduce(
 def ci_verify_release(
     tag: Annotated[
         str,
-        typer.Argument(metavar="TAG", envvar="CI_COMMIT_TAG", help="release tag, `<artifact>@v<semver>`."),
+        typer.Argument(
+            metavar="TAG", envvar="CI_COMMIT_TAG", help="registration tag, `<artifact>@v<semver>`."
+        ),
     ],
+    notes: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="PATH", help="write the GitLab Release description here (model hash, bundle, metrics)."
+        ),
+    ] = None,
     repo: RootOption = Path(),
 ) -> None:
-    """Check a release tag names the model artifact and every output it needs is in the DVC remote."""
-    from mlcd.ci.release import verify_release
+    """Check a registration tag names the model artifact and every output it needs is in the DVC remote."""
+    from mlcd.ci.release import release_notes, verify_release
 
     commit, count = verify_release(repo, tag)
     console.print(f"[green]{tag}[/] ({commit[:8]}): all {count} outputs are in the DVC remote")
+    if notes is not None:
+        notes.write_text(release_notes(repo, tag), encoding="utf-8")
+        console.print(f"release notes for GitLab's Release written to {notes}")
+
+
+@ci_app.command("deploy-target")
+@reports_errors
+def ci_deploy_target(
+    dotenv: Annotated[
+        Path, typer.Option(metavar="PATH", help="write MLCD_DEPLOY_IMAGE and MLCD_DEPLOY_BUNDLE here.")
+    ],
+    environment: Annotated[
+        str,
+        typer.Option(metavar="TEXT", envvar="CI_ENVIRONMENT_NAME", help="the environment being deployed."),
+    ],
+    repo: RootOption = Path(),
+) -> None:
+    """Pick what a deploy job deploys: this pipeline's image and bundle, or on a stage tag
+    (`model#<stage>#<n>`) the promoted version's pushed image and its bundle from the DVC remote."""
+    import os
+
+    from mlcd.ci.deploy_target import deploy_target
+
+    target = deploy_target(repo, environment, os.environ)
+    dotenv.write_text(target.dotenv(), encoding="utf-8")
+    console.print(f"{environment} <- {target.what}: image {target.image}, bundle {target.bundle}")
 
 
 def main() -> None:

@@ -103,7 +103,8 @@ class GitlabCiLocal:
         )
         return {job["name"]: job for job in json.loads(done.stdout)}
 
-    def write_shell_file(self) -> Path:
+    def preview(self) -> dict[str, Any]:
+        """The CI file as GitLab reads it: extends, anchors and !reference resolved."""
         done = subprocess.run(
             self._command("--preview", variables={}, unset=()),
             capture_output=True,
@@ -112,7 +113,11 @@ class GitlabCiLocal:
             cwd=self.project,
             check=True,
         )
-        expanded = yaml.safe_load(done.stdout)
+        expanded: dict[str, Any] = yaml.safe_load(done.stdout)
+        return expanded
+
+    def write_shell_file(self) -> Path:
+        expanded = self.preview()
         for value in expanded.values():
             if isinstance(value, dict) and "script" in value:
                 value.pop("image", None)
@@ -151,3 +156,28 @@ class GitlabCiLocal:
             if log.exists():
                 logs[job] = _ANSI.sub("", log.read_text(errors="replace"))
         return PipelineRun(done.returncode, output, results, durations, logs)
+
+
+def image_variables(
+    registry: Any, remote: Path, port: int, state: Path, path: str = "group/mlcd"
+) -> dict[str, str]:
+    """What the build and deploy jobs need on this machine: the loopback registry, local base images,
+    the host's CAs for pip, and the podman deploy backend on `port` with its state under `state`."""
+    from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases
+
+    base, runtime = ensure_local_bases()
+    return {
+        "DVC_REMOTE_URL": str(remote),
+        "CI_REGISTRY": registry.address,
+        "CI_REGISTRY_IMAGE": f"{registry.address}/{path}",
+        "REGISTRY_TLS_VERIFY": "false",  # the loopback registry speaks plain HTTP
+        "MLCD_REGISTRY_TLS_VERIFY": "false",
+        # What a runner without registry access needs: local bases and the host's CAs for pip.
+        "BASE_IMAGE": base,
+        "RUNTIME_IMAGE": runtime,
+        "BUILD_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+        "CONTAINERS_CONF": str(CONTAINERS_CONF),
+        "DEPLOY_BACKEND": "podman",
+        "MLCD_DEPLOY_PORT": str(port),
+        "MLCD_DEPLOY_STATE_DIR": str(state),
+    }

@@ -7,17 +7,16 @@ import urllib.request
 
 import pytest
 
-from mlcd.container.podman import CONTAINERS_CONF, ensure_local_bases, inspect_image, podman
+from mlcd.container.podman import inspect_image, podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
 from ..helpers import Repo, free_port_run
 from ..system import install_nginx, install_podman
-from .gitlab_ci_local import GitlabCiLocal, merge_request, open_merge_request
+from .gitlab_ci_local import GitlabCiLocal, image_variables, merge_request, open_merge_request
 
 pytestmark = [pytest.mark.ci, pytest.mark.needs_node]
 
 MR_UNSET = ("CI_COMMIT_BRANCH",)  # GitLab leaves it unset in merge-request pipelines
-TAG = "model@v1.2.0"
 
 
 def when(jobs: dict[str, dict]) -> dict[str, str]:
@@ -35,21 +34,9 @@ def test_rules_pick_the_jobs_of_each_pipeline(gitlab: GitlabCiLocal):
         "build": "on_success",
         "deploy-staging": "on_success",
         "rollback-staging": "manual",
-        "deploy-production": "manual",
-        "rollback-production": "manual",
+        "rollback-production": "manual",  # production is deployed by promotion only (stage tags)
     }
-
-    tag = gitlab.list_jobs({"CI_COMMIT_TAG": TAG}, unset=MR_UNSET)
-    assert when(tag) == {
-        "check": "on_success",
-        "reproduce": "on_success",
-        "build": "on_success",
-        "deploy-production": "manual",
-        "rollback-production": "manual",
-        "release": "on_success",
-    }
-    not_a_release = gitlab.list_jobs({"CI_COMMIT_TAG": "nightly"}, unset=MR_UNSET)
-    assert "release" not in when(not_a_release)
+    # Tag pipelines, one per registry event: tests/ci/test_registry_events.py.
 
     # A push to a branch with an open MR: the MR pipeline runs, no duplicate branch pipeline.
     assert when(gitlab.list_jobs({"CI_COMMIT_BRANCH": "feature", "CI_OPEN_MERGE_REQUESTS": "g/p!3"})) == {}
@@ -124,26 +111,13 @@ def test_default_branch_pushes_outputs_builds_pushes_the_image_and_deploys_stagi
 ):
     install_podman()
     install_nginx()  # the podman backend's proxy
-    base, runtime = ensure_local_bases()
     empty_remote = tmp_path / "team-remote"  # nothing pushed yet: CI must reproduce and push
     head = developer.run("git", "rev-parse", "HEAD").stdout.strip()
     image = f"{registry.address}/group/mlcd:{head}"
     port = free_port_run()
     variables = {
         "CI_COMMIT_BRANCH": "main",
-        "DVC_REMOTE_URL": str(empty_remote),
-        "CI_REGISTRY": registry.address,
-        "CI_REGISTRY_IMAGE": f"{registry.address}/group/mlcd",
-        "REGISTRY_TLS_VERIFY": "false",  # the loopback registry speaks plain HTTP
-        # What a runner without registry access needs: local bases and the host's CAs for pip.
-        "BASE_IMAGE": base,
-        "RUNTIME_IMAGE": runtime,
-        "BUILD_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
-        "CONTAINERS_CONF": str(CONTAINERS_CONF),
-        # staging on this host: the podman backend (the image is already in local storage)
-        "DEPLOY_BACKEND": "podman",
-        "MLCD_DEPLOY_PORT": str(port),
-        "MLCD_DEPLOY_STATE_DIR": str(tmp_path / "staging"),
+        **image_variables(registry, empty_remote, port, tmp_path / "staging"),
     }
     try:
         run = gitlab.run("reproduce", "build", "deploy-staging", variables=variables)

@@ -178,3 +178,14 @@ def test_outside_the_project_is_one_clear_line(repo, tmp_path):
     inside = repo.path / "src"
     done = Repo(inside).mlcd("versions", check=False)
     assert f"run it in {repo.path} or pass --repo {repo.path}" in done.stderr
+
+
+def test_dvc_artifacts_get_and_gto_follow_mlcd_promotions(repo, released, tmp_path):
+    """The peer tools on the same repo: `dvc artifacts get --stage` fetches what mlcd promoted."""
+    _, produced = released
+    repo.mlcd("promote", "1.1.0", "production", "--no-image-check")
+    out = tmp_path / "by-dvc"
+    repo.dvc("artifacts", "get", str(repo.path), "model", "--stage", "production", "-o", str(out))
+    assert bundle_bytes(out) == produced["1.1.0"]["files"]
+    shown = json.loads(gto(repo, "show", "model#production", "--json"))
+    assert [v["version"] for v in shown] == ["v1.1.0"]

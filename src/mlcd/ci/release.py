@@ -1,4 +1,5 @@
-"""The release job: a `<artifact>@v<semver>` tag is only good if its outputs can be restored."""
+"""The release job: a registration tag (`<artifact>@v<semver>`) is only good if its outputs can be
+restored; its GitLab Release describes the model (hash, bundle, metrics) in Markdown."""
 
 from __future__ import annotations
 
@@ -6,7 +7,14 @@ import os
 from pathlib import Path
 
 from mlcd.ci.remote import configure_remote
-from mlcd.versions.releases import registration, require_pushed
+from mlcd.versions.releases import (
+    artifact,
+    bundle_md5,
+    metrics_at,
+    model_hash_at,
+    registration,
+    require_pushed,
+)
 
 
 def verify_release(root: Path, tag: str) -> tuple[str, int]:
@@ -14,3 +22,26 @@ def verify_release(root: Path, tag: str) -> tuple[str, int]:
     commit = registration(root, tag).commit
     configure_remote(root, os.environ)
     return commit, require_pushed(root, commit)
+
+
+def release_notes(root: Path, tag: str) -> str:
+    """The GitLab Release description: what `mlcd versions` knows of this version, as Markdown."""
+    event = registration(root, tag)
+    art = artifact(root)
+    metrics = metrics_at(root, event.commit)
+    rows = "\n".join(
+        f"| {name} | {value:.6g} |"
+        for name, value in sorted(metrics.items())
+        if isinstance(value, int | float)
+    )
+    model_hash = model_hash_at(root, event.commit, art)
+    return (
+        f"Model **{art.name} {event.version}**, registered by `{tag}` on commit `{event.commit}`.\n\n"
+        f"| | |\n|---|---|\n"
+        f"| Model hash (sha256 of model.onnx, what `/ready` reports) | `{model_hash}` |\n"
+        f"| Bundle `{art.path}` (DVC md5 in dvc.lock) | `{bundle_md5(root, event.commit, art)}` |\n\n"
+        f"### Test metrics\n\n| metric | value |\n|---|---|\n{rows or '| (none recorded) | |'}\n\n"
+        f"Get it back: `mlcd restore {event.version}` (or `--out DIR` for the bundle alone), or "
+        f"`dvc artifacts get <this repository's URL> {art.name} --rev {tag}`. Deploy it: "
+        f"`mlcd promote {event.version} <stage>`.\n"
+    )
