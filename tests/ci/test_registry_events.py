@@ -98,6 +98,13 @@ def test_a_stage_tag_deploys_that_versions_image_without_a_rebuild(
     image = f"{registry.address}/{path}:{version_commit}"
     try:
         repo.mlcd("release", "1.0.0")
+        registry_env = {
+            "MLCD_IMAGE_REPO": variables["CI_REGISTRY_IMAGE"],
+            "MLCD_REGISTRY_TLS_VERIFY": "false",
+        }
+        early = repo.mlcd("promote", "1.0.0", "staging", env=registry_env, check=False)
+        assert early.returncode == 2  # the registry (real, on loopback) has no image of that commit yet
+        assert f"image {image} is not in the registry: the pipeline of model@v1.0.0 builds" in early.stderr
         registration = gitlab.run(
             "reproduce",
             "build",
@@ -121,12 +128,7 @@ def test_a_stage_tag_deploys_that_versions_image_without_a_rebuild(
         newer = json.loads((repo.path / "models" / "bundle" / "manifest.json").read_text())["model_hash"]
         assert newer != version_bundle["model_hash"]
 
-        promoted = repo.mlcd(
-            "promote",
-            "1.0.0",
-            "staging",
-            env={"MLCD_IMAGE_REPO": variables["CI_REGISTRY_IMAGE"], "MLCD_REGISTRY_TLS_VERIFY": "false"},
-        )
+        promoted = repo.mlcd("promote", "1.0.0", "staging", env=registry_env)
         assert f"image {image} checked" in promoted.stderr
         pushed_at = time.monotonic()  # `git push origin model#staging#1` starts the pipeline here
         stage = gitlab.run(variables={**variables, "CI_COMMIT_TAG": "model#staging#1"}, unset=TAG_ONLY)
