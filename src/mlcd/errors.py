@@ -75,3 +75,7 @@ class DeployError(MlcdError):
 
 class ServeError(MlcdError):
     """`mlcd serve` cannot listen where it was asked to (a busy port, a foreign address)."""
+
+
+class TrackingError(MlcdError):
+    """The MLflow tracking server is not configured, does not answer or refuses; git and DVC are unchanged."""

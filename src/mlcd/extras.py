@@ -29,6 +29,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
         "pipeline",
     ),
     **dict.fromkeys(("orjson", "prometheus_client", "uvicorn"), "serve"),
+    "mlflow": "mlflow",
 }
 
 

@@ -12,6 +12,7 @@ from mlcd.deploy.podman_backend import PodmanBackend
 
 from ..helpers import Repo, free_port_run
 from ..system import install_nginx, install_podman
+from ..tracking.mlflow_server import start_mlflow
 from .gitlab_ci_local import GitlabCiLocal, image_variables, merge_request, open_merge_request
 
 pytestmark = [pytest.mark.ci, pytest.mark.needs_node]
@@ -44,11 +45,13 @@ def test_rules_pick_the_jobs_of_each_pipeline(gitlab: GitlabCiLocal):
 
 
 def test_merge_request_with_a_param_change_passes_and_posts_the_note(
-    gitlab: GitlabCiLocal, developer: Repo, fake_gitlab_api
+    gitlab: GitlabCiLocal, developer: Repo, fake_gitlab_api, tmp_path
 ):
     fake, url = fake_gitlab_api
     open_merge_request(developer, "smaller-c", **{"train.logistic_regression.C": 0.5})
+    mlflow = start_mlflow(tmp_path / "mlflow")  # a real tracking server: reproduce mirrors its results
     variables = {
+        "MLFLOW_TRACKING_URI": mlflow.url,
         **merge_request(fake.merge_request),
         "CI_SERVER_URL": url,
         "CI_PROJECT_ID": fake.project,
@@ -56,8 +59,16 @@ def test_merge_request_with_a_param_change_passes_and_posts_the_note(
         # The runner is another CPU family than the committer's: another BLAS kernel.
         "OPENBLAS_CORETYPE": "Sandybridge",
     }
-    run = gitlab.run("check", "reproduce", "report", variables=variables, unset=MR_UNSET)
+    try:
+        run = gitlab.run("check", "reproduce", "report", variables=variables, unset=MR_UNSET)
+        runs = _mlflow_runs(mlflow.url)
+    finally:
+        mlflow.stop()
     assert run.results == {"check": "PASS", "reproduce": "PASS", "report": "PASS"}, run.explain()
+    assert "MLflow: logged run" in run.log("reproduce")
+    head = developer.run("git", "rev-parse", "HEAD").stdout.strip()
+    assert [r.data.tags["mlcd.commit"] for r in runs] == [head]
+    assert runs[0].data.params["train.logistic_regression.C"] == "0.5"
     log = run.log("reproduce")
     assert "BLAS kernel: Sandybridge" in log
     assert "dvc.lock verified, identical" in log or "dvc.lock verified, equivalent" in log
@@ -185,6 +196,14 @@ def test_reproduce_against_an_s3_remote_pushes_on_main_and_pulls_on_a_merge_requ
     log = main.log("reproduce")
     assert "BLAS kernel: Prescott" in log and "dvc.lock verified, equivalent" in log
     assert "pushed this runner's equivalent outputs" in log
+
+
+def _mlflow_runs(url: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=url)
+    experiment = client.get_experiment_by_name("mlcd")
+    return client.search_runs([experiment.experiment_id]) if experiment else []
 
 
 def _boto(credentials: dict[str, str]) -> dict[str, str]:
