@@ -48,6 +48,11 @@ ci_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(ci_app, name="ci")
+mlflow_app = typer.Typer(
+    help="Mirror results and the registry to MLflow (MLFLOW_TRACKING_URI); git and DVC stay the truth.",
+    no_args_is_help=True,
+)
+app.add_typer(mlflow_app, name="mlflow")
 
 DEFAULT_BUNDLE = ProjectPaths().bundle  # models/bundle, relative to where mlcd runs
 
@@ -284,11 +289,26 @@ def release(
     repo: RootOption = Path(),
 ) -> None:
     """Register HEAD as a model version (a GTO tag), after checking it is committed, reproduced and pushed."""
+    from mlcd.tracking.mlflow_bridge import mirror, register_version
     from mlcd.versions.releases import create_release
 
     info = create_release(repo, version)
     console.print(f"[green]tagged[/] {info.tag} at {info.commit[:8]} (model {str(info.model_hash)[:12]})")
+    tag = str(info.tag)
+    mirrored = mirror(
+        lambda: (
+            "MLflow: registered as version "
+            + register_version(repo, tag, str(info.version), info.commit, info.model_hash)
+        )
+    )
+    _say_mirrored(mirrored)
     console.print(f"share it with: git push origin {info.tag}")
+
+
+def _say_mirrored(outcome: tuple[bool, str] | None) -> None:
+    if outcome is not None:
+        done, line = outcome
+        console.print(f"[green]{escape(line)}[/]" if done else f"[yellow]warning:[/] {escape(line)}")
 
 
 @app.command()
@@ -395,18 +415,27 @@ def promote(
     remote and its image (REPO:COMMIT) is in the registry. --demote writes GTO's unassignment
     tag instead, which deploys nothing: to change what serves, promote the version that should.
     """
+    from mlcd.tracking.mlflow_bridge import mirror, set_stage_alias
     from mlcd.versions.promote import demote as run_demote
     from mlcd.versions.promote import promote as run_promote
+    from mlcd.versions.registry import in_stage
+    from mlcd.versions.releases import artifact
 
     if demote:
         done = run_demote(repo, version, stage)
         console.print(f"[green]tagged[/] {done.tag}: {done.version} no longer holds {stage}")
+        holder = in_stage(repo, artifact(repo).name, stage)  # GTO: the stage falls back to an earlier holder
+        _say_mirrored(
+            mirror(lambda: "MLflow: " + set_stage_alias(repo, stage, holder.tag if holder else None))
+        )
     else:
         done = run_promote(repo, version, stage, image_repo, check_image=image_check)
         image = f", image {done.image} checked" if done.image else ""
         console.print(
             f"[green]tagged[/] {done.tag}: {done.version} (commit {done.commit[:8]}) -> {stage}{image}"
         )
+        registered = f"{artifact(repo).name}@{done.version}"
+        _say_mirrored(mirror(lambda: "MLflow: " + set_stage_alias(repo, stage, registered)))
     console.print(f"push it to act on it: git push origin '{done.tag}'")
 
 
@@ -776,7 +805,9 @@ def ci_verify_release(
     tag: Annotated[
         str,
         typer.Argument(
-            metavar="TAG", envvar="CI_COMMIT_TAG", help="registration tag, `<artifact>@v<semver>`."
+            metavar="TAG",
+            envvar=["CI_COMMIT_TAG", "TAG_NAME"],  # GitLab CI, Jenkins
+            help="registration tag, `<artifact>@v<semver>` [the CI's tag].",
         ),
     ],
     notes: Annotated[
@@ -818,6 +849,71 @@ def ci_deploy_target(
     target = deploy_target(repo, environment, os.environ)
     dotenv.write_text(target.dotenv(), encoding="utf-8")
     console.print(f"{environment} <- {target.what}: image {target.image}, bundle {target.bundle}")
+
+
+ExperimentOption = Annotated[
+    str | None,
+    typer.Option(metavar="NAME", envvar="MLFLOW_EXPERIMENT_NAME", help="MLflow experiment [mlcd]."),
+]
+BestEffortOption = Annotated[
+    bool,
+    typer.Option(
+        "--best-effort",
+        metavar="",
+        help="for CI: without MLFLOW_TRACKING_URI do nothing, and when MLflow fails warn instead of failing.",
+    ),
+]
+
+
+@mlflow_app.command("log")
+@reports_errors
+def mlflow_log(
+    rev: Annotated[
+        str | None,
+        typer.Option(
+            metavar="REV", help="a commit, tag or `dvc exp` name; default: the workspace's results."
+        ),
+    ] = None,
+    experiment: ExperimentOption = None,
+    best_effort: BestEffortOption = False,
+    repo: RootOption = Path(),
+) -> None:
+    """Log one run of the pipeline's results to MLflow: params, metrics, CV scores, figures, report,
+    the ONNX bundle as a model with the bundle's schema as signature, git and dvc.lock hashes as tags.
+
+    Idempotent: the same commit and dvc.lock give the same run, found by its `mlcd.key` tag.
+    """
+    import time
+
+    from mlcd.tracking.mlflow_bridge import URI_VARIABLE, log_results, mirror
+
+    def log() -> str:
+        started = time.monotonic()
+        run = log_results(repo, rev, experiment)
+        verb = "logged" if run.created else "already logged, unchanged:"
+        seconds = time.monotonic() - started
+        return f"MLflow: {verb} run {run.run_id} (experiment {run.experiment_id}, {seconds:.1f} s)"
+
+    if best_effort:
+        outcome = mirror(log)
+        _say_mirrored(outcome or (True, f"{URI_VARIABLE} is not set: nothing logged"))
+    else:
+        console.print(f"[green]{escape(log())}[/]")
+
+
+@mlflow_app.command("sync")
+@reports_errors
+def mlflow_sync(best_effort: BestEffortOption = False, repo: RootOption = Path()) -> None:
+    """Mirror every registered version (GTO tags) as an MLflow model version and each stage as an alias."""
+    from mlcd.tracking.mlflow_bridge import URI_VARIABLE, mirror, sync
+
+    def run() -> str:
+        return "MLflow synced: " + "; ".join(sync(repo))
+
+    if best_effort:
+        _say_mirrored(mirror(run) or (True, f"{URI_VARIABLE} is not set: nothing synced"))
+    else:
+        console.print(f"[green]{escape(run())}[/]")
 
 
 def main() -> None:

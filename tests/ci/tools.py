@@ -1,4 +1,5 @@
-"""What the CI tests drive: gitlab-ci-local (npm, pinned in .ci/tools), rsync and docker-registry (apt)."""
+"""What the CI tests drive: gitlab-ci-local and npm-groovy-lint (npm, pinned in .ci/tools), rsync,
+docker-registry and a Java runtime for npm-groovy-lint (apt)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..system import apt_install
 
 TOOLS_DIR = PROJECT_ROOT / ".ci" / "tools"
 GITLAB_CI_LOCAL = TOOLS_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
+GROOVY_LINT = TOOLS_DIR / "node_modules" / ".bin" / "npm-groovy-lint"
 
 
 def _run(args: list[str], cwd: Path | None = None) -> None:
@@ -22,10 +24,21 @@ def _run(args: list[str], cwd: Path | None = None) -> None:
 def gitlab_ci_local() -> Path:
     """gitlab-ci-local 4.73 (the last on Node 20) from .ci/tools/package-lock.json, plus rsync it needs."""
     apt_install("rsync", programs=("rsync",))
-    if not GITLAB_CI_LOCAL.exists():
+    _npm_tools()
+    return GITLAB_CI_LOCAL
+
+
+def npm_groovy_lint() -> Path:
+    """npm-groovy-lint 16.2 (the last on Node 20), with Debian's Java, which its CodeNarc needs."""
+    apt_install("default-jre-headless", programs=("java",))
+    _npm_tools()
+    return GROOVY_LINT
+
+
+def _npm_tools() -> None:
+    if not (GITLAB_CI_LOCAL.exists() and GROOVY_LINT.exists()):
         apt_install("nodejs", "npm", programs=("node", "npm"))
         _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS_DIR)
-    return GITLAB_CI_LOCAL
 
 
 def docker_registry() -> Path:

@@ -1,6 +1,7 @@
 """`mlcd report` in a temp repo with two commits: numbers, gate, missing base, GitLab notes."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -204,3 +205,37 @@ def test_without_a_token_the_report_says_why(repo):
     env = {"CI_SERVER_URL": "http://127.0.0.1:9", "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_IID": "3"}
     done = report(repo, "--base", "HEAD~1", env={**env, "GITLAB_TOKEN": ""})
     assert "not posted: GITLAB_TOKEN is not set (GitLab's CI_JOB_TOKEN cannot post" in done.stderr
+
+
+def test_a_jenkins_merge_request_build_posts_the_same_note(repo, gitlab):
+    """Jenkins' variables (Branch Source's CHANGE_*, the Jenkinsfile's GITLAB_URL/GITLAB_PROJECT)
+    give the same base, the same note and the same GitLab requests as GitLab CI's."""
+    fake, gitlab_env = gitlab
+    repo.run("git", "checkout", "-q", "-b", "smaller-c")
+    repo.run("git", "branch", "-f", "main", "HEAD~1")  # the MR targets main, one commit behind
+    head = repo.run("git", "rev-parse", "HEAD").stdout.strip()
+    from_gitlab = report(repo, env={**gitlab_env, "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main"})
+    posted = [(r.method, r.path.split("?")[0]) for r in fake.requests]
+    note = fake.notes[100]
+    fake.notes.clear()
+    fake.requests.clear()
+    jenkins_env = {
+        "JENKINS_URL": "http://jenkins.invalid/",
+        "BRANCH_NAME": "MR-3",
+        "CHANGE_ID": "3",
+        "CHANGE_TARGET": "main",
+        "CHANGE_BRANCH": "smaller-c",
+        "GIT_COMMIT": head,
+        "GITLAB_URL": gitlab_env["CI_SERVER_URL"],
+        "GITLAB_PROJECT": gitlab_env["CI_PROJECT_ID"],
+        "GITLAB_TOKEN": gitlab_env["GITLAB_TOKEN"],
+        "MLCD_GITLAB_TIMEOUT": "1",
+    }
+    from_jenkins = report(repo, env=jenkins_env)
+    assert "merge-base with main" in from_gitlab.stderr and "merge-base with main" in from_jenkins.stderr
+    assert "created merge-request note 100" in from_jenkins.stderr
+    (jenkins_note,) = fake.notes.values()
+    # Upload URLs differ per upload, and latency per measurement; everything else is the same note.
+    varying = re.compile(r"/uploads/[^)]+|^\| single-row predict.*$", re.M)
+    assert varying.sub("", jenkins_note) == varying.sub("", note)
+    assert [(r.method, r.path.split("?")[0]) for r in fake.requests] == posted

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcd.ci.environment import COMMIT, IMAGE_REPO, ci_environment
 from mlcd.config import ProjectPaths
 from mlcd.errors import PipelineError
 from mlcd.git import short
@@ -35,14 +36,14 @@ class DeployTarget:
 
 
 def deploy_target(root: Path, environment: str, env: Mapping[str, str]) -> DeployTarget:
-    tag = env.get("CI_COMMIT_TAG") or env.get("TAG_NAME")  # GitLab, Jenkins
-    image_repo = env.get("CI_REGISTRY_IMAGE") or env.get("MLCD_IMAGE_REPO")
+    ci = ci_environment(env)
+    tag, image_repo = ci.tag, ci.image_repo
     if not image_repo:
-        raise PipelineError("CI_REGISTRY_IMAGE (or MLCD_IMAGE_REPO) must name the image repository")
+        raise PipelineError(f"{' or '.join(IMAGE_REPO)} must name the image repository")
     if not tag:
-        commit = env.get("CI_COMMIT_SHA") or env.get("GIT_COMMIT") or ""
+        commit = ci.commit
         if not commit:
-            raise PipelineError("CI_COMMIT_SHA (or Jenkins' GIT_COMMIT) must name the commit being deployed")
+            raise PipelineError(f"{' or '.join(COMMIT)} must name the commit being deployed")
         bundle = ProjectPaths(root).bundle
         return DeployTarget(
             image_for(image_repo, commit), bundle, f"this pipeline's build of {short(commit)}"

@@ -42,19 +42,20 @@ class NotPostedError(Exception):
 
 
 def target_from_env() -> Target:
+    from mlcd.ci.environment import MERGE_REQUEST, PROJECT, SERVER_URL, ci_environment
+
     env = os.environ
     if not env.get("GITLAB_TOKEN"):
         raise NotPostedError(
             "GITLAB_TOKEN is not set (GitLab's CI_JOB_TOKEN cannot post merge-request notes; add a masked "
             "project access token with api scope as a CI/CD variable)"
         )
-    needed = ("CI_SERVER_URL", "CI_PROJECT_ID", "CI_MERGE_REQUEST_IID")
-    absent = [name for name in needed if not env.get(name)]
-    if absent:
-        raise NotPostedError(f"not a merge-request pipeline ({', '.join(absent)} unset)")
-    return Target(
-        env["CI_SERVER_URL"], env["CI_PROJECT_ID"], int(env["CI_MERGE_REQUEST_IID"]), env["GITLAB_TOKEN"]
-    )
+    ci = ci_environment()
+    needed = {SERVER_URL: ci.server_url, PROJECT: ci.project, MERGE_REQUEST: ci.merge_request}
+    absent = [" or ".join(names) for names, value in needed.items() if not value]
+    if absent or not (ci.server_url and ci.project and ci.merge_request):
+        raise NotPostedError(f"not a merge-request pipeline ({'; '.join(absent)} unset)")
+    return Target(ci.server_url, ci.project, int(ci.merge_request), env["GITLAB_TOKEN"])
 
 
 def _explain(exc: Exception, target: Target) -> str:

@@ -7,7 +7,6 @@ The head is the workspace; the base is a commit. Everything comes from DVC (git 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlcd.bundle import SCHEMA_FILE, read_bundle_json, verify_bundle
+from mlcd.ci.environment import ci_environment
 from mlcd.config import ABOUT_POSITIVE_CLASS, PLOT_NAMES, POSITIVE_CLASS_PLOTS, ProjectPaths
 from mlcd.errors import MlcdError
 from mlcd.git import git, resolve_commit
@@ -49,12 +49,10 @@ def resolve_base(root: Path, explicit: str | None) -> tuple[str, str]:
     candidates = []
     if explicit:
         candidates.append((explicit, "--base"))
-    if sha := os.environ.get("CI_MERGE_REQUEST_DIFF_BASE_SHA"):
-        candidates.append((sha, "CI_MERGE_REQUEST_DIFF_BASE_SHA"))
-    # Outside CI the default branch is main, as in .gitlab-ci.yml's rules and the README.
-    target = (
-        os.environ.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME") or os.environ.get("CI_DEFAULT_BRANCH") or "main"
-    )
+    ci = ci_environment()
+    if ci.diff_base:
+        candidates.append((ci.diff_base, "CI_MERGE_REQUEST_DIFF_BASE_SHA"))
+    target = ci.target_branch or ci.default_branch
     head = resolve_commit(root, "HEAD")
     for branch in [f"origin/{target}", target]:
         if resolve_commit(root, branch):
