@@ -165,49 +165,30 @@ def version_key(version: str) -> Any:
     return SemVer(version)
 
 
+def _write_tag(doing: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """Call one of GTO's writers (it refuses what GTO's rules forbid); the tag it wrote."""
+    return str(_call(doing, function, *args, **kwargs).tag)
+
+
 def register(root: Path, artifact: str, version: str, commit: str, message: str) -> str:
     """Write the annotated registration tag on `commit`; the tag's name."""
     from gto import api
 
-    event = _call(
-        f"registering {artifact} {version}",
-        api.register,
-        str(root),
-        artifact,
-        commit,
-        version=version,
-        message=message,
-    )
-    return str(event.tag)
+    doing = f"registering {artifact} {version}"
+    return _write_tag(doing, api.register, str(root), artifact, commit, version=version, message=message)
 
 
 def assign(root: Path, artifact: str, version: str, stage: str, message: str) -> str:
     """Write the stage-assignment tag `<artifact>#<stage>#<n>`; its name."""
     from gto import api
 
-    event = _call(
-        f"assigning {stage} to {artifact} {version}",
-        api.assign,
-        str(root),
-        artifact,
-        stage,
-        version=version,
-        message=message,
-    )
-    return str(event.tag)
+    doing = f"assigning {stage} to {artifact} {version}"
+    return _write_tag(doing, api.assign, str(root), artifact, stage, version=version, message=message)
 
 
 def unassign(root: Path, artifact: str, version: str, stage: str, message: str) -> str:
     """Write the unassignment tag `<artifact>#<stage>!#<n>`; its name."""
     from gto import api
 
-    event = _call(
-        f"taking {stage} from {artifact} {version}",
-        api.unassign,
-        str(root),
-        artifact,
-        version=version,
-        stage=stage,
-        message=message,
-    )
-    return str(event.tag)
+    doing = f"taking {stage} from {artifact} {version}"
+    return _write_tag(doing, api.unassign, str(root), artifact, version=version, stage=stage, message=message)
