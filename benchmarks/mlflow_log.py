@@ -48,7 +48,16 @@ def extra_size() -> tuple[float, int]:
         python = str(venv / "bin" / "python")
         subprocess.run(["uv", "venv", "-q", str(venv), "-p", sys.executable], check=True)
         requirements = Path(tmp) / "pipeline.txt"
-        exported = ["uv", "export", "-q", "--frozen", "--no-dev", "--no-emit-project", "--no-header", "--no-hashes"]
+        exported = [
+            "uv",
+            "export",
+            "-q",
+            "--frozen",
+            "--no-dev",
+            "--no-emit-project",
+            "--no-header",
+            "--no-hashes",
+        ]
         subprocess.run([*exported, "--extra", "pipeline", "-o", str(requirements)], cwd=ROOT, check=True)
         subprocess.run(
             ["uv", "pip", "install", "-q", "--python", python, "-r", str(requirements)], check=True
