@@ -17,9 +17,10 @@ from ..tracking.mlflow_server import MlflowServer, start_mlflow
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def server(tmp_path) -> Iterator[MlflowServer]:
-    started = start_mlflow(tmp_path / "mlflow")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[MlflowServer]:
+    """One server for the module: each test logs into its own experiment; one test uses the registry."""
+    started = start_mlflow(tmp_path_factory.mktemp("mlflow"))
     yield started
     started.stop()
 
@@ -31,8 +32,8 @@ def client(server):
     return MlflowClient(tracking_uri=server.url)
 
 
-def env(server: MlflowServer) -> dict[str, str]:
-    return {"MLFLOW_TRACKING_URI": server.url}
+def env(server: MlflowServer, experiment: str = "") -> dict[str, str]:
+    return {"MLFLOW_TRACKING_URI": server.url, "MLFLOW_EXPERIMENT_NAME": experiment}
 
 
 def committed(repo: Repo, commit: str, path: str) -> str:
@@ -78,8 +79,8 @@ def test_the_logged_onnx_model_gives_the_bundles_answers(repo, server, client):
     from mlcd.serve.model import BundleModel
     from mlcd.serve.payload import to_batch
 
-    repo.mlcd("mlflow", "log", env=env(server))  # the workspace's results
-    (run,) = client.search_runs([client.get_experiment_by_name("mlcd").experiment_id])
+    repo.mlcd("mlflow", "log", env=env(server, "workspace"))  # the workspace's results
+    (run,) = client.search_runs([client.get_experiment_by_name("workspace").experiment_id])
     mlflow.set_tracking_uri(server.url)
     proto = mlflow.onnx.load_model(run.data.tags["mlcd.model_uri"])
     bundle = BundleModel(repo.path / "models" / "bundle")
@@ -95,7 +96,7 @@ def test_the_logged_onnx_model_gives_the_bundles_answers(repo, server, client):
 
 def test_release_promote_and_sync_mirror_the_registry(repo, released, server, client):
     _, produced = released
-    synced = repo.mlcd("mlflow", "sync", env=env(server))  # the three releases made before MLflow
+    synced = repo.mlcd("mlflow", "sync", env=env(server, "registry"))  # the three releases made before MLflow
     assert "model@v1.0.0: MLflow version 1" in synced.stderr
     versions = {v.tags["mlcd.git_tag"]: v for v in client.search_model_versions("name = 'model'")}
     assert sorted(versions) == ["model@v1.0.0", "model@v1.1.0", "model@v1.2.0"]
@@ -103,25 +104,26 @@ def test_release_promote_and_sync_mirror_the_registry(repo, released, server, cl
     assert versions["model@v1.2.0"].tags["mlcd.commit"] == made["commit"]
     assert versions["model@v1.2.0"].tags["mlcd.model_hash"] == made["manifest"]["model_hash"]
 
-    repo.mlcd("promote", "1.1.0", "production", "--no-image-check", env=env(server))
+    repo.mlcd("promote", "1.1.0", "production", "--no-image-check", env=env(server, "registry"))
     assert client.get_model_version_by_alias("model", "production").tags["mlcd.git_tag"] == "model@v1.1.0"
     repo.run("git", "commit", "-q", "--allow-empty", "-m", "next")
-    released_now = repo.mlcd("release", "1.3.0", env=env(server))
+    released_now = repo.mlcd("release", "1.3.0", env=env(server, "registry"))
     assert "MLflow: registered as version 4" in released_now.stderr
-    repo.mlcd("promote", "1.3.0", "production", "--no-image-check", env=env(server))
+    repo.mlcd("promote", "1.3.0", "production", "--no-image-check", env=env(server, "registry"))
     assert client.get_model_version_by_alias("model", "production").tags["mlcd.git_tag"] == "model@v1.3.0"
-    repo.mlcd("promote", "1.3.0", "production", "--demote", env=env(server))
+    repo.mlcd("promote", "1.3.0", "production", "--demote", env=env(server, "registry"))
     # GTO: the stage falls back to the version that held it before; MLflow's alias follows.
     assert client.get_model_version_by_alias("model", "production").tags["mlcd.git_tag"] == "model@v1.1.0"
 
-    again = repo.mlcd("mlflow", "sync", env=env(server))  # idempotent: nothing new
+    again = repo.mlcd("mlflow", "sync", env=env(server, "registry"))  # idempotent: nothing new
     assert "model@v1.3.0: MLflow version 4" in again.stderr
     assert len(client.search_model_versions("name = 'model'")) == 4
     gto_stages = json.loads(repo.run(str(VENV_BIN / "gto"), "show", "--json").stdout)["model"]["stage"]
     assert gto_stages["production"] == "v1.1.0"
 
 
-def test_a_stopped_registry_never_blocks_a_release(repo, server):
+def test_a_stopped_registry_never_blocks_a_release(repo, tmp_path):
+    server = start_mlflow(tmp_path / "mlflow")
     server.stop()
     repo.run("git", "commit", "-q", "--allow-empty", "-m", "next")
     done = repo.mlcd("release", "2.0.0", env=env(server))
@@ -141,9 +143,9 @@ def test_a_stopped_registry_never_blocks_a_release(repo, server):
 def test_a_dvc_experiment_is_logged_under_its_name(repo, server, client):
     """`dvc exp run` is the peer: its experiment, logged by name, carries the name and its params."""
     repo.dvc("exp", "run", "-S", "train.logistic_regression.C=0.3", "-n", "c-point-3")
-    done = repo.mlcd("mlflow", "log", "--rev", "c-point-3", env=env(server))
+    done = repo.mlcd("mlflow", "log", "--rev", "c-point-3", env=env(server, "experiments"))
     assert "MLflow: logged run" in done.stderr
-    (run,) = client.search_runs([client.get_experiment_by_name("mlcd").experiment_id])
+    (run,) = client.search_runs([client.get_experiment_by_name("experiments").experiment_id])
     assert run.data.tags["mlcd.dvc_experiment"] == "c-point-3"
     assert run.info.run_name == "c-point-3"
     assert run.data.params["train.logistic_regression.C"] == "0.3"

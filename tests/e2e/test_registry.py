@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from ..helpers import VENV_BIN, Repo
+from ..helpers import VENV_BIN, Repo, clone_repo
 from .conftest import bundle_bytes
 
 pytestmark = pytest.mark.e2e
@@ -28,10 +28,12 @@ def mlcd_versions(repo: Repo, *flags: str) -> list[tuple[str, list[str]]]:
     return [(row["version"], row["stages"]) for row in rows if row["version"]]
 
 
-@pytest.fixture
-def every_tag_kind(repo: Repo) -> Repo:
+@pytest.fixture(scope="module")
+def every_tag_kind(released, tmp_path_factory) -> Repo:
     """The three releases plus, all made by the gto CLI: a pre-release with build metadata,
-    stage assignments and an unassignment, a deregistration, and a deprecated `dir:name` artifact."""
+    stage assignments and an unassignment, a deregistration, and a deprecated `dir:name` artifact.
+    Shared by the tests that only read it (restores go to --out directories)."""
+    repo = clone_repo(released[0], tmp_path_factory.mktemp("every-tag-kind") / "repo")
     repo.run("git", "commit", "-q", "--allow-empty", "-m", "same model, release candidate")
     gto(repo, "register", "model", "HEAD", "--version", "v1.3.0-rc.1+build.5")
     gto(repo, "assign", "model", "--version", "v1.1.0", "--stage", "production")
@@ -94,8 +96,10 @@ def test_restore_resolves_stages_tags_and_pre_releases(every_tag_kind, released,
     assert done.returncode == 2
     assert "model@v1.0.0 was deregistered (model@v1.0.0! says so)" in done.stderr
     assert f"mlcd restore {produced['1.0.0']['commit'][:8]}" in done.stderr
-    restored = repo.mlcd("restore", produced["1.0.0"]["commit"][:8])  # by commit it still comes back
-    assert "restored" in restored.stderr
+    by_commit = tmp_path / "by-commit"  # a deregistered version's commit still comes back
+    repo.mlcd("restore", produced["1.0.0"]["commit"][:8], "--out", str(by_commit))
+    assert bundle_bytes(by_commit) == produced["1.0.0"]["files"]
+    assert repo.run("git", "status", "--porcelain").stdout == ""
 
 
 def test_release_writes_pre_releases_gto_reads(repo):
