@@ -5,6 +5,7 @@ stages and tags in `restore`, and write promotion tags GTO reads the same way.
 """
 
 import json
+import time
 
 import pytest
 
@@ -16,6 +17,13 @@ pytestmark = pytest.mark.e2e
 
 def gto(repo: Repo, *args: str) -> str:
     return repo.run(str(VENV_BIN / "gto"), *args).stdout
+
+
+def gto_event(repo: Repo, *args: str) -> None:
+    """A gto write one second after the previous one: GTO orders events by their tags' dates, which
+    git records in whole seconds, so two events in one second would have no order (as for GTO itself)."""
+    time.sleep(1.05)
+    gto(repo, *args)
 
 
 def gto_versions(repo: Repo, *flags: str) -> list[tuple[str, list[str]]]:
@@ -35,14 +43,14 @@ def every_tag_kind(released, tmp_path_factory) -> Repo:
     Shared by the tests that only read it (restores go to --out directories)."""
     repo = clone_repo(released[0], tmp_path_factory.mktemp("every-tag-kind") / "repo")
     repo.run("git", "commit", "-q", "--allow-empty", "-m", "same model, release candidate")
-    gto(repo, "register", "model", "HEAD", "--version", "v1.3.0-rc.1+build.5")
-    gto(repo, "assign", "model", "--version", "v1.1.0", "--stage", "production")
-    gto(repo, "assign", "model", "--version", "v1.0.0", "--stage", "staging")
-    gto(repo, "assign", "model", "--version", "v1.2.0", "--stage", "staging")
-    gto(repo, "deprecate", "model", "v1.2.0", "staging")  # unassign
-    gto(repo, "deprecate", "model", "v1.0.0")  # deregister
-    gto(repo, "register", "models:clf", "HEAD", "--version", "v0.1.0")
-    gto(repo, "deprecate", "models:clf")
+    gto_event(repo, "register", "model", "HEAD", "--version", "v1.3.0-rc.1+build.5")
+    gto_event(repo, "assign", "model", "--version", "v1.1.0", "--stage", "production")
+    gto_event(repo, "assign", "model", "--version", "v1.0.0", "--stage", "staging")
+    gto_event(repo, "assign", "model", "--version", "v1.2.0", "--stage", "staging")
+    gto_event(repo, "deprecate", "model", "v1.2.0", "staging")  # unassign
+    gto_event(repo, "deprecate", "model", "v1.0.0")  # deregister
+    gto_event(repo, "register", "models:clf", "HEAD", "--version", "v0.1.0")
+    gto_event(repo, "deprecate", "models:clf")
     return repo
 
 
