@@ -53,14 +53,19 @@ def jenkins_commands() -> dict[str, list[str]]:
     return found
 
 
-def gitlab_commands(gitlab_ci_local: Path, tmp_path: Path) -> dict[str, list[str]]:
-    """Each job's mlcd commands (before_script and script), from the CI file as GitLab expands it."""
+def expanded_gitlab_ci(gitlab_ci_local: Path, tmp_path: Path) -> dict:
+    """.gitlab-ci.yml as GitLab expands it (extends, !reference), in a scratch repo with a GitLab origin."""
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy2(PROJECT_ROOT / ".gitlab-ci.yml", project)
     run(["git", "init", "-q", "-b", "main"], project)
     run(["git", "remote", "add", "origin", "https://gitlab.example.com/group/mlcd.git"], project)
-    expanded = GitlabCiLocal(gitlab_ci_local, project).preview()
+    return GitlabCiLocal(gitlab_ci_local, project).preview()
+
+
+def gitlab_commands(gitlab_ci_local: Path, tmp_path: Path) -> dict[str, list[str]]:
+    """Each job's mlcd commands (before_script and script), from the CI file as GitLab expands it."""
+    expanded = expanded_gitlab_ci(gitlab_ci_local, tmp_path)
     found = {}
     for job in JOB_OF_STAGE.values():
         lines = [*expanded[job].get("before_script", []), *expanded[job]["script"]]
@@ -90,3 +95,11 @@ def test_each_stage_runs_the_same_mlcd_commands_as_its_gitlab_job(gitlab_ci_loca
         assert jenkins[stage] == gitlab[job], (stage, job)
     assert "mlcd ci reproduce --dotenv build.env --metrics-report metrics.txt" in jenkins["Reproduce"]
     assert jenkins["Deploy production"][-2].startswith("mlcd deploy")  # the parser saw the function
+
+
+def test_the_tag_patterns_match_the_gitlab_rules(gitlab_ci_local_binary, tmp_path):
+    """The registration pattern is the same regular expression in both files."""
+    version = re.search(r"String semanticVersion\(\) \{\n\s*return /(.+)/\n", JENKINSFILE.read_text())
+    assert version is not None
+    rules = expanded_gitlab_ci(gitlab_ci_local_binary, tmp_path)["release"]["rules"]
+    assert any(rule.get("if") == f"$CI_COMMIT_TAG =~ /^model@{version.group(1)}$/" for rule in rules)
