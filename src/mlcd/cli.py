@@ -16,6 +16,7 @@ import typer
 from rich.markup import escape
 
 from mlcd.blas import pin_blas_kernel
+from mlcd.ci.environment import IMAGE_REPO_VARIABLE
 from mlcd.config import PARAMS_FILE, Params, ProjectPaths, load_params
 from mlcd.console import console
 from mlcd.errors import ConfigError, MlcdError
@@ -370,11 +371,7 @@ def restore(
     """
     from mlcd.versions.restore import restore_to, restore_workspace, way_back
 
-    previous = None
-    if out is None:
-        done, previous = restore_workspace(repo, ref)
-    else:
-        done = restore_to(repo, ref, out)
+    done = restore_workspace(repo, ref) if out is None else restore_to(repo, ref, out)
     fetched = f", {done.from_remote} file(s) fetched from the remote" if done.from_remote else ""
     for path in done.repaired:
         console.print(f"[yellow]replaced a damaged cache copy[/] of {path} with the remote's (md5 checked)")
@@ -382,8 +379,8 @@ def restore(
         f"[green]restored[/] {done.label} (commit {done.commit[:8]}, model "
         f"{done.manifest['model_hash'][:12]}) -> {done.bundle}{fetched}; md5s and manifest sha256s verified"
     )
-    if previous is not None:
-        console.print(f"HEAD is now detached at {done.commit[:8]}. {way_back(previous)}")
+    if done.moved_from is not None:
+        console.print(f"HEAD is now detached at {done.commit[:8]}. {way_back(done.moved_from)}")
 
 
 @app.command()
@@ -397,7 +394,7 @@ def promote(
         str | None,
         typer.Option(
             metavar="REPO",
-            envvar="MLCD_IMAGE_REPO",
+            envvar=IMAGE_REPO_VARIABLE,
             help="where CI pushes images, e.g. registry.example.com/group/mlcd (checked for REPO:COMMIT).",
         ),
     ] = None,
@@ -418,24 +415,18 @@ def promote(
     from mlcd.tracking.mlflow_bridge import mirror, set_stage_alias
     from mlcd.versions.promote import demote as run_demote
     from mlcd.versions.promote import promote as run_promote
-    from mlcd.versions.registry import in_stage
-    from mlcd.versions.releases import artifact
 
     if demote:
         done = run_demote(repo, version, stage)
         console.print(f"[green]tagged[/] {done.tag}: {done.version} no longer holds {stage}")
-        holder = in_stage(repo, artifact(repo).name, stage)  # GTO: the stage falls back to an earlier holder
-        _say_mirrored(
-            mirror(lambda: "MLflow: " + set_stage_alias(repo, stage, holder.tag if holder else None))
-        )
     else:
         done = run_promote(repo, version, stage, image_repo, check_image=image_check)
         image = f", image {done.image} checked" if done.image else ""
         console.print(
             f"[green]tagged[/] {done.tag}: {done.version} (commit {done.commit[:8]}) -> {stage}{image}"
         )
-        registered = f"{artifact(repo).name}@{done.version}"
-        _say_mirrored(mirror(lambda: "MLflow: " + set_stage_alias(repo, stage, registered)))
+    # MLflow's alias follows the stage to whichever version holds it now.
+    _say_mirrored(mirror(lambda: "MLflow: " + set_stage_alias(repo, stage, done.holder)))
     console.print(f"push it to act on it: git push origin '{done.tag}'")
 
 
@@ -821,10 +812,10 @@ def ci_verify_release(
     """Check a registration tag names the model artifact and every output it needs is in the DVC remote."""
     from mlcd.ci.release import release_notes, verify_release
 
-    commit, count = verify_release(repo, tag)
-    console.print(f"[green]{tag}[/] ({commit[:8]}): all {count} outputs are in the DVC remote")
+    registration, count = verify_release(repo, tag)
+    console.print(f"[green]{tag}[/] ({registration.commit[:8]}): all {count} outputs are in the DVC remote")
     if notes is not None:
-        notes.write_text(release_notes(repo, tag), encoding="utf-8")
+        notes.write_text(release_notes(repo, registration), encoding="utf-8")
         console.print(f"release notes for GitLab's Release written to {notes}")
 
 

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from mlcd.ci.remote import configure_remote
+from mlcd.versions.registry import TagEvent
 from mlcd.versions.releases import (
     artifact,
     bundle_md5,
@@ -17,16 +18,16 @@ from mlcd.versions.releases import (
 )
 
 
-def verify_release(root: Path, tag: str) -> tuple[str, int]:
-    """(commit, number of outputs checked) once every cached output of the tag is in the remote."""
-    commit = registration(root, tag).commit
-    configure_remote(root, os.environ)
-    return commit, require_pushed(root, commit)
-
-
-def release_notes(root: Path, tag: str) -> str:
-    """The GitLab Release description: what `mlcd versions` knows of this version, as Markdown."""
+def verify_release(root: Path, tag: str) -> tuple[TagEvent, int]:
+    """(the registration, number of outputs checked) once every cached output of the tag is in the remote."""
     event = registration(root, tag)
+    configure_remote(root, os.environ)
+    return event, require_pushed(root, event.commit)
+
+
+def release_notes(root: Path, event: TagEvent) -> str:
+    """The GitLab Release description: what `mlcd versions` knows of this version, as Markdown."""
+    tag = event.tag
     art = artifact(root)
     metrics = metrics_at(root, event.commit)
     rows = "\n".join(

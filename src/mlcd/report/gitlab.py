@@ -51,9 +51,9 @@ def target_from_env() -> Target:
             "project access token with api scope as a CI/CD variable)"
         )
     ci = ci_environment()
-    needed = {SERVER_URL: ci.server_url, PROJECT: ci.project, MERGE_REQUEST: ci.merge_request}
-    absent = [" or ".join(names) for names, value in needed.items() if not value]
-    if absent or not (ci.server_url and ci.project and ci.merge_request):
+    if not (ci.server_url and ci.project and ci.merge_request):
+        needed = {SERVER_URL: ci.server_url, PROJECT: ci.project, MERGE_REQUEST: ci.merge_request}
+        absent = [" or ".join(names) for names, value in needed.items() if not value]
         raise NotPostedError(f"not a merge-request pipeline ({'; '.join(absent)} unset)")
     return Target(ci.server_url, ci.project, int(ci.merge_request), env["GITLAB_TOKEN"])
 

@@ -83,11 +83,11 @@ def client() -> Any:
     return MlflowClient(tracking_uri=uri)
 
 
-def log_results(root: Path, rev: str | None, experiment: str | None = None) -> LoggedRun:
-    """Log (or find) the run of `rev`'s results, or the workspace's."""
+def log_results(root: Path, rev: str | None, experiment: str | None = None, mlflow: Any = None) -> LoggedRun:
+    """Log (or find) the run of `rev`'s results, or the workspace's (through `mlflow`, or a new client)."""
     with tempfile.TemporaryDirectory(prefix="mlcd-mlflow-") as tmp:
         results = collect(root, rev, Path(tmp))
-        mlflow = client()
+        mlflow = mlflow or client()
         with _mlflow_errors("logging the run"):
             return _log(
                 mlflow, results, experiment or os.environ.get(EXPERIMENT_VARIABLE) or DEFAULT_EXPERIMENT
@@ -174,13 +174,15 @@ def _signature(bundle: Path) -> Any:
     return ModelSignature(inputs=Schema(columns))
 
 
-def register_version(root: Path, tag: str, version: str, commit: str, model_hash: str | None) -> str:
+def register_version(
+    root: Path, tag: str, version: str, commit: str, model_hash: str | None, mlflow: Any = None
+) -> str:
     """The MLflow model version mirroring registration `tag` (created once); its number."""
     from mlcd.versions.releases import artifact, bundle_md5
 
     art = artifact(root)
-    logged = log_results(root, commit)
-    mlflow = client()
+    mlflow = mlflow or client()
+    logged = log_results(root, commit, mlflow=mlflow)
     with _mlflow_errors(f"registering {tag}"):
         existing = _model_version(mlflow, art.name, tag)
         if existing is not None:
@@ -211,12 +213,12 @@ def _model_version(mlflow: Any, name: str, tag: str) -> Any:
     return None
 
 
-def set_stage_alias(root: Path, stage: str, tag: str | None) -> str:
+def set_stage_alias(root: Path, stage: str, tag: str | None, mlflow: Any = None) -> str:
     """Point alias `stage` at the version registered by `tag`, or remove it (tag None)."""
     from mlcd.versions.releases import artifact
 
     art = artifact(root)
-    mlflow = client()
+    mlflow = mlflow or client()
     with _mlflow_errors(f"setting alias {stage}"):
         if tag is None:
             aliases = mlflow.get_registered_model(art.name).aliases
@@ -236,15 +238,16 @@ def sync(root: Path) -> list[str]:
     from mlcd.versions.releases import artifact, model_hash_at
 
     art = artifact(root)
+    mlflow = client()
+    versions = registry.list_registered(root, art.name)
     done = []
-    for found in reversed(registry.list_registered(root, art.name)):
-        number = register_version(
-            root, found.tag, found.version, found.commit, model_hash_at(root, found.commit, art)
-        )
+    for found in reversed(versions):
+        model_hash = model_hash_at(root, found.commit, art)
+        number = register_version(root, found.tag, found.version, found.commit, model_hash, mlflow)
         done.append(f"{found.tag}: MLflow version {number}")
     for stage in registry.stages(root):
-        holder = registry.in_stage(root, art.name, stage)
-        done.append(set_stage_alias(root, stage, holder.tag if holder else None))
+        holder = registry.holder(versions, stage)
+        done.append(set_stage_alias(root, stage, holder.tag if holder else None, mlflow))
     return done
 
 

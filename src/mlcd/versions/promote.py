@@ -12,12 +12,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from mlcd.ci.environment import IMAGE_REPO_VARIABLE
 from mlcd.errors import VersionError
 from mlcd.git import short
 from mlcd.versions import registry
 from mlcd.versions.releases import artifact, require_pushed
-
-IMAGE_REPO_ENV = "MLCD_IMAGE_REPO"  # e.g. registry.example.com/group/mlcd; CI: $CI_REGISTRY_IMAGE
 
 
 @dataclass(frozen=True)
@@ -28,6 +27,7 @@ class Promotion:
     commit: str
     image: str | None  # None when the image check was skipped
     demoted: bool
+    holder: str | None  # the registration tag of the version the stage holds now (GTO's view), if any
 
 
 def image_for(image_repo: str, commit: str) -> str:
@@ -54,7 +54,7 @@ def promote(
         if not image_repo:
             raise VersionError(
                 f"promote checks that the image of commit {short(found.commit)} was pushed: set "
-                f"{IMAGE_REPO_ENV} (e.g. registry.example.com/group/mlcd) or pass --image-repo; "
+                f"{IMAGE_REPO_VARIABLE} (e.g. registry.example.com/group/mlcd) or pass --image-repo; "
                 "--no-image-check skips the check"
             )
         from mlcd.container.registry_api import image_exists
@@ -67,7 +67,7 @@ def promote(
             )
     message = f"Promote {art.name} {found.version} to {stage}" + (f" (image {image})" if image else "")
     tag = registry.assign(root, art.name, found.version, stage, message)
-    return Promotion(tag, found.version, stage, found.commit, image, demoted=False)
+    return Promotion(tag, found.version, stage, found.commit, image, demoted=False, holder=found.tag)
 
 
 def demote(root: Path, version_text: str, stage: str) -> Promotion:
@@ -75,13 +75,16 @@ def demote(root: Path, version_text: str, stage: str) -> Promotion:
     art = artifact(root)
     found = _registered(root, art.name, version_text, allow_deregistered=True)
     if stage not in found.stages:
-        holders = registry.in_stage(root, art.name, stage)
-        now = f"{holders.tag} holds it" if holders else "no version holds it"
-        raise VersionError(f"{found.tag} is not in {stage} ({now}); nothing to demote")
+        other = registry.in_stage(root, art.name, stage)
+        held = f"{other.tag} holds it" if other else "no version holds it"
+        raise VersionError(f"{found.tag} is not in {stage} ({held}); nothing to demote")
     tag = registry.unassign(
         root, art.name, found.version, stage, f"Demote {art.name} {found.version} from {stage}"
     )
-    return Promotion(tag, found.version, stage, found.commit, None, demoted=True)
+    current = registry.in_stage(root, art.name, stage)  # GTO: the stage falls back to an earlier holder
+    return Promotion(
+        tag, found.version, stage, found.commit, None, demoted=True, holder=current.tag if current else None
+    )
 
 
 def _registered(

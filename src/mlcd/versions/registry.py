@@ -111,12 +111,14 @@ def find_version(root: Path, artifact: str, version: str) -> RegisteredVersion |
     return None
 
 
+def holder(versions: list[RegisteredVersion], stage: str) -> RegisteredVersion | None:
+    """Which of `versions` (as list_registered read them) holds `stage` now, if any."""
+    return next((found for found in versions if stage in found.stages), None)
+
+
 def in_stage(root: Path, artifact: str, stage: str) -> RegisteredVersion | None:
     """The version a stage holds now (the latest assignment not undone), as `gto show <artifact>#<stage>`."""
-    for found in list_registered(root, artifact):
-        if stage in found.stages:
-            return found
-    return None
+    return holder(list_registered(root, artifact), stage)
 
 
 def tag_events(root: Path, tag: str) -> list[TagEvent]:

@@ -6,6 +6,7 @@ nothing if one is missing or damaged. Only then does the workspace mode move HEA
 
 from __future__ import annotations
 
+import functools
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ class Restored:
     manifest: dict[str, Any]
     from_remote: int  # objects that had to come from the remote
     repaired: list[str]  # damaged cache copies replaced by good ones
+    moved_from: str | None = None  # the workspace mode's previous HEAD; None when HEAD stayed
 
 
 @dataclass(frozen=True)
@@ -39,45 +41,46 @@ class Target:
 def resolve(root: Path, ref: str) -> Target:
     """A version (1.2.0, v1.2.0, v1.3.0-rc.1), a stage (production), a GTO tag, or any commit-ish."""
     art = artifact(root)
+
+    @functools.cache
+    def active() -> list[registry.RegisteredVersion]:  # read the registry once, and only if needed
+        return registry.list_registered(root, art.name)
+
     if registry.is_gto_tag(ref) and resolve_commit(root, f"refs/tags/{ref}"):
         events = registry.tag_events(root, ref)
         version = next((e.version for e in events if e.version and e.artifact == art.name), None)
         if version is not None:
-            return _version_target(root, art, version, via=ref)
+            return _version_target(registry.find_version(root, art.name, version), art, version, via=ref)
     name, sep, stage = ref.partition("#")  # GTO's shortcut <artifact>#<stage>
     if sep and name == art.name:
-        return _stage_target(root, art, stage)
+        return _stage_target(active(), art, stage)
     if ref in (f"{art.name}@latest", f"{art.name}@greatest"):
-        latest = registry.list_registered(root, art.name)
-        if not latest:
+        if not active():
             raise VersionError(f"{art.name} has no registered version yet: `mlcd release 0.1.0` makes one")
-        return _version_target(root, art, latest[0].version, via=ref)
+        return _version_target(active()[0], art, active()[0].version, via=ref)
     text = ref.removeprefix(f"{art.name}@")
     try:
         version = registry.valid_version(text)
     except VersionError:
         version = None
-    if version is not None and registry.find_version(root, art.name, version):
-        return _version_target(root, art, version, via=ref)
-    if ref in _known_stages(root, art):
-        return _stage_target(root, art, ref)
+    if version is not None and (found := registry.find_version(root, art.name, version)):
+        return _version_target(found, art, version, via=ref)
+    stages = list(dict.fromkeys([*registry.stages(root), *(s for v in active() for s in v.stages)]))
+    if ref in stages:
+        return _stage_target(active(), art, ref)
     commit = resolve_commit(root, ref)
     if commit is None:
-        known = ", ".join(v.version for v in registry.list_registered(root, art.name)) or "none yet"
-        stages = ", ".join(_known_stages(root, art))
+        known = ", ".join(v.version for v in active()) or "none yet"
         raise VersionError(
-            f"{ref!r} is not a version, a stage, a tag or a commit (versions: {known}; stages: {stages})"
+            f"{ref!r} is not a version, a stage, a tag or a commit "
+            f"(versions: {known}; stages: {', '.join(stages)})"
         )
     return Target(commit, short(commit))
 
 
-def _known_stages(root: Path, art: Artifact) -> list[str]:
-    used = [s for v in registry.list_registered(root, art.name) for s in v.stages]
-    return list(dict.fromkeys([*registry.stages(root), *used]))
-
-
-def _version_target(root: Path, art: Artifact, version: str, via: str) -> Target:
-    found = registry.find_version(root, art.name, version)
+def _version_target(
+    found: registry.RegisteredVersion | None, art: Artifact, version: str, via: str
+) -> Target:
     if found is None:
         raise VersionError(f"{via!r} names {art.name} {version}, which is not registered")
     if not found.registered:
@@ -89,8 +92,8 @@ def _version_target(root: Path, art: Artifact, version: str, via: str) -> Target
     return Target(found.commit, f"{found.tag}{stages}")
 
 
-def _stage_target(root: Path, art: Artifact, stage: str) -> Target:
-    found = registry.in_stage(root, art.name, stage)
+def _stage_target(versions: list[registry.RegisteredVersion], art: Artifact, stage: str) -> Target:
+    found = registry.holder(versions, stage)
     if found is None:
         raise VersionError(
             f"no version of {art.name} is in stage {stage!r}: assign one with `mlcd promote VERSION {stage}`"
@@ -126,8 +129,8 @@ def way_back(previous: str) -> str:
     )
 
 
-def restore_workspace(root: Path, ref: str) -> tuple[Restored, str]:
-    """`git checkout <commit>` then `dvc checkout`, once every object is verified; (restored, old HEAD)."""
+def restore_workspace(root: Path, ref: str) -> Restored:
+    """`git checkout <commit>` then `dvc checkout`, once every object is verified."""
     target = resolve(root, ref)
     _refuse_dirty(root)
     verified = verify_objects(root, target.commit, target.label, only=None)
@@ -144,8 +147,15 @@ def restore_workspace(root: Path, ref: str) -> tuple[Restored, str]:
         raise type(exc)(f"{exc.message} ({way_back(previous)})", exc.problems) from None
     except Exception as exc:  # dvc's own errors: still say where HEAD is
         raise VersionError(f"dvc checkout failed after HEAD moved: {exc} ({way_back(previous)})") from None
-    restored = Restored(target.label, target.commit, bundle, manifest, verified.fetched, verified.repaired)
-    return restored, previous
+    return Restored(
+        target.label,
+        target.commit,
+        bundle,
+        manifest,
+        verified.fetched,
+        verified.repaired,
+        moved_from=previous,
+    )
 
 
 def restore_to(root: Path, ref: str, out: Path) -> Restored:
