@@ -261,3 +261,21 @@ def test_mlflow_and_v2_bodies_with_gaps_and_text_equal_predict(client, test_fram
     assert infer.status_code == 200, infer.text
     outputs = {o["name"]: o for o in infer.json()["outputs"]}
     assert outputs["label"]["data"] == expected["labels"]
+
+
+def test_the_mlflow_signature_follows_the_schema_with_text_and_gaps(bundle, test_frame):
+    """The signature `mlcd mlflow log` gives the model: a text feature with gaps is an optional string,
+    a numeric one with gaps an optional double, the rest required doubles; named as clients send them."""
+    from mlflow.models.utils import _enforce_schema
+
+    from mlcd.tracking.mlflow_bridge import _signature
+
+    inputs = _signature(bundle).inputs
+    specs = {spec.name: spec for spec in inputs.inputs}
+    assert list(specs) == [c for c in test_frame.columns if c != TARGET]
+    assert (specs[REGION].type.name, specs[REGION].required) == ("string", False)
+    assert (specs[GAPPY].type.name, specs[GAPPY].required) == ("double", False)
+    assert all(s.type.name == "double" and s.required for n, s in specs.items() if n not in (REGION, GAPPY))
+    # MLflow's own input check accepts the test rows as a client sends them (gaps as missing values).
+    enforced = _enforce_schema(pd.DataFrame(as_sent(test_frame)), inputs)
+    assert len(enforced) == len(test_frame)
