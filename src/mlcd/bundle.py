@@ -53,8 +53,9 @@ def verify_bundle(bundle: Path) -> dict[str, Any]:
     if problems:
         raise BundleError(
             f"bundle {bundle} does not match its manifest; it was changed or damaged after "
-            "packaging (restore it with `dvc checkout models/bundle` or rebuild it with "
-            "`dvc repro package`):",
+            "packaging. `mlcd restore HEAD` puts back verified copies (it md5-checks the DVC cache, "
+            "replaces damaged cache copies from the remote, and keeps HEAD on its branch); without a "
+            "good copy anywhere, `dvc repro --force package` rebuilds it:",
             problems,
         )
     return manifest

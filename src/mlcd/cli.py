@@ -49,6 +49,11 @@ ci_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(ci_app, name="ci")
+remote_app = typer.Typer(
+    help="Check and repair what the DVC remote holds (md5 of every object, not just its name).",
+    no_args_is_help=True,
+)
+app.add_typer(remote_app, name="remote")
 mlflow_app = typer.Typer(
     help="Mirror results and the registry to MLflow (MLFLOW_TRACKING_URI); git and DVC stay the truth.",
     no_args_is_help=True,
@@ -121,6 +126,15 @@ def _options(
 ) -> None:
     global _traceback_flag
     _traceback_flag = traceback
+    _warn_about_interrupted_work(Path())
+
+
+def _warn_about_interrupted_work(root: Path) -> None:
+    """Every command first says so when an earlier one was killed halfway (README "Reliability")."""
+    from mlcd.versions.interrupted import interrupted
+
+    if (pending := interrupted(root)) is not None:
+        console.print(f"[yellow]warning:[/] {escape(pending.advice())}", highlight=False)
 
 
 def _setup(params_file: Path) -> tuple[Params, ProjectPaths]:
@@ -277,6 +291,17 @@ def data_use(
 RootOption = Annotated[Path, typer.Option("--repo", metavar="PATH", help="the project's git repository.")]
 
 
+VerifyDataOption = Annotated[
+    bool,
+    typer.Option(
+        "--verify-data",
+        metavar="",
+        help="read back and md5-check every output in the DVC remote, not only the bundle's "
+        "(downloads them all).",
+    ),
+]
+
+
 @app.command()
 @reports_errors
 def release(
@@ -287,13 +312,18 @@ def release(
             help="semantic version, e.g. 1.4.0 or 1.5.0-rc.1 (tagged as model@v1.4.0, GTO's format)",
         ),
     ],
+    verify_data: VerifyDataOption = False,
     repo: RootOption = Path(),
 ) -> None:
-    """Register HEAD as a model version (a GTO tag), after checking it is committed, reproduced and pushed."""
+    """Register HEAD as a model version (a GTO tag), after checking it is committed, reproduced and pushed.
+
+    The bundle's files are read back from the DVC remote and their md5s checked (--verify-data: every
+    output's), so a version is never vouched for on a damaged remote copy.
+    """
     from mlcd.tracking.mlflow_bridge import mirror, register_version
     from mlcd.versions.releases import create_release
 
-    info = create_release(repo, version)
+    info = create_release(repo, version, verify_data)
     console.print(f"[green]tagged[/] {info.tag} at {info.commit[:8]} (model {str(info.model_hash)[:12]})")
     tag = str(info.tag)
     mirrored = mirror(
@@ -329,10 +359,13 @@ def versions(
     repo: RootOption = Path(),
 ) -> None:
     """List registered model versions, highest first: stages, model hash and metrics (like `gto show`)."""
-    from mlcd.versions.releases import list_versions
+    from mlcd.console import warn
+    from mlcd.versions.releases import list_versions, shared_commit_warnings
     from mlcd.versions.table import print_versions
 
     rows = list_versions(repo, include_all=all_versions)
+    for line in shared_commit_warnings(repo):
+        warn(line)
     if as_json:
         from mlcd.files import dump_json
 
@@ -345,13 +378,13 @@ def versions(
 @reports_errors
 def restore(
     ref: Annotated[
-        str,
+        str | None,
         typer.Argument(
             metavar="REF",
             help="a version (1.4.0), a stage (production: the version it holds), a tag "
-            "(model@v1.4.0, model#production#3) or any commit.",
+            "(model@v1.4.0, model#production#3) or any commit; HEAD repairs the outputs in place.",
         ),
-    ],
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -361,6 +394,12 @@ def restore(
             "HEAD and the workspace are untouched.",
         ),
     ] = None,
+    abort: Annotated[
+        bool,
+        typer.Option(
+            "--abort", metavar="", help="undo an interrupted restore: HEAD back on its branch, outputs too."
+        ),
+    ] = False,
     repo: RootOption = Path(),
 ) -> None:
     """Bring back a model version: check out its commit and data, or copy its bundle with --out.
@@ -369,8 +408,15 @@ def restore(
     and its md5 checked. A missing or damaged file is named (damaged cache copies are removed)
     and nothing changes: not HEAD, not the workspace, not --out.
     """
-    from mlcd.versions.restore import restore_to, restore_workspace, way_back
+    from mlcd.errors import VersionError
+    from mlcd.versions.restore import abort_restore, restore_to, restore_workspace, way_back
 
+    if abort:
+        undone = abort_restore(repo)
+        console.print(f"[green]restore aborted[/]: HEAD back at {undone.branch or undone.previous[:8]}")
+        return
+    if ref is None:
+        raise VersionError("name what to restore (a version, a stage, a tag or a commit), or pass --abort")
     done = restore_workspace(repo, ref) if out is None else restore_to(repo, ref, out)
     fetched = f", {done.from_remote} file(s) fetched from the remote" if done.from_remote else ""
     for path in done.repaired:
@@ -404,6 +450,7 @@ def promote(
     demote: Annotated[
         bool, typer.Option("--demote", metavar="", help="take STAGE away from VERSION instead.")
     ] = False,
+    verify_data: VerifyDataOption = False,
     repo: RootOption = Path(),
 ) -> None:
     """Assign STAGE to VERSION with a GTO stage tag (`model#STAGE#N`); pushing it makes CI deploy.
@@ -420,7 +467,10 @@ def promote(
         done = run_demote(repo, version, stage)
         console.print(f"[green]tagged[/] {done.tag}: {done.version} no longer holds {stage}")
     else:
-        done = run_promote(repo, version, stage, image_repo, check_image=image_check)
+        done = run_promote(repo, version, stage, image_repo, check_image=image_check, verify_data=verify_data)
+        if done.already:
+            console.print(f"{done.holder} already holds {stage}: nothing to do, no tag written")
+            return
         image = f", image {done.image} checked" if done.image else ""
         console.print(
             f"[green]tagged[/] {done.tag}: {done.version} (commit {done.commit[:8]}) -> {stage}{image}"
@@ -807,13 +857,18 @@ def ci_verify_release(
             metavar="PATH", help="write the GitLab Release description here (model hash, bundle, metrics)."
         ),
     ] = None,
+    verify_data: VerifyDataOption = False,
     repo: RootOption = Path(),
 ) -> None:
-    """Check a registration tag names the model artifact and every output it needs is in the DVC remote."""
+    """Check a registration tag names the model artifact and every output it needs is in the DVC remote
+    (the bundle's files read back and md5-checked; --verify-data: every output's)."""
     from mlcd.ci.release import release_notes, verify_release
 
-    registration, count = verify_release(repo, tag)
-    console.print(f"[green]{tag}[/] ({registration.commit[:8]}): all {count} outputs are in the DVC remote")
+    registration, count = verify_release(repo, tag, verify_data)
+    console.print(
+        f"[green]{tag}[/] ({registration.commit[:8]}): all {count} objects are in the DVC remote, "
+        f"{'every' if verify_data else 'the bundle'}'s md5-checked"
+    )
     if notes is not None:
         notes.write_text(release_notes(repo, registration), encoding="utf-8")
         console.print(f"release notes for GitLab's Release written to {notes}")
@@ -840,6 +895,53 @@ def ci_deploy_target(
     target = deploy_target(repo, environment, os.environ)
     dotenv.write_text(target.dotenv(), encoding="utf-8")
     console.print(f"{environment} <- {target.what}: image {target.image}, bundle {target.bundle}")
+
+
+@remote_app.command("verify")
+@reports_errors
+def remote_verify(
+    rev: Annotated[str, typer.Argument(metavar="REV", help="the revision whose outputs to check.")] = "HEAD",
+    repair: Annotated[
+        bool,
+        typer.Option(
+            "--repair", metavar="", help="re-upload good local-cache copies of missing or damaged objects."
+        ),
+    ] = False,
+    repo: RootOption = Path(),
+) -> None:
+    """Read back every object of REV's outputs from the default DVC remote and check its md5.
+
+    Exit 2 when an object is missing or damaged (after --repair: one that no good local copy could
+    replace). `dvc push` cannot do this: it skips an object whose name the remote already has.
+    """
+    from mlcd.errors import VersionError
+    from mlcd.git import resolve_commit
+    from mlcd.versions.remote_check import check_remote, repair_remote
+
+    commit = resolve_commit(repo, rev)
+    if commit is None:
+        raise VersionError(f"{rev!r} is not a commit of this repository")
+    report = check_remote(repo, commit, read_back=None)
+    if repair:
+        report = repair_remote(repo, report)
+    for item in report.objects:
+        if item.problem:
+            console.print(escape(item.line()), highlight=False)
+    if report.bad:
+        raise VersionError(
+            f"{len(report.bad)} of {len(report.objects)} objects of {rev} ({commit[:8]}) are missing or "
+            f"damaged in {report.remote}: "
+            + (
+                "no good local copy of them here; `dvc push` them from a clone that has them"
+                if repair
+                else "`mlcd remote verify --repair` re-uploads good local copies"
+            )
+        )
+    repaired = sum(o.repaired for o in report.objects)
+    console.print(
+        f"[green]{report.remote}[/]: all {len(report.objects)} objects of {rev} ({commit[:8]}) have the "
+        "right md5" + (f" ({repaired} re-uploaded)" if repaired else "")
+    )
 
 
 ExperimentOption = Annotated[

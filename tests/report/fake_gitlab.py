@@ -25,6 +25,8 @@ class FakeGitLab:
     merge_request: int = 3
     fail_with: int | None = None  # answer every request with this status
     delay: float = 0.0  # seconds before answering, to provoke client timeouts
+    # Answer every request with this instead: (status, extra headers, body), e.g. a proxy's HTML page
+    raw: tuple[int, dict[str, str], bytes] | None = None
     requests: list[Recorded] = field(default_factory=list)
     notes: dict[int, str] = field(default_factory=dict)
     uploads: list[str] = field(default_factory=list)
@@ -66,11 +68,15 @@ def start(fake: FakeGitLab) -> tuple[ThreadingHTTPServer, str]:
             fake.requests.append(
                 Recorded(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             )
-            status, payload = fake.handle(self.command, self.path, body)
-            data = json.dumps(payload).encode()
+            if fake.raw is not None:
+                status, headers, data = fake.raw
+            else:
+                status, payload = fake.handle(self.command, self.path, body)
+                headers, data = {"content-type": "application/json"}, json.dumps(payload).encode()
             try:
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("content-length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)

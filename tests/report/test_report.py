@@ -86,17 +86,27 @@ def _worsened(base, head):
     raise AssertionError(f"the head model is not worse on any metric: {base} {head}")
 
 
+def base_with_gate(repo: Repo, **max_drop: float) -> str:
+    """A commit on top of main~1 (the base) that sets the gate: the base's gate is the one that judges."""
+    repo.run("git", "checkout", "-q", "main~1")
+    set_gate(repo, **max_drop)
+    repo.commit("gate on the target branch")
+    sha = repo.run("git", "rev-parse", "HEAD").stdout.strip()
+    repo.run("git", "checkout", "-q", "main")
+    return sha
+
+
 def test_gate_trips_and_passes_at_the_threshold(repo, two_commits):
     _, base, head = two_commits
     name, worse = _worsened(base, head)
-    set_gate(repo, **{name: worse * 0.9})
-    done = report(repo, "--base", "HEAD~1", "--gate", "--no-post", check=False)
+    strict = base_with_gate(repo, **{name: worse * 0.9})
+    done = report(repo, "--base", strict, "--gate", "--no-post", check=False)
     assert done.returncode == 1
     assert f"gate failed: {name} " in done.stderr
     assert f"| {name} {'rise' if name == 'log_loss' else 'drop'} at most" in done.stdout
     assert "❌ fail" in done.stdout
-    set_gate(repo, **{name: worse * 1.1})
-    done = report(repo, "--base", "HEAD~1", "--gate", "--no-post")
+    loose = base_with_gate(repo, **{name: worse * 1.1})
+    done = report(repo, "--base", loose, "--gate", "--no-post")
     assert "✅ **gate passed**" in done.stdout
 
 
@@ -239,3 +249,64 @@ def test_a_jenkins_merge_request_build_posts_the_same_note(repo, gitlab):
     varying = re.compile(r"/uploads/[^)]+|^\| single-row predict.*$", re.M)
     assert varying.sub("", jenkins_note) == varying.sub("", note)
     assert [(r.method, r.path.split("?")[0]) for r in fake.requests] == posted
+
+
+# Fault catalogue (README "Reliability"): a report never lies about its base, and GitLab's odd
+# answers are warnings, never a traceback and never exit 1 (which means "the gate failed").
+
+
+@pytest.mark.parametrize("where", ["--base", "CI_MERGE_REQUEST_DIFF_BASE_SHA"])
+def test_a_base_that_does_not_resolve_is_an_error_not_a_fall_back(repo, where):
+    missing = "0123456789abcdef0123456789abcdef01234567"
+    if where == "--base":
+        done = report(repo, "--base", missing, "--no-post", check=False)
+    else:
+        done = report(repo, "--no-post", env={"CI_MERGE_REQUEST_DIFF_BASE_SHA": missing}, check=False)
+    assert done.returncode == 2, done.stderr
+    assert f"{where} {missing!r} is not a commit in this clone" in done.stderr
+    assert "GIT_DEPTH: 0" in done.stderr and "Traceback" not in done.stderr
+    assert not (repo.path / "out").exists()
+
+
+REDIRECT = (302, {"location": "/users/sign_in", "content-length": "0"}, b"")  # a sign-in wall
+PAGE = b"<html><body>Sign in</body></html>"
+HTML = (200, {"content-type": "text/html", "content-length": str(len(PAGE))}, PAGE)
+
+
+@pytest.mark.parametrize(
+    ("answer", "timeout", "message"),
+    [
+        (HTML, "1", "GitLab answered with something that is not its API's JSON"),
+        (REDIRECT, "1", "GitLab redirected the request"),
+        (None, "ten", "MLCD_GITLAB_TIMEOUT='ten' is not a number of seconds"),
+        (None, "-1", "MLCD_GITLAB_TIMEOUT='-1' is not a number of seconds"),
+    ],
+    ids=["html-200", "redirect", "timeout-not-a-number", "timeout-negative"],
+)
+def test_odd_gitlab_answers_are_warnings(repo, gitlab, answer, timeout, message):
+    fake, env = gitlab
+    fake.raw = answer
+    done = report(repo, "--base", "HEAD~1", env={**env, "MLCD_GITLAB_TIMEOUT": timeout}, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "warning: not posted:" in done.stderr and message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert (repo.path / "out" / "report.md").is_file()
+
+
+def test_a_merge_request_cannot_loosen_its_own_gate(repo, two_commits):
+    """The base's gate judges; the MR's own looser gate is shown and applies only after merge."""
+    _, base, head = two_commits
+    name, worse = _worsened(base, head)
+    # The base gets a strict gate in its own commit; the head loosens it and regresses.
+    strict_base = base_with_gate(repo, **{name: worse * 0.5})
+    set_gate(repo, **{name: worse * 10})
+    done = report(repo, "--base", strict_base, "--gate", "--no-post", check=False)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"gate failed: {name} " in done.stderr
+    assert "this MR changes the gate: applies after merge" in done.stdout
+    limit = f"{worse * 0.5:g}"
+    assert f"at most {limit}" in done.stdout  # the base's threshold, not the MR's
+    # Once merged, the looser gate is the base's own and passes the same change.
+    repo.commit("looser gate")
+    done = report(repo, "--base", "HEAD", "--gate", "--no-post", check=False)
+    assert "this MR changes the gate" not in done.stdout

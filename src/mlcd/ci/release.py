@@ -18,11 +18,12 @@ from mlcd.versions.releases import (
 )
 
 
-def verify_release(root: Path, tag: str) -> tuple[TagEvent, int]:
-    """(the registration, number of outputs checked) once every cached output of the tag is in the remote."""
+def verify_release(root: Path, tag: str, verify_data: bool = False) -> tuple[TagEvent, int]:
+    """(the registration, number of objects checked) once every cached output of the tag is in the remote,
+    the bundle's (every output's with `verify_data`) with the right md5."""
     event = registration(root, tag)
     configure_remote(root, os.environ)
-    return event, require_pushed(root, event.commit)
+    return event, require_pushed(root, event.commit, verify_data)
 
 
 def release_notes(root: Path, event: TagEvent) -> str:

@@ -17,9 +17,19 @@ import requests
 
 from mlcd.report.render import MARKER
 
+TIMEOUT_VARIABLE = "MLCD_GITLAB_TIMEOUT"
+
 
 def timeout_seconds() -> float:
-    return float(os.environ.get("MLCD_GITLAB_TIMEOUT", "10"))
+    """Seconds to wait for each GitLab request; a malformed value is a reason not to post, not a crash."""
+    text = os.environ.get(TIMEOUT_VARIABLE, "10")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise NotPostedError(f"{TIMEOUT_VARIABLE}={text!r} is not a number of seconds above 0 (e.g. 10)")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,16 @@ def target_from_env() -> Target:
 
 
 def _explain(exc: Exception, target: Target) -> str:
+    if isinstance(exc, gitlab.exceptions.RedirectError | requests.exceptions.TooManyRedirects):
+        return (
+            f"GitLab redirected the request ({exc}): CI_SERVER_URL {target.url} is probably not the API's "
+            "address (http instead of https, or a sign-in page in front)"
+        )
+    if isinstance(exc, gitlab.exceptions.GitlabParsingError):
+        return (
+            f"GitLab answered with something that is not its API's JSON (an HTML page from a proxy or a "
+            f"sign-in page?): check CI_SERVER_URL {target.url}"
+        )
     if isinstance(exc, requests.exceptions.Timeout):
         return f"GitLab at {target.url} did not answer within {timeout_seconds():g} s"
     if isinstance(exc, requests.exceptions.RequestException):
@@ -82,19 +102,32 @@ def post(target: Target, images: list[Path], body_for: Callable[[dict[str, str]]
     """Upload images, then create the note or update the one carrying the report marker."""
     client = gitlab.Gitlab(target.url, private_token=target.token, timeout=timeout_seconds())
     try:
-        project = client.projects.get(target.project, lazy=True)
-        links = {}
-        for image in images:
-            uploaded = project.upload(image.name, filedata=image.read_bytes())
-            links[image.stem] = uploaded["url"]
-        body = body_for(links)
-        merge_request = project.mergerequests.get(target.merge_request, lazy=True)
-        for note in merge_request.notes.list(iterator=True):
-            if MARKER in (note.body or ""):
-                note.body = body
-                note.save()
-                return Posted(note.id, created=False, links=links)
-        note = merge_request.notes.create({"body": body})
-        return Posted(note.id, created=True, links=links)
+        return _post(client, target, images, body_for)
     except (gitlab.exceptions.GitlabError, requests.exceptions.RequestException) as exc:
         raise NotPostedError(_explain(exc, target)) from None
+
+
+def _field(answer: object, key: str) -> str:
+    """A field of GitLab's JSON answer; python-gitlab hands back the raw response when it is not JSON."""
+    if not isinstance(answer, dict) or not isinstance(answer.get(key), str):
+        raise gitlab.exceptions.GitlabParsingError(f"no {key!r} in GitLab's answer")
+    return answer[key]
+
+
+def _post(
+    client: gitlab.Gitlab, target: Target, images: list[Path], body_for: Callable[[dict[str, str]], str]
+) -> Posted:
+    project = client.projects.get(target.project, lazy=True)
+    links = {}
+    for image in images:
+        uploaded = project.upload(image.name, filedata=image.read_bytes())
+        links[image.stem] = _field(uploaded, "url")
+    body = body_for(links)
+    merge_request = project.mergerequests.get(target.merge_request, lazy=True)
+    for note in merge_request.notes.list(iterator=True):
+        if MARKER in (note.body or ""):
+            note.body = body
+            note.save()
+            return Posted(note.id, created=False, links=links)
+    note = merge_request.notes.create({"body": body})
+    return Posted(note.id, created=True, links=links)

@@ -73,6 +73,7 @@ def markdown(
     data: list[tuple[str, Any, Any]],
     rules: list[Rule] | None,
     images: dict[str, str],
+    gate_note: str = "",
 ) -> str:
     base_label = base.rev[:8] if base.rev else "?"
     lines = [MARKER, f"## mlcd model report: {head_label} vs base {base_label}", ""]
@@ -85,6 +86,8 @@ def markdown(
             verdict = "❔ **gate checked no metric**: neither side reports a metric a rule names"
         else:
             verdict = "✅ **gate passed**"
+        if gate_note:  # thresholds are the base's; say when this change would move them
+            verdict += f" ({gate_note})"
         lines += ["", verdict, "", *gate_table(rules)]
     lines += ["", "### Metrics (test set)", "", *metrics_table(rows), ""]
     lines += ["### Parameters", ""]

@@ -6,10 +6,13 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcd.config import ProjectPaths, load_params
+import yaml
+
+from mlcd.config import PARAMS_FILE, GateParams, ProjectPaths, load_params, parse_params
 from mlcd.console import info, stage, warn
+from mlcd.errors import ConfigError
 from mlcd.files import atomic_dir, dump_json
-from mlcd.git import dirty_files, git
+from mlcd.git import dirty_files, git, show_file
 from mlcd.report import compare, render
 from mlcd.report.gitlab import NotPostedError, post, target_from_env
 from mlcd.report.sides import collect, measure_latency, resolve_base, set_aside_other_positive_class
@@ -56,6 +59,23 @@ def workspace_caveats(root: Path) -> str:
     return ""
 
 
+GATE_CHANGED = "this MR changes the gate: applies after merge"
+
+
+def gate_of_base(root: Path, base_sha: str, head_gate: GateParams) -> tuple[GateParams, str]:
+    """The thresholds a change is judged by: the base's, so a merge request cannot loosen its own gate.
+
+    The second value is "" or a note for the verdict: the head's gate differs (it applies once
+    merged), or the base has no readable params.yaml (the head's gate is used, and said so).
+    """
+    text = show_file(root, base_sha, PARAMS_FILE)
+    try:
+        base_gate = parse_params(yaml.safe_load(text or ""), f"{PARAMS_FILE} at {base_sha[:8]}").gate
+    except (ConfigError, yaml.YAMLError):
+        return head_gate, f"the base {base_sha[:8]} has no valid {PARAMS_FILE}: judged by this change's gate"
+    return base_gate, "" if base_gate == head_gate else GATE_CHANGED
+
+
 def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_note: bool) -> ReportResult:
     with stage("report") as log:
         params = load_params(ProjectPaths(root).params)
@@ -68,12 +88,15 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
         head_commit = git(root, "rev-parse", "HEAD").strip()
         head_label = head_commit[:8] + workspace_caveats(root)
         rows = compare.metric_rows(base, head)
-        rules = compare.gate(rows, base, head, params.gate) if gate else None
+        gate_params, gate_note = gate_of_base(root, base_sha, params.gate)
+        rules = compare.gate(rows, base, head, gate_params) if gate else None
         params_changed = compare.param_changes(base, head)
         data = compare.data_rows(base, head)
 
         def body(links: dict[str, str]) -> str:
-            return render.markdown(base, head, head_label, how, rows, params_changed, data, rules, links)
+            return render.markdown(
+                base, head, head_label, how, rows, params_changed, data, rules, links, gate_note
+            )
 
         with atomic_dir(out) as tmp:
             images = render.figures(base, head, tmp)
@@ -89,6 +112,7 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
                 "metrics": {r.name: {"base": r.base, "head": r.head, "change": r.change} for r in rows},
                 "params_changed": {k: {"base": b, "head": h} for k, b, h in params_changed},
                 "gate": None if rules is None else [rule.__dict__ for rule in rules],
+                "gate_note": gate_note,
                 "missing": base.missing + head.missing,
             }
             (tmp / SUMMARY).write_text(dump_json(summary), encoding="utf-8")

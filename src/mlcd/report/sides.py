@@ -17,7 +17,7 @@ import numpy as np
 from mlcd.bundle import SCHEMA_FILE, read_bundle_json, verify_bundle
 from mlcd.ci.environment import ci_environment
 from mlcd.config import ABOUT_POSITIVE_CLASS, PLOT_NAMES, POSITIVE_CLASS_PLOTS, ProjectPaths
-from mlcd.errors import MlcdError
+from mlcd.errors import GitError, MlcdError
 from mlcd.git import git, resolve_commit
 from mlcd.versions.storage import NOT_IN_ANY_STORE, copy_out
 
@@ -46,12 +46,18 @@ class Side:
 
 def resolve_base(root: Path, explicit: str | None) -> tuple[str, str]:
     """(sha, how it was chosen): --base, the MR diff base, the merge-base with the target, or HEAD~1."""
-    candidates = []
-    if explicit:
-        candidates.append((explicit, "--base"))
     ci = ci_environment()
-    if ci.diff_base:
-        candidates.append((ci.diff_base, "CI_MERGE_REQUEST_DIFF_BASE_SHA"))
+    # A base that was named but does not resolve is an error, never a silent fall-back: the report
+    # would compare with something nobody asked for (a shallow CI clone lacks older commits).
+    for named, how in ((explicit, "--base"), (ci.diff_base, "CI_MERGE_REQUEST_DIFF_BASE_SHA")):
+        if named:
+            if sha := resolve_commit(root, named):
+                return sha, how
+            raise GitError(
+                f"{how} {named!r} is not a commit in this clone: check the name, or fetch more history "
+                "(`git fetch --unshallow`; in GitLab CI set GIT_DEPTH: 0 for this job)"
+            )
+    candidates = []
     target = ci.target_branch or ci.default_branch
     head = resolve_commit(root, "HEAD")
     for branch in [f"origin/{target}", target]:
@@ -67,7 +73,7 @@ def resolve_base(root: Path, explicit: str | None) -> tuple[str, str]:
     for ref, how in candidates:
         if sha := resolve_commit(root, ref):
             return sha, how
-    raise MlcdError("no base revision to compare with: pass --base <rev> (the repository has one commit)")
+    raise GitError("no base revision to compare with: pass --base <rev> (the repository has one commit)")
 
 
 def _json_at(fs: Any, path: str) -> Any:

@@ -28,6 +28,7 @@ class Promotion:
     image: str | None  # None when the image check was skipped
     demoted: bool
     holder: str | None  # the registration tag of the version the stage holds now (GTO's view), if any
+    already: bool = False  # the version held the stage before: nothing was written
 
 
 def image_for(image_repo: str, commit: str) -> str:
@@ -36,8 +37,14 @@ def image_for(image_repo: str, commit: str) -> str:
 
 
 def promote(
-    root: Path, version_text: str, stage: str, image_repo: str | None, check_image: bool = True
+    root: Path,
+    version_text: str,
+    stage: str,
+    image_repo: str | None,
+    check_image: bool = True,
+    verify_data: bool = False,
 ) -> Promotion:
+    """Write the stage tag once every check passed; a refused write leaves no tag behind (registry.py)."""
     art = artifact(root)
     allowed = registry.stages(root)
     if stage not in allowed:
@@ -46,9 +53,15 @@ def promote(
             f"(the `stages:` list in {registry.GTO_CONFIG})"
         )
     found = _registered(root, art.name, version_text)
-    if stage in found.stages:
-        raise VersionError(f"{found.tag} already holds {stage}; nothing to do")
-    require_pushed(root, found.commit)
+    if stage in found.stages:  # promoting again is not an error: the outcome the caller wants holds
+        return Promotion("", found.version, stage, found.commit, None, False, found.tag, already=True)
+    if any(shared.commit == found.commit for shared in registry.shared_commits(root, art.name)):
+        raise VersionError(
+            f"cannot promote {found.tag}: its commit carries another version too, and a stage tag on it "
+            "would make GTO refuse every later read of the registry",
+            registry.shared_commit_fix(root, art.name),
+        )
+    require_pushed(root, found.commit, verify_data)
     image = None
     if check_image:
         if not image_repo:

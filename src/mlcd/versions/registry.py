@@ -19,11 +19,13 @@ from typing import Any, TypeVar
 import yaml
 
 from mlcd.errors import VersionError
+from mlcd.git import git, short
 
 # `.gto` at the project root lists the stages `gto assign` and `mlcd promote` accept (GTO's own
 # config file); each stage deploys to the CI environment of the same name.
 GTO_CONFIG = ".gto"
 DEFAULT_STAGES = ("staging", "production")
+READ_FAILURE = "reading the registry"  # how a failed `gto show` starts its message
 
 T = TypeVar("T")
 
@@ -50,12 +52,66 @@ class TagEvent:
     stage: str | None
 
 
+@dataclass(frozen=True)
+class SharedCommit:
+    """Registration tags that put two or more versions on one commit, which GTO forbids."""
+
+    commit: str
+    tags: tuple[str, ...]  # oldest first
+
+    def line(self) -> str:
+        return f"{' and '.join(self.tags)} each register a version on commit {short(self.commit)}"
+
+
+def shared_commits(root: Path, artifact: str) -> list[SharedCommit]:
+    """Commits that more than one active registration tag of `artifact` points at (a tag moved by hand)."""
+    from gto.constants import Action
+    from gto.tag import parse_name
+
+    fields = "%(refname:short)%09%(*objectname)%09%(objectname)"  # name, commit of an annotated tag, target
+    listing = git(root, "for-each-ref", "--sort=creatordate", f"--format={fields}", "refs/tags")
+    by_commit: dict[str, list[str]] = {}
+    for line in listing.splitlines():
+        name, peeled, direct = line.split("\t")
+        parsed = parse_name(name, raise_on_fail=False)
+        if parsed and parsed.get("action") == Action.REGISTER and parsed.get("name") == artifact:
+            by_commit.setdefault(peeled or direct, []).append(name)
+    return [SharedCommit(commit, tuple(tags)) for commit, tags in by_commit.items() if len(tags) > 1]
+
+
+def shared_commit_fix(root: Path, artifact: str) -> list[str]:
+    """What to delete so GTO can read the registry again: the newer tag of each shared commit."""
+    lines = []
+    for shared in shared_commits(root, artifact):
+        newest = shared.tags[-1]
+        stage_tags = [t for t in _tags(root) if t.startswith(f"{artifact}#")]
+        on_it = [t for t in stage_tags if _points_at(root, t) == shared.commit]
+        delete = " ".join([newest, *on_it])
+        lines.append(
+            f"{shared.line()}; GTO allows one: delete the one made by mistake (probably the newest) and any "
+            f"stage tag on that commit: `git tag -d {delete}` (and `git push origin --delete {delete}` "
+            "if they were pushed)"
+        )
+    return lines
+
+
+def _points_at(root: Path, tag: str) -> str:
+    return git(root, "rev-parse", f"{tag}^{{commit}}").strip()
+
+
+def _tags(root: Path) -> set[str]:
+    return set(git(root, "tag", "--list").split())
+
+
 @contextmanager
-def _gto_errors(doing: str) -> Iterator[None]:
-    from gto.exceptions import GTOException
+def _gto_errors(doing: str, root: Path | None = None, artifact: str | None = None) -> Iterator[None]:
+    from gto.exceptions import GTOException, ManyVersions
 
     try:
         yield
+    except ManyVersions as exc:
+        fix = shared_commit_fix(root, artifact) if root is not None and artifact else []
+        raise VersionError(f"{doing}: {exc}", fix) from None
     except GTOException as exc:
         raise VersionError(f"{doing}: {exc}") from None
 
@@ -82,7 +138,7 @@ def list_registered(root: Path, artifact: str, include_deregistered: bool = Fals
     from gto import api
     from gto.exceptions import ArtifactNotFound
 
-    with _gto_errors("reading the registry"):
+    with _gto_errors(READ_FAILURE, root, artifact):
         try:
             shown = api.show(str(root), artifact, deprecated=include_deregistered)
         except ArtifactNotFound:  # no tag names it yet
@@ -167,9 +223,21 @@ def version_key(version: str) -> Any:
     return SemVer(version)
 
 
-def _write_tag(doing: str, function: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
-    """Call one of GTO's writers (it refuses what GTO's rules forbid); the tag it wrote."""
-    return str(_call(doing, function, *args, **kwargs).tag)
+def _write_tag(root: Path, artifact: str, doing: str, function: Callable[..., Any], **kwargs: Any) -> str:
+    """Call one of GTO's writers (it refuses what GTO's rules forbid); the tag it wrote.
+
+    All or nothing: GTO writes its tag and then re-reads the registry, so a refusal can come after
+    the tag exists (two versions on one commit). Any tag that appeared during a refused call is
+    deleted again, so a failed register, promote or demote leaves the registry as it was.
+    """
+    before = _tags(root)
+    try:
+        with _gto_errors(doing, root, artifact):
+            return str(function(str(root), **kwargs).tag)
+    except VersionError:
+        if written := sorted(_tags(root) - before):
+            git(root, "tag", "--delete", *written)
+        raise
 
 
 def register(root: Path, artifact: str, version: str, commit: str, message: str) -> str:
@@ -177,7 +245,9 @@ def register(root: Path, artifact: str, version: str, commit: str, message: str)
     from gto import api
 
     doing = f"registering {artifact} {version}"
-    return _write_tag(doing, api.register, str(root), artifact, commit, version=version, message=message)
+    return _write_tag(
+        root, artifact, doing, api.register, name=artifact, ref=commit, version=version, message=message
+    )
 
 
 def assign(root: Path, artifact: str, version: str, stage: str, message: str) -> str:
@@ -185,7 +255,9 @@ def assign(root: Path, artifact: str, version: str, stage: str, message: str) ->
     from gto import api
 
     doing = f"assigning {stage} to {artifact} {version}"
-    return _write_tag(doing, api.assign, str(root), artifact, stage, version=version, message=message)
+    return _write_tag(
+        root, artifact, doing, api.assign, name=artifact, stage=stage, version=version, message=message
+    )
 
 
 def unassign(root: Path, artifact: str, version: str, stage: str, message: str) -> str:
@@ -193,4 +265,6 @@ def unassign(root: Path, artifact: str, version: str, stage: str, message: str) 
     from gto import api
 
     doing = f"taking {stage} from {artifact} {version}"
-    return _write_tag(doing, api.unassign, str(root), artifact, version=version, stage=stage, message=message)
+    return _write_tag(
+        root, artifact, doing, api.unassign, name=artifact, version=version, stage=stage, message=message
+    )

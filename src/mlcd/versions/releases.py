@@ -18,7 +18,6 @@ from mlcd.config import LOCK_FILE, ProjectPaths
 from mlcd.errors import VersionError
 from mlcd.git import git, require_clean, short, show_file
 from mlcd.versions import registry
-from mlcd.versions.storage import ObjectStores, outputs_at
 
 METRICS_FILE = ProjectPaths().metrics.as_posix()
 PIPELINE_FILE = "dvc.yaml"
@@ -113,6 +112,11 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
     return rows
 
 
+def shared_commit_warnings(root: Path) -> list[str]:
+    """One line per commit that carries two versions (GTO refuses a stage on it), naming the fix."""
+    return registry.shared_commit_fix(root, artifact(root).name)
+
+
 def _info(
     root: Path,
     art: Artifact,
@@ -142,20 +146,15 @@ def _stale_stages(root: Path) -> list[str]:
         return [f"{stage}: {changes}" for stage, changes in repo.status().items()]
 
 
-def require_pushed(root: Path, commit: str) -> int:
-    """Raise unless every cached output of `commit` is in the default remote; return how many there are."""
-    stores = ObjectStores(root)
-    try:
-        objects = stores.objects(outputs_at(root, commit))
-        remote = stores.describe_remote()
-    finally:
-        stores.close()
-    if unpushed := [o for o in objects if not o.in_remote]:
-        raise VersionError(
-            f"{len(unpushed)} outputs of commit {short(commit)} are not in {remote}; run `dvc push` first:",
-            [f"{o.path} (md5 {o.md5})" for o in unpushed],
-        )
-    return len(objects)
+def require_pushed(root: Path, commit: str, verify_data: bool = False) -> int:
+    """Raise unless every cached output of `commit` is in the default remote; return how many objects.
+
+    The bundle's objects are read back and md5-checked (a damaged copy would be deployed); every
+    output's are with `verify_data`, which costs a download of the whole dataset.
+    """
+    from mlcd.versions.remote_check import require_good_remote
+
+    return require_good_remote(root, commit, None if verify_data else {artifact(root).path})
 
 
 def registration(root: Path, tag: str) -> registry.TagEvent:
@@ -169,7 +168,7 @@ def registration(root: Path, tag: str) -> registry.TagEvent:
     return events[0]
 
 
-def create_release(root: Path, version_text: str) -> VersionInfo:
+def create_release(root: Path, version_text: str, verify_data: bool = False) -> VersionInfo:
     """Register HEAD as a version after checking it is clean, reproduced and pushed."""
     art = artifact(root)
     version = registry.valid_version(version_text)
@@ -192,7 +191,7 @@ def create_release(root: Path, version_text: str) -> VersionInfo:
             "dvc.lock does not match the workspace: run `dvc repro`, commit dvc.lock, then release:",
             stale,
         )
-    require_pushed(root, head)
+    require_pushed(root, head, verify_data)
     info = _info(root, art, head, "", version, None, [], True)
     info.tag = registry.register(root, art.name, version, head, release_message(art, info, root, head))
     info.date = git(

@@ -7,16 +7,21 @@ nothing if one is missing or damaged. Only then does the workspace mode move HEA
 from __future__ import annotations
 
 import functools
+import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from mlcd.bundle import verify_bundle
+from mlcd.console import warn
 from mlcd.errors import MlcdError, VersionError
 from mlcd.files import atomic_dir
 from mlcd.git import git, require_clean, resolve_commit, short
 from mlcd.versions import registry
+from mlcd.versions.interrupted import IN_PROGRESS, Interrupted, interrupted
 from mlcd.versions.releases import Artifact, artifact
 from mlcd.versions.verified import verify_objects
 
@@ -39,7 +44,24 @@ class Target:
 
 
 def resolve(root: Path, ref: str) -> Target:
-    """A version (1.2.0, v1.2.0, v1.3.0-rc.1), a stage (production), a GTO tag, or any commit-ish."""
+    """A version (1.2.0, v1.2.0, v1.3.0-rc.1), a stage (production), a GTO tag, or any commit-ish.
+
+    A registry GTO cannot read (a bad tag) never blocks a plain commit: only names that need the
+    registry fail on it.
+    """
+    try:
+        return _resolve(root, ref)
+    except VersionError as exc:
+        commit = None if registry.is_gto_tag(ref) else resolve_commit(root, ref)
+        if commit is None or not exc.message.startswith(registry.READ_FAILURE):
+            raise
+        warn(escape(f"{exc.message}; restoring commit {short(commit)} anyway, as it names no version"))
+        for line in exc.problems:
+            warn(escape(line))
+        return Target(commit, short(commit))
+
+
+def _resolve(root: Path, ref: str) -> Target:
     art = artifact(root)
 
     @functools.cache
@@ -129,24 +151,57 @@ def way_back(previous: str) -> str:
     )
 
 
+def _checkout_outputs(root: Path) -> None:
+    from dvc.repo import Repo as DvcRepo
+
+    with DvcRepo(str(root)) as repo:
+        # relink: a workspace file checked out from a damaged cache copy looks up to date to DVC
+        # (its state records the hash it was checked out as); every object is verified by now.
+        repo.checkout(force=True, relink=True)
+
+
+def abort_restore(root: Path) -> Interrupted:
+    """Put HEAD (on its branch) and the outputs back where an interrupted restore found them."""
+    found = interrupted(root)
+    if found is None:
+        raise VersionError("no interrupted `mlcd restore` to abort: nothing was changed")
+    git(root, "checkout", "--quiet", "--force", found.branch or found.previous)
+    _checkout_outputs(root)
+    (root / IN_PROGRESS).unlink()
+    return found
+
+
 def restore_workspace(root: Path, ref: str) -> Restored:
-    """`git checkout <commit>` then `dvc checkout`, once every object is verified."""
+    """`git checkout <commit>` then `dvc checkout`, once every object is verified.
+
+    Restoring the commit HEAD is at (`mlcd restore HEAD`) repairs the outputs in place and leaves
+    HEAD on its branch.
+    """
+    pending = interrupted(root)
     target = resolve(root, ref)
-    _refuse_dirty(root)
+    if pending is not None and pending.target != target.commit:
+        raise VersionError(pending.advice())
+    if pending is None:
+        _refuse_dirty(root)
     verified = verify_objects(root, target.commit, target.label, only=None)
     previous = git(root, "rev-parse", "HEAD").strip()
-    git(root, "checkout", "--quiet", target.commit)
+    moves = target.commit != previous
+    if pending is None and moves:
+        branch = git(root, "branch", "--show-current").strip() or None
+        marker = root / IN_PROGRESS
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps(asdict(Interrupted(previous, branch, target.commit))), encoding="utf-8")
+        git(root, "checkout", "--quiet", target.commit)
+    origin = pending.previous if pending else previous
     try:
-        from dvc.repo import Repo as DvcRepo
-
-        with DvcRepo(str(root)) as repo:
-            repo.checkout(force=True)  # every object is in the cache, checked: nothing to download
+        _checkout_outputs(root)
         bundle = root / artifact(root).path
         manifest = verify_bundle(bundle)
     except MlcdError as exc:
-        raise type(exc)(f"{exc.message} ({way_back(previous)})", exc.problems) from None
+        raise type(exc)(f"{exc.message} ({way_back(origin)})", exc.problems) from None
     except Exception as exc:  # dvc's own errors: still say where HEAD is
-        raise VersionError(f"dvc checkout failed after HEAD moved: {exc} ({way_back(previous)})") from None
+        raise VersionError(f"dvc checkout failed after HEAD moved: {exc} ({way_back(origin)})") from None
+    (root / IN_PROGRESS).unlink(missing_ok=True)
     return Restored(
         target.label,
         target.commit,
@@ -154,12 +209,14 @@ def restore_workspace(root: Path, ref: str) -> Restored:
         manifest,
         verified.fetched,
         verified.repaired,
-        moved_from=previous,
+        moved_from=origin if (moves or pending) else None,
     )
 
 
 def restore_to(root: Path, ref: str, out: Path) -> Restored:
     """Write the version's bundle into `out`; the workspace and HEAD stay as they are."""
+    if out.is_symlink():
+        raise VersionError(f"--out {out} is a symbolic link: give a new or empty directory, not a link")
     if out.exists() and not out.is_dir():
         raise VersionError(f"--out {out} is an existing file: give a new or empty directory")
     if out.is_dir() and any(out.iterdir()):

@@ -80,19 +80,6 @@ class ObjectStores:
                 return json.loads(store.fs.cat_file(store.oid_to_path(md5)))
         return None
 
-    def objects(self, outputs: dict[str, str]) -> list[StoredObject]:
-        found = []
-        for output, md5 in sorted(outputs.items()):
-            entries = [(output, md5)]
-            if md5.endswith(".dir"):
-                listing = self.dir_listing(md5)
-                if listing is not None:
-                    entries += [(f"{output}/{e['relpath']}", e["md5"]) for e in listing]
-            for path, oid in entries:
-                in_cache, in_remote = self.where(oid)
-                found.append(StoredObject(path, oid, output, md5, in_cache, in_remote))
-        return found
-
     def close(self) -> None:
         self.repo.close()
 

@@ -1,0 +1,39 @@
+"""The mark a workspace restore leaves while HEAD and the outputs are half moved.
+
+Light on purpose (no dvc import): every mlcd command reads it first, so a restore killed
+between `git checkout` and the end of `dvc checkout` is named by whatever runs next.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from mlcd.git import short
+
+# Written before a workspace restore moves HEAD and removed once it is done: a restore killed in
+# between (HEAD detached, the outputs half checked out) is found by the next mlcd command.
+IN_PROGRESS = Path(".dvc") / "tmp" / "mlcd-restore-in-progress.json"
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    previous: str  # the commit HEAD was at
+    branch: str | None  # the branch HEAD was on, if any
+    target: str
+
+    def advice(self) -> str:
+        where = f"branch {self.branch} ({short(self.previous)})" if self.branch else short(self.previous)
+        return (
+            f"an `mlcd restore` of {short(self.target)} was interrupted: HEAD and the outputs may be half "
+            f"moved from {where}. Go back with `mlcd restore --abort`, or finish it by running the same "
+            "restore again"
+        )
+
+
+def interrupted(root: Path) -> Interrupted | None:
+    try:
+        return Interrupted(**json.loads((root / IN_PROGRESS).read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
