@@ -6,6 +6,7 @@ serving install need not carry the training stack.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 from collections.abc import Callable
@@ -17,7 +18,7 @@ from rich.markup import escape
 
 from mlcd.blas import pin_blas_kernel
 from mlcd.ci.environment import IMAGE_REPO_VARIABLE
-from mlcd.config import PARAMS_FILE, Params, ProjectPaths, load_params
+from mlcd.config import LOCK_FILE, PARAMS_FILE, Params, ProjectPaths, load_params
 from mlcd.console import console
 from mlcd.errors import ConfigError, MlcdError
 from mlcd.extras import install_hint, missing_extra
@@ -99,6 +100,15 @@ def reports_errors(command: F) -> F:
             return command(*args, **kwargs)
         except MlcdError as exc:
             _fail(str(exc), exc.exit_code)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            where = f" writing {exc.filename}" if exc.filename else ""
+            _fail(
+                f"no space left on the device{where}: free some (`df -h .`), then run it again; "
+                "outputs are written whole or not at all, so nothing half-written was kept",
+                MlcdError.exit_code,
+            )
         except ModuleNotFoundError as exc:
             extra = missing_extra(exc)
             if extra is None:
@@ -109,6 +119,11 @@ def reports_errors(command: F) -> F:
                 f"{install_hint(extra)}",
                 MlcdError.exit_code,
             )
+        except Exception as exc:
+            if not _is_dvc_error(exc):
+                raise
+            advice = _lock_advice(Path())
+            _fail(f"dvc: {str(exc).strip()}" + (f" ({advice})" if advice else ""), MlcdError.exit_code)
 
     return wrapper  # type: ignore[return-value]
 
@@ -135,6 +150,26 @@ def _warn_about_interrupted_work(root: Path) -> None:
 
     if (pending := interrupted(root)) is not None:
         console.print(f"[yellow]warning:[/] {escape(pending.advice())}", highlight=False)
+    if (advice := _lock_advice(root)) is not None:
+        console.print(f"[yellow]warning:[/] {escape(advice)}", highlight=False)
+
+
+def _lock_advice(root: Path) -> str | None:
+    """What to do about a dvc.lock left empty by a `dvc repro` killed while writing it."""
+    lock = root / LOCK_FILE
+    if lock.is_file() and not lock.read_text(encoding="utf-8", errors="replace").strip():
+        return (
+            f"{LOCK_FILE} is empty (a `dvc repro` killed while writing it?): put the committed one back "
+            f"with `git checkout HEAD -- {LOCK_FILE}`, then `dvc repro`"
+        )
+    return None
+
+
+def _is_dvc_error(exc: Exception) -> bool:
+    """DVC's own errors (without importing dvc, which a serving install lacks): a message, not a bug."""
+    return any(
+        cls.__name__ == "DvcException" and cls.__module__ == "dvc.exceptions" for cls in type(exc).__mro__
+    )
 
 
 def _setup(params_file: Path) -> tuple[Params, ProjectPaths]:
@@ -207,10 +242,20 @@ def package(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
 @app.command("params")
 @reports_errors
 def show_params(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
-    """Check params.yaml and print it with every default filled in."""
+    """Check params.yaml as `dvc repro` would, and print it with every default filled in.
+
+    Refused: unknown keys, wrong types or ranges, .inf/.nan, a key given twice, an empty file, and a
+    key that a stage in dvc.yaml lists but params.yaml lacks (DVC would stop on it).
+    """
     import yaml
 
-    params, _ = _setup(params_file)
+    from mlcd.config import parse_params, read_params_yaml
+    from mlcd.dvcfiles import missing_params
+
+    raw = read_params_yaml(params_file)
+    params = parse_params(raw, origin=str(params_file))
+    if missing := missing_params(params_file.parent, raw):
+        raise ConfigError(f"{params_file} lacks keys dvc.yaml's stages read; add them back:", missing)
     typer.echo(yaml.safe_dump(params.as_dict(), sort_keys=False), nl=False)
 
 
@@ -656,11 +701,12 @@ BackendOption = Annotated[
     ),
 ]
 PortOption = Annotated[
-    int,
+    int | None,
     typer.Option(
         metavar="INTEGER",
         envvar="MLCD_DEPLOY_PORT",
-        help="podman: public port (nginx); the colours use port+1, port+2.",
+        help="podman: public port (nginx); the colours use port+1, port+2 "
+        "[the environment's recorded port, else 8080].",
     ),
 ]
 StateDirOption = Annotated[
@@ -697,7 +743,7 @@ def deploy(
             metavar="PATH", help="the bundle the image was built from; its examples are the smoke test."
         ),
     ] = DEFAULT_BUNDLE,
-    port: PortOption = 8080,
+    port: PortOption = None,
     state_dir: StateDirOption = None,
     namespace: NamespaceOption = None,
     context: ContextOption = None,
@@ -729,7 +775,7 @@ def deploy(
 def rollback(
     environment: EnvironmentOption = "staging",
     backend: BackendOption = "podman",
-    port: PortOption = 8080,
+    port: PortOption = None,
     state_dir: StateDirOption = None,
     namespace: NamespaceOption = None,
     context: ContextOption = None,
@@ -754,7 +800,7 @@ def rollback(
 def undeploy(
     environment: EnvironmentOption = "staging",
     backend: BackendOption = "podman",
-    port: PortOption = 8080,
+    port: PortOption = None,
     state_dir: StateDirOption = None,
 ) -> None:
     """Take an environment down (podman backend): remove both colours, stop its nginx, forget its state."""

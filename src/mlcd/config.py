@@ -58,7 +58,8 @@ POSITIVE_CLASS_PLOTS = ("roc", "precision_recall")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No .inf or .nan anywhere: DVC takes them, but no estimator, split or threshold means anything by them.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataParams(Section):
@@ -71,7 +72,7 @@ class DataParams(Section):
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8"
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
     @field_validator("source")
     @classmethod
@@ -270,15 +271,37 @@ def parse_params(raw: Any, origin: str = PARAMS_FILE) -> Params:
         raise ConfigError(f"{origin} is invalid; fix these keys:", problems) from None
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML that refuses a key given twice in a mapping, as DVC's reader does (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})"
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_params(path: Path | str = PARAMS_FILE) -> Params:
-    path = Path(path)
+    return parse_params(read_params_yaml(Path(path)), origin=str(path))
+
+
+def read_params_yaml(path: Path) -> Any:
+    """params.yaml as written (before defaults), refused as DVC refuses it: empty, or a key given twice."""
     if not path.is_file():
         raise ConfigError(f"{path} not found: run mlcd from the project root or pass --params")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():
+        raise ConfigError(f"{path} is empty: `git checkout HEAD -- {path}` brings back the committed one")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return parse_params(raw, origin=str(path))
+    return raw
 
 
 # The plot data files under ProjectPaths.plots, one per plot dvc.yaml declares. Evaluate writes

@@ -109,11 +109,14 @@ def test_deploy_switch_under_load_broken_release_and_rollback(releases, reproduc
     try:
         done = reproduced_repo.mlcd("deploy", v1.image, "--bundle", str(v1.bundle), *options)
         assert "blue is live" in done.stderr
+        # "live" is true when said: the very next request through the proxy is answered by the new colour
+        assert httpx.get(f"{public}/health").headers["x-mlcd-colour"] == "blue"
         assert httpx.post(f"{public}/predict", json=record).json()["model"]["hash"] == v1.model_hash
 
         with Load(public, record) as load:
             done = reproduced_repo.mlcd("deploy", v2.image, "--bundle", str(v2.bundle), *options)
         assert "green is live" in done.stderr and "previous blue kept for rollback" in done.stderr
+        assert httpx.get(f"{public}/health").headers["x-mlcd-colour"] == "green"
         print(
             f"\nswitch v1 -> v2: {len(load.answered) + len(load.failed)} requests, {len(load.failed)} failed"
         )
@@ -132,8 +135,8 @@ def test_deploy_switch_under_load_broken_release_and_rollback(releases, reproduc
         state = json.loads((tmp_path / "state" / "state.json").read_text())
         assert state["live"]["image"] == v2.image and state["previous"]["image"] == v1.image
 
-        with Load(public, record) as load:
-            done = reproduced_repo.mlcd("rollback", *options)
+        with Load(public, record) as load:  # without --port: the environment's state remembers it
+            done = reproduced_repo.mlcd("rollback", *[o for o in options if o not in ("--port", str(port))])
         assert "rolled back to blue with localhost/mlcd-deploy:v1" in done.stderr
         assert load.failed == [] and load.answered[-1] == v1.model_hash
         response = httpx.post(f"{public}/predict", json=record)

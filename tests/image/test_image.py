@@ -66,3 +66,13 @@ def test_dockerfile_default_base_is_a_public_slim_python():
     text = (PROJECT_ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG BASE_IMAGE=docker\.io/library/python:3\.11-slim-bookworm$", text, re.M)
     assert "ca-certificates.crt" not in text.replace("#", "")
+
+
+def test_build_without_a_reachable_registry_names_local_base(built, reproduced_repo):
+    done = reproduced_repo.mlcd(
+        "image", "build", "--tag", "localhost/mlcd-model:unreachable",
+        "--base-image", "127.0.0.1:1/library/python:3.11-slim-bookworm",
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "mlcd image build --local-base" in done.stderr and "Traceback" not in done.stderr

@@ -22,7 +22,7 @@ from mlcd.blas import CORETYPE_VARIABLE
 from mlcd.bundle import MANIFEST, read_manifest
 from mlcd.ci.equivalence import Comparison, ModelCheck, Verdict, compare_output, overall
 from mlcd.ci.lockcheck import explain, lock_drift
-from mlcd.ci.remote import URL_VARIABLE, configure_remote
+from mlcd.ci.remote import URL_VARIABLE, configure_remote, probe_remote, remote_timeout
 from mlcd.config import ProjectPaths
 from mlcd.console import info, warn
 from mlcd.errors import PipelineError
@@ -131,6 +131,8 @@ def reproduce(
     remote = configure_remote(root, os.environ)
     if push and remote is None:
         raise PipelineError(f"cannot push outputs: set the CI/CD variable {URL_VARIABLE} (see README)")
+    if remote is not None:
+        probe_remote(root, remote, remote_timeout(os.environ))
     info(f"BLAS kernel: {os.environ.get(CORETYPE_VARIABLE) or 'chosen by OpenBLAS for this CPU'}")
     seconds: dict[str, float] = {}
     started = time.perf_counter()

@@ -20,15 +20,16 @@ def make_backend(
     kind: str,
     environment: str,
     *,
-    port: int = 8080,
+    port: int | None = None,
     state_dir: Path | None = None,
     namespace: str | None = None,
     context: str | None = None,
 ) -> Backend:
     if kind == "podman":
-        from mlcd.deploy.podman_backend import PodmanBackend
+        from mlcd.deploy.podman_backend import PodmanBackend, recorded_port
 
-        return PodmanBackend(environment, state_dir or default_state_dir(environment), port)
+        state_dir = state_dir or default_state_dir(environment)
+        return PodmanBackend(environment, state_dir, recorded_port(state_dir) if port is None else port)
     if kind == "kubernetes":
         from mlcd.deploy.kubernetes import KubernetesBackend, kubectl_cli
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 import urllib.error
-from dataclasses import dataclass
+import urllib.request
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +19,27 @@ from mlcd.deploy.state import COLOURS, DeployState
 from mlcd.errors import DeployError
 from mlcd.http_client import http_json
 
+DEFAULT_PORT = 8080
+# How long a switch waits for nginx's new workers to take over: `nginx -s reload` returns before
+# they do, and until then the old colour still answers new connections.
+SWITCH_SECONDS = 10.0
+
+
+def recorded_port(state_dir: Path) -> int:
+    """The public port the environment's last deploy used (state.json), else the default."""
+    state_file = state_dir / "state.json"
+    if state_file.is_file():
+        port = DeployState.from_json(state_file.read_text(encoding="utf-8")).port
+        if port is not None:
+            return port
+    return DEFAULT_PORT
+
 
 @dataclass
 class PodmanBackend:
     environment: str
     state_dir: Path
-    port: int = 8080
+    port: int = DEFAULT_PORT
     host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
@@ -83,8 +99,27 @@ class PodmanBackend:
     def switch(self, state: DeployState) -> None:
         self.nginx.route(self.colour_port(state.live.colour), state.live.colour)
         tmp = self.state_file.with_suffix(".tmp")
-        tmp.write_text(state.to_json(), encoding="utf-8")
+        tmp.write_text(replace(state, port=self.port).to_json(), encoding="utf-8")
         tmp.replace(self.state_file)
+        self._wait_for_proxy(state.live.colour)
+
+    def _wait_for_proxy(self, colour: str) -> None:
+        """Return once the public port itself answers from `colour`, so "live" is true when said."""
+        deadline = time.monotonic() + SWITCH_SECONDS
+        seen = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
+                    seen = answer.headers.get("x-mlcd-colour", "an answer without X-Mlcd-Colour")
+            except (OSError, urllib.error.URLError) as exc:
+                seen = str(exc)
+            if seen == colour:
+                return
+            time.sleep(0.05)
+        raise DeployError(
+            f"nginx on port {self.port} still answers from {seen} {SWITCH_SECONDS:.0f} s after the switch "
+            f"to {colour} (state recorded; see {self.state_dir / 'error.log'})"
+        )
 
     def stop(self, colour: str) -> None:
         remove_container(self.container(colour))

@@ -32,6 +32,7 @@ class DeployState:
     live: Slot
     previous: Slot | None
     switched_at: str
+    port: int | None = None  # the public port (podman), so rollback and undeploy need not be told again
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -45,4 +46,5 @@ class DeployState:
             live=Slot(**data["live"]),
             previous=Slot(**previous) if previous else None,
             switched_at=data["switched_at"],
+            port=data.get("port"),
         )
