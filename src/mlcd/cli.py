@@ -146,8 +146,10 @@ def _options(
 
 def _warn_about_interrupted_work(root: Path) -> None:
     """Every command first says so when an earlier one was killed halfway (README "Reliability")."""
+    from mlcd.dvcfiles import remove_stale_leftovers
     from mlcd.versions.interrupted import interrupted
 
+    remove_stale_leftovers(root)
     if (pending := interrupted(root)) is not None:
         console.print(f"[yellow]warning:[/] {escape(pending.advice())}", highlight=False)
     if (advice := _lock_advice(root)) is not None:

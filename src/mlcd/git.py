@@ -53,3 +53,29 @@ def first_commit_containing(root: Path, text: str, path: str) -> str | None:
 
 def short(commit: str) -> str:
     return commit[:8]
+
+
+def remove_stale_index_lock(root: Path) -> bool:
+    """Delete `.git/index.lock` when no process has it open: what a git command killed by -9 leaves.
+
+    Only for recovering from an interrupted mlcd command; a live git process keeps its lock open.
+    """
+    lock = (root / git(root, "rev-parse", "--git-path", "index.lock").strip()).resolve()
+    if not lock.exists() or _open_anywhere(lock):
+        return False
+    lock.unlink(missing_ok=True)
+    return True
+
+
+def _open_anywhere(path: Path) -> bool:
+    """Whether any process on this machine holds `path` open (Linux /proc; elsewhere assume yes)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for fd_dir in proc.glob("[0-9]*/fd"):
+        try:
+            if any(Path(link).resolve() == path for link in (fd_dir.iterdir())):
+                return True
+        except OSError:  # a process that ended, or one we may not look into
+            continue
+    return False

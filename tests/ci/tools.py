@@ -1,5 +1,5 @@
-"""What the CI tests drive: gitlab-ci-local and npm-groovy-lint (npm, pinned in .ci/tools), rsync,
-docker-registry and a Java runtime for npm-groovy-lint (apt)."""
+"""What the CI tests drive: gitlab-ci-local, npm-groovy-lint and Vega's scripts (npm, pinned in
+.ci/tools), rsync, docker-registry, Chromium and a Java runtime for npm-groovy-lint (apt)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,12 @@ from ..system import apt_install
 TOOLS_DIR = PROJECT_ROOT / ".ci" / "tools"
 GITLAB_CI_LOCAL = TOOLS_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
 GROOVY_LINT = TOOLS_DIR / "node_modules" / ".bin" / "npm-groovy-lint"
+# The scripts the page of `dvc plots show` loads from a CDN, at the same versions (dvc_render's SCRIPTS).
+VEGA_SCRIPTS = {
+    "vega@5.20.2": TOOLS_DIR / "node_modules" / "vega" / "build" / "vega.min.js",
+    "vega-lite@5.2.0": TOOLS_DIR / "node_modules" / "vega-lite" / "build" / "vega-lite.min.js",
+    "vega-embed@6.18.2": TOOLS_DIR / "node_modules" / "vega-embed" / "build" / "vega-embed.min.js",
+}
 
 
 def _run(args: list[str], cwd: Path | None = None) -> None:
@@ -35,8 +41,20 @@ def npm_groovy_lint() -> Path:
     return GROOVY_LINT
 
 
+def vega_scripts() -> dict[str, Path]:
+    """{the CDN name `dvc plots show` writes: the same file installed from npm}."""
+    _npm_tools()
+    return VEGA_SCRIPTS
+
+
+def chromium() -> Path:
+    apt_install("chromium", programs=("chromium",))
+    return Path(shutil.which("chromium") or "/usr/bin/chromium")
+
+
 def _npm_tools() -> None:
-    if not (GITLAB_CI_LOCAL.exists() and GROOVY_LINT.exists()):
+    installed = [GITLAB_CI_LOCAL, GROOVY_LINT, *VEGA_SCRIPTS.values()]
+    if not all(path.exists() for path in installed):
         apt_install("nodejs", "npm", programs=("node", "npm"))
         _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS_DIR)
 

@@ -129,8 +129,8 @@ def test_promote_and_demote_write_tags_gto_reads(repo, released):
     assert check["commit_hexsha"] == produced["1.1.0"]["commit"]
     assert dict(mlcd_versions(repo))["v1.1.0"] == ["production"]
 
-    again = repo.mlcd("promote", "1.1.0", "production", "--no-image-check", check=False)
-    assert "model@v1.1.0 already holds production; nothing to do" in again.stderr
+    again = repo.mlcd("promote", "1.1.0", "production", "--no-image-check")  # idempotent: exit 0
+    assert "model@v1.1.0 already holds production: nothing to do, no tag written" in again.stderr
 
     repo.mlcd("promote", "1.2.0", "production", "--no-image-check")
     assert dict(mlcd_versions(repo)) == dict(gto_versions(repo))

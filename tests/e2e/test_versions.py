@@ -27,9 +27,10 @@ def test_versions_lists_every_release_newest_first(repo, released):
 
 def test_versions_table_and_all_commits(repo):
     table = repo.mlcd("versions").stdout
-    for tag in ("model@v1.2.0", "model@v1.1.0", "model@v1.0.0"):
-        assert tag in table
+    for version in ("v1.2.0", "v1.1.0", "v1.0.0"):
+        assert f" {version} " in table
     assert "roc_auc" in table
+    assert max(len(line) for line in table.splitlines()) <= 100  # fits a 100-column terminal
     rows = json.loads(repo.mlcd("versions", "--all", "--json").stdout)
     assert [row["version"] for row in rows] == ["v1.2.0", "v1.1.0", "v1.0.0", None]
 

@@ -19,7 +19,7 @@ from mlcd.bundle import verify_bundle
 from mlcd.console import warn
 from mlcd.errors import MlcdError, VersionError
 from mlcd.files import atomic_dir
-from mlcd.git import git, require_clean, resolve_commit, short
+from mlcd.git import git, remove_stale_index_lock, require_clean, resolve_commit, short
 from mlcd.versions import registry
 from mlcd.versions.interrupted import IN_PROGRESS, Interrupted, interrupted
 from mlcd.versions.releases import Artifact, artifact
@@ -165,6 +165,8 @@ def abort_restore(root: Path) -> Interrupted:
     found = interrupted(root)
     if found is None:
         raise VersionError("no interrupted `mlcd restore` to abort: nothing was changed")
+    if remove_stale_index_lock(root):
+        warn("removed .git/index.lock, left by the git checkout the interrupted restore was running")
     git(root, "checkout", "--quiet", "--force", found.branch or found.previous)
     _checkout_outputs(root)
     (root / IN_PROGRESS).unlink()
@@ -181,6 +183,9 @@ def restore_workspace(root: Path, ref: str) -> Restored:
     target = resolve(root, ref)
     if pending is not None and pending.target != target.commit:
         raise VersionError(pending.advice())
+    if pending is not None and remove_stale_index_lock(root):
+        warn("removed .git/index.lock, left by the git checkout the interrupted restore was running")
+        git(root, "checkout", "--quiet", "--force", target.commit)
     if pending is None:
         _refuse_dirty(root)
     verified = verify_objects(root, target.commit, target.label, only=None)
