@@ -294,13 +294,12 @@ def read_params_yaml(path: Path) -> Any:
     """params.yaml as written (before defaults), refused as DVC refuses it: empty, or a key given twice."""
     if not path.is_file():
         raise ConfigError(f"{path} not found: run mlcd from the project root or pass --params")
-    text = path.read_text(encoding="utf-8")
-    if not text.strip():
-        raise ConfigError(f"{path} is empty: `git checkout HEAD -- {path}` brings back the committed one")
     try:
-        raw = yaml.load(text, Loader=_UniqueKeyLoader)
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if raw is None:  # empty, or comments only: DVC finds none of the keys its stages list
+        raise ConfigError(f"{path} is empty: `git checkout HEAD -- {path}` brings back the committed one")
     return raw
 
 

@@ -1,3 +1,5 @@
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -177,3 +179,52 @@ def test_every_stage_depends_on_the_code_that_computes_its_outputs():
         needed = {f"src/{m.replace('.', '/')}.py" for m in _imported_mlcd_modules(module)}
         declared = {str(dep) for dep in stages[name]["deps"]}
         assert needed <= declared, f"stage {name} is missing deps: {sorted(needed - declared)}"
+
+
+# `mlcd params` refuses what `dvc repro` refuses (README "Reliability").
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty: `git checkout HEAD -- "),
+        ("   \n# only a comment\n", "is empty"),
+        ("train:\n  seed: 1\n  seed: 2\n", "key 'seed' is given twice (line 3)"),
+        ("train: {}\ntrain: {}\n", "key 'train' is given twice"),
+    ],
+    ids=["empty", "blank", "duplicate-key", "duplicate-section"],
+)
+def test_params_dvc_would_refuse_are_refused(tmp_path: Path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_params(path)
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused(value, tmp_path: Path):
+    path = tmp_path / "params.yaml"
+    path.write_text(f"train:\n  logistic_regression:\n    C: {value}\ngate:\n  max_drop:\n    f1: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_params(path)
+    problems = caught.value.problems
+    assert any(p.startswith("train.logistic_regression.C: Input should be a finite number") for p in problems)
+    assert any(p.startswith("gate.max_drop.f1: Input should be a finite number") for p in problems)
+
+
+def test_mlcd_params_names_a_key_a_stage_lists_but_params_yaml_lacks(tmp_path: Path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from mlcd.cli import app
+
+    shutil.copy(PROJECT_ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    params = yaml.safe_load((PROJECT_ROOT / "params.yaml").read_text())
+    del params["data"]["rows"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["params"])
+    assert result.exit_code == 2
+    assert "data.rows: listed by stage 'ingest' in dvc.yaml, missing from params.yaml" in result.output
+    params["data"]["rows"] = 100
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    assert CliRunner().invoke(app, ["params"]).exit_code == 0
