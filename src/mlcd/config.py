@@ -214,6 +214,15 @@ class Params(Section):
         return self.model_dump(mode="json", by_alias=True)
 
 
+def positive_seconds(text: str) -> float | None:
+    """A duration from an environment variable: a finite number above 0, else None (the caller says why)."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None
+
+
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     """Dotted keys (train.logistic_regression.C), the form params are named in everywhere."""
     flat: dict[str, Any] = {}

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from mlcd.config import positive_seconds
 from mlcd.console import info, warn
 from mlcd.errors import PipelineError
 
@@ -57,11 +58,8 @@ def configure_remote(root: Path, env: Mapping[str, str]) -> str | None:
 
 def remote_timeout(env: Mapping[str, str]) -> float:
     text = env.get(TIMEOUT_VARIABLE, "").strip() or str(DEFAULT_TIMEOUT)
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
+    seconds = positive_seconds(text)
+    if seconds is None:
         raise PipelineError(f"{TIMEOUT_VARIABLE}={text!r} is not a number of seconds above 0 (e.g. 60)")
     return seconds
 

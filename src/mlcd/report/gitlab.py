@@ -15,6 +15,7 @@ from pathlib import Path
 import gitlab
 import requests
 
+from mlcd.config import positive_seconds
 from mlcd.report.render import MARKER
 
 TIMEOUT_VARIABLE = "MLCD_GITLAB_TIMEOUT"
@@ -23,11 +24,8 @@ TIMEOUT_VARIABLE = "MLCD_GITLAB_TIMEOUT"
 def timeout_seconds() -> float:
     """Seconds to wait for each GitLab request; a malformed value is a reason not to post, not a crash."""
     text = os.environ.get(TIMEOUT_VARIABLE, "10")
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
+    seconds = positive_seconds(text)
+    if seconds is None:
         raise NotPostedError(f"{TIMEOUT_VARIABLE}={text!r} is not a number of seconds above 0 (e.g. 10)")
     return seconds
 
