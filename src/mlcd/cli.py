@@ -159,7 +159,8 @@ def _warn_about_interrupted_work(root: Path) -> None:
 def _lock_advice(root: Path) -> str | None:
     """What to do about a dvc.lock left empty by a `dvc repro` killed while writing it."""
     lock = root / LOCK_FILE
-    if lock.is_file() and not lock.read_text(encoding="utf-8", errors="replace").strip():
+    # Only a small file can be blank: a real lock is never read whole here, on every command.
+    if lock.is_file() and lock.stat().st_size < 64 and not lock.read_text(errors="replace").strip():
         return (
             f"{LOCK_FILE} is empty (a `dvc repro` killed while writing it?): put the committed one back "
             f"with `git checkout HEAD -- {LOCK_FILE}`, then `dvc repro`"
@@ -412,7 +413,7 @@ def versions(
 
     rows = list_versions(repo, include_all=all_versions)
     for line in shared_commit_warnings(repo):
-        warn(line)
+        warn(escape(line))
     if as_json:
         from mlcd.files import dump_json
 
@@ -914,8 +915,8 @@ def ci_verify_release(
 
     registration, count = verify_release(repo, tag, verify_data)
     console.print(
-        f"[green]{tag}[/] ({registration.commit[:8]}): all {count} objects are in the DVC remote, "
-        f"{'every' if verify_data else 'the bundle'}'s md5-checked"
+        f"[green]{tag}[/] ({registration.commit[:8]}): all {count} objects are in the DVC remote; "
+        f"{'every output' if verify_data else 'the bundle'}'s read back and md5-checked"
     )
     if notes is not None:
         notes.write_text(release_notes(repo, registration), encoding="utf-8")

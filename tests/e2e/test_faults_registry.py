@@ -105,8 +105,10 @@ def test_a_truncated_remote_copy_is_refused_and_repaired(repo, released):
     repaired = repo.mlcd("remote", "verify", "--repair", commit)
     assert "re-uploaded from the local cache" in repaired.stderr and "(1 re-uploaded)" in repaired.stderr
     assert remote_copy.read_bytes() == good
-    assert "the bundle's md5-checked" in repo.mlcd("ci", "verify-release", "model@v1.2.0").stderr
-    assert "every's md5-checked" in repo.mlcd("ci", "verify-release", "model@v1.2.0", "--verify-data").stderr
+    checked = repo.mlcd("ci", "verify-release", "model@v1.2.0").stderr
+    assert "the bundle's read back and md5-checked" in checked
+    everything = repo.mlcd("ci", "verify-release", "model@v1.2.0", "--verify-data").stderr
+    assert "every output's read back and md5-checked" in everything
 
 
 def test_repair_without_a_good_local_copy_says_so(repo, released):

@@ -160,13 +160,20 @@ def _checkout_outputs(root: Path) -> None:
         repo.checkout(force=True, relink=True)
 
 
+def _clear_killed_checkout(root: Path) -> bool:
+    """Remove the `.git/index.lock` a `git checkout` killed with the restore left; whether there was one."""
+    if not remove_stale_index_lock(root):
+        return False
+    warn("removed .git/index.lock, left by the git checkout the interrupted restore was running")
+    return True
+
+
 def abort_restore(root: Path) -> Interrupted:
     """Put HEAD (on its branch) and the outputs back where an interrupted restore found them."""
     found = interrupted(root)
     if found is None:
         raise VersionError("no interrupted `mlcd restore` to abort: nothing was changed")
-    if remove_stale_index_lock(root):
-        warn("removed .git/index.lock, left by the git checkout the interrupted restore was running")
+    _clear_killed_checkout(root)
     git(root, "checkout", "--quiet", "--force", found.branch or found.previous)
     _checkout_outputs(root)
     (root / IN_PROGRESS).unlink()
@@ -183,8 +190,7 @@ def restore_workspace(root: Path, ref: str) -> Restored:
     target = resolve(root, ref)
     if pending is not None and pending.target != target.commit:
         raise VersionError(pending.advice())
-    if pending is not None and remove_stale_index_lock(root):
-        warn("removed .git/index.lock, left by the git checkout the interrupted restore was running")
+    if pending is not None and _clear_killed_checkout(root):  # the killed checkout is finished first
         git(root, "checkout", "--quiet", "--force", target.commit)
     if pending is None:
         _refuse_dirty(root)
