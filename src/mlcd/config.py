@@ -303,12 +303,17 @@ def read_params_yaml(path: Path) -> Any:
     """params.yaml as written (before defaults), refused as DVC refuses it: empty, or a key given twice."""
     if not path.is_file():
         raise ConfigError(f"{path} not found: run mlcd from the project root or pass --params")
+    return params_yaml_from_text(path.read_text(encoding="utf-8"), str(path))
+
+
+def params_yaml_from_text(text: str, origin: str) -> Any:
+    """The same checks on params.yaml's text from elsewhere (a commit: the report's base)."""
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        raise ConfigError(f"{origin} is not valid YAML: {exc}") from None
     if raw is None:  # empty, or comments only: DVC finds none of the keys its stages list
-        raise ConfigError(f"{path} is empty: `git checkout HEAD -- {path}` brings back the committed one")
+        raise ConfigError(f"{origin} is empty: `git checkout HEAD -- {origin}` brings back the committed one")
     return raw
 
 

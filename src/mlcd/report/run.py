@@ -6,9 +6,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from mlcd.config import PARAMS_FILE, GateParams, ProjectPaths, load_params, parse_params
+from mlcd.config import (
+    PARAMS_FILE,
+    GateParams,
+    ProjectPaths,
+    load_params,
+    params_yaml_from_text,
+    parse_params,
+)
 from mlcd.console import info, stage, warn
 from mlcd.errors import ConfigError
 from mlcd.files import atomic_dir, dump_json
@@ -68,10 +73,12 @@ def gate_of_base(root: Path, base_sha: str, head_gate: GateParams) -> tuple[Gate
     The second value is "" or a note for the verdict: the head's gate differs (it applies once
     merged), or the base has no readable params.yaml (the head's gate is used, and said so).
     """
-    text = show_file(root, base_sha, PARAMS_FILE)
+    origin = f"{PARAMS_FILE} at {base_sha[:8]}"
     try:
-        base_gate = parse_params(yaml.safe_load(text or ""), f"{PARAMS_FILE} at {base_sha[:8]}").gate
-    except (ConfigError, yaml.YAMLError):
+        base_gate = parse_params(
+            params_yaml_from_text(show_file(root, base_sha, PARAMS_FILE) or "", origin), origin
+        ).gate
+    except ConfigError:
         return head_gate, f"the base {base_sha[:8]} has no valid {PARAMS_FILE}: judged by this change's gate"
     return base_gate, "" if base_gate == head_gate else GATE_CHANGED
 
