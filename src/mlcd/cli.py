@@ -19,7 +19,7 @@ from rich.markup import escape
 from mlcd.blas import pin_blas_kernel
 from mlcd.ci.environment import IMAGE_REPO_VARIABLE
 from mlcd.config import LOCK_FILE, PARAMS_FILE, Params, ProjectPaths, load_params
-from mlcd.console import console
+from mlcd.console import console, warn
 from mlcd.errors import ConfigError, MlcdError
 from mlcd.extras import install_hint, missing_extra
 
@@ -263,7 +263,7 @@ def show_params(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
 
 
 DataFileArgument = Annotated[
-    Path, typer.Argument(metavar="DATA_FILE", help="your table: .csv, .csv.gz or .parquet")
+    Path, typer.Argument(metavar="DATA_FILE", help="your table: .csv, .tsv (optionally .gz) or .parquet")
 ]
 TargetOption = Annotated[str, typer.Option(metavar="TEXT", help="name of the column to predict")]
 
@@ -328,11 +328,14 @@ def data_use(
     switch = use_data(data_file, target, params, paths, cast("Task | None", task), force)
     for line in (
         f"data.source: {switch.source} ({switch.rows:,} rows, tracked by DVC)",
-        f"data.schema: {switch.schema} ({switch.features} features, {switch.task} target {target!r})",
+        f"data.schema: {switch.schema} ({switch.features} features)",
+        switch.inference,
         f"train.task: {switch.task}, train.estimator: {switch.estimator}",
     ):
         console.print(line)
     _say_positive(switch.positive)
+    for message in switch.warnings:
+        warn(message)
     console.print("next: review the schema, then `dvc repro`; commit params.yaml, the schema, the .dvc file")
 
 
@@ -407,13 +410,12 @@ def versions(
     repo: RootOption = Path(),
 ) -> None:
     """List registered model versions, highest first: stages, model hash and metrics (like `gto show`)."""
-    from mlcd.console import warn
     from mlcd.versions.releases import list_versions, shared_commit_warnings
     from mlcd.versions.table import print_versions
 
     rows = list_versions(repo, include_all=all_versions)
     for line in shared_commit_warnings(repo):
-        warn(escape(line))
+        warn(line)
     if as_json:
         from mlcd.files import dump_json
 

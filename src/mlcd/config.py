@@ -20,7 +20,7 @@ from mlcd.errors import ConfigError
 PARAMS_FILE = "params.yaml"
 LOCK_FILE = "dvc.lock"
 BUILTIN_SOURCES = ("sklearn:breast_cancer", "sklearn:diabetes", "synthetic")
-FILE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+FILE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
 # The largest float32 (numpy.finfo(numpy.float32).max): train reads features as float32 and the
 # ONNX model computes in it, so validation and the API refuse values beyond it.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -29,7 +29,13 @@ EXTERNAL_DATA = "data/external"
 
 Task = Literal["classification", "regression"]
 EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "ridge"]
-REGRESSORS = frozenset({"ridge"})
+# Which estimators fit which task (the first is the default `mlcd data use` picks): the one list.
+ESTIMATORS: dict[str, tuple[str, ...]] = {
+    "classification": ("logistic_regression", "random_forest", "hist_gradient_boosting"),
+    "regression": ("ridge", "random_forest", "hist_gradient_boosting"),
+}
+# What data.advice warns about; data.fail_on lists the kinds that stop validate.
+WarningKind = Literal["id_column", "near_constant", "leak", "imbalance", "split_overlap"]
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 # Which way is better, for every metric evaluate writes; the report and gate read this.
 HIGHER_IS_BETTER = {
@@ -71,6 +77,8 @@ class DataParams(Section):
     # How a CSV source is read (Parquet carries its own types and encoding).
     delimiter: str = Field(",", min_length=1, max_length=1)
     encoding: str = "utf-8"
+    # Warnings (README, "Data warnings") that fail validate instead of only being reported.
+    fail_on: list[WarningKind] = []
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
@@ -105,6 +113,9 @@ class DataParams(Section):
 class PreprocessParams(Section):
     test_size: Fraction = 0.2
     seed: int = Field(42, ge=0)
+    # A column naming who or what a row is about (a patient, a customer): all of a group's rows go to
+    # the same side, so the test score is about unseen groups. Null: rows are split one by one.
+    group_by: str | None = None
 
 
 class LogisticRegressionParams(Section):
@@ -135,6 +146,8 @@ class TrainParams(Section):
     estimator: EstimatorName = "logistic_regression"
     seed: int = Field(42, ge=0)
     cv_folds: int = Field(0, ge=0, le=20)
+    # "balanced" weighs each class by the inverse of its share (for a rare class that matters).
+    class_weight: Literal["balanced"] | None = None
     logistic_regression: LogisticRegressionParams = LogisticRegressionParams()
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
@@ -144,16 +157,13 @@ class TrainParams(Section):
     def _estimator_fits_task(self) -> TrainParams:
         if self.cv_folds == 1:
             raise ValueError("cv_folds must be 0 (off) or between 2 and 20")
-        is_regressor = self.estimator in REGRESSORS
-        if is_regressor != (self.task == "regression"):
-            fits = (
-                sorted(REGRESSORS)
-                if self.task == "regression"
-                else sorted({"logistic_regression", "random_forest", "hist_gradient_boosting"})
-            )
+        fits = ESTIMATORS[self.task]
+        if self.estimator not in fits:
             raise ValueError(
                 f"estimator {self.estimator!r} does not fit task {self.task!r}; use one of {', '.join(fits)}"
             )
+        if self.class_weight is not None and self.task == "regression":
+            raise ValueError("class_weight is for classification; set it to null for a regression task")
         return self
 
 

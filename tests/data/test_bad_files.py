@@ -73,7 +73,7 @@ def test_latin1_text_names_the_encoding_setting_and_then_reads(project):
 def test_a_semicolon_file_names_the_delimiter_setting_and_then_reads(project):
     content = small_table().to_csv(index=False, sep=";").encode()
     message = refused_ingest(project, content)
-    assert "looks ';'-delimited; set data.delimiter: ';'" in message
+    assert "looks ';'-delimited; set data.delimiter: \";\"" in message
     ingest(project, delimiter=";")
     assert pd.read_parquet(ProjectPaths(project).raw_data).shape == (60, 3)
 
@@ -132,14 +132,29 @@ def test_values_beyond_float32_fail_validation_naming_the_column(project):
     frame.loc[5, "größe (cm)"] = 1e308
     (problem,) = validation_problems(project, frame)
     assert problem.startswith("column 'größe (cm)': 1 values beyond float32's range")
-    assert "extreme 1e+308, rows 5" in problem and "rescale the column" in problem
+    assert "extreme 1e+308, data rows 6" in problem and "rescale the column" in problem
 
 
 def test_too_few_rows_for_the_split_and_cross_validation(project):
     (problem,) = validation_problems(project, small_table(5), {"train": {"cv_folds": 5}})
-    assert "too few rows per class for the split: 'no' has 3, 'yes' has 2" in problem
+    assert "too few rows per class for the split: 'yes' has 2, 'no' has 3" in problem
     assert "preprocess.test_size 0.2 and train.cv_folds 5 need 6 per class" in problem
-    assert "lower train.cv_folds" in problem
+    advice = "add rows, or set train.cv_folds 0 with preprocess.test_size between 0.26 and 0.74"
+    assert advice in problem
+    # The advice points the right way: both ends of the range split, and the stage after it runs.
+    for test_size in (0.26, 0.74):
+        _validated(
+            project, small_table(5), {"train": {"cv_folds": 0}, "preprocess": {"test_size": test_size}}
+        )
+        ProjectPaths(project).data_profile.unlink()
+    (raising,) = validation_problems(project, small_table(5), {"preprocess": {"test_size": 0.8}})
+    assert "or set preprocess.test_size between 0.26 and 0.74" in raising
+
+
+def test_advice_names_fewer_folds_when_fewer_folds_suffice(project):
+    (problem,) = validation_problems(project, small_table(12), {"train": {"cv_folds": 5}})
+    assert "'yes' has 4" in problem and "add rows, or set train.cv_folds 3" in problem
+    _validated(project, small_table(12), {"train": {"cv_folds": 3}})
 
 
 def test_a_class_with_one_row_fails_validation(project):
@@ -153,7 +168,7 @@ def test_a_missing_target_names_the_key_that_drops_it(project):
     frame = small_table()
     frame.loc[[3, 4], "label"] = None
     (problem,) = validation_problems(project, frame)
-    assert "target 'label': 2 missing values (rows 3, 4)" in problem
+    assert "target 'label': 2 missing values (data rows 4, 5)" in problem
     assert "set target.drop_missing: true" in problem
     _validated(project, frame, drop_missing=True)
     profile = pd.read_json(ProjectPaths(project).data_profile, typ="series")

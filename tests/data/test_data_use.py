@@ -98,3 +98,41 @@ def test_when_dvc_add_fails_the_copied_file_is_taken_back(dvc_project, tmp_path)
     assert result.exit_code == 2, result.output
     assert "`dvc add data/external/churn.csv` failed" in result.output
     assert snapshot(dvc_project) == before  # no copy left in data/external/, params and schemas untouched
+
+
+def test_the_same_table_again_is_not_another_file(dvc_project, tmp_path):
+    source = churn_table(tmp_path / "churn.csv")
+    assert runner.invoke(app, ["data", "use", str(source), "--target", "churned"]).exit_code == 0
+    before = snapshot(dvc_project)
+    again = runner.invoke(app, ["data", "use", str(source), "--target", "churned"])
+    assert again.exit_code == 0, again.output
+    assert "another file" not in again.output and snapshot(dvc_project) == before
+    other = tmp_path / "elsewhere" / "churn.csv"
+    other.parent.mkdir()
+    other.write_text(source.read_text().replace("yes", "ja"))
+    refused = runner.invoke(app, ["data", "use", str(other), "--target", "churned"])
+    assert refused.exit_code == 2 and "is another file" in refused.output
+    assert snapshot(dvc_project) == before
+
+
+def test_a_tsv_is_read_as_tab_separated(dvc_project, tmp_path):
+    source = tmp_path / "churn.tsv"
+    pd.read_csv(churn_table(tmp_path / "churn.csv")).to_csv(source, sep="\t", index=False)
+    result = runner.invoke(app, ["data", "use", str(source), "--target", "churned"])
+    assert result.exit_code == 0, result.output
+    params = yaml.safe_load((dvc_project / "params.yaml").read_text())
+    assert params["data"]["source"] == "data/external/churn.tsv"
+    assert "(40 rows, tracked by DVC)" in result.output and "(2 features)" in result.output
+
+
+def test_a_delimiter_hint_is_yaml_that_reads_as_a_tab(dvc_project, tmp_path):
+    from mlcd.data.sources import read_source_file
+    from mlcd.errors import SourceError
+
+    source = tmp_path / "churn.csv"
+    pd.read_csv(churn_table(tmp_path / "plain.csv")).to_csv(source, sep="\t", index=False)
+    with pytest.raises(SourceError) as refused:
+        read_source_file(source)
+    hint = str(refused.value).split("set ")[1].removesuffix(" in params.yaml")
+    assert yaml.safe_load(hint) == {"data.delimiter": "\t"}
+    assert read_source_file(source, delimiter=yaml.safe_load(hint)["data.delimiter"]).shape == (40, 3)

@@ -64,7 +64,10 @@ def test_unknown_keys_name_the_keys_allowed_there_even_inside_lists(tmp_path):
         load_schema(path)
     problems = caught.value.problems
     assert "target.kind: unknown key; allowed keys here: name, classes, positive, drop_missing" in problems
-    assert "features.0.colour: unknown key; allowed keys here: name, dtype, min, max, nullable" in problems
+    assert (
+        "features.0.colour: unknown key; allowed keys here: name, dtype, min, max, nullable, time_of_day"
+        in problems
+    )
 
 
 def test_the_minority_of_a_binary_target_is_the_positive_class():

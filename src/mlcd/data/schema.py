@@ -13,14 +13,15 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from mlcd.config import describe_problem
-from mlcd.datetimes import PARTS, parse, part_name
+from mlcd.data.labels import series_labels
+from mlcd.datetimes import has_time_of_day, parse, part_name, parts_for
 from mlcd.errors import ConfigError
 
 if TYPE_CHECKING:
     import pandas as pd
 
 FeatureType = Literal["float", "int", "category", "datetime"]
-# A float target with more distinct values than this is inferred as a regression target.
+# A numeric target with more distinct values than this is inferred as a regression target.
 MAX_CLASSES = 20
 
 
@@ -34,6 +35,14 @@ class FeatureSpec(_Strict):
     min: float | None = None
     max: float | None = None
     nullable: bool = False
+    # Datetime features only: false when every value is a date (midnight, as written), so the model
+    # gets no hour part (datetimes.DATE_PARTS). Left out, a datetime feature has every part.
+    time_of_day: bool | None = None
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """What a datetime feature becomes for the model (datetimes.PARTS or DATE_PARTS); () otherwise."""
+        return parts_for(self.time_of_day is not False) if self.dtype == "datetime" else ()
 
     @field_validator("name")
     @classmethod
@@ -113,7 +122,7 @@ class DatasetSchema(_Strict):
                 continue
             features += [
                 FeatureSpec(name=part_name(spec.name, part), dtype="float", nullable=spec.nullable)
-                for part in PARTS
+                for part in spec.parts
             ]
         return self.model_copy(update={"features": features})
 
@@ -146,12 +155,43 @@ def schema_to_yaml(schema: DatasetSchema) -> str:
     return yaml.safe_dump(body, sort_keys=False)
 
 
-def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = MAX_CLASSES) -> DatasetSchema:
+def infer_task(labels: pd.Series, max_classes: int = MAX_CLASSES) -> Literal["classification", "regression"]:
+    """The rule the README states: a number (not a boolean) with more than `max_classes` distinct
+    values is a quantity to predict; anything else (text, booleans, a few numeric codes) names classes.
+    """
+    import pandas as pd
+
+    numeric = pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels)
+    return "regression" if numeric and labels.nunique() > max_classes else "classification"
+
+
+def describe_task(labels: pd.Series, name: str, task: str) -> str:
+    """What `data use` prints about the target, with the way to override the inference."""
+    import pandas as pd
+
+    distinct = labels.nunique()
+    if task == "regression":
+        kind = "integers" if pd.api.types.is_integer_dtype(labels) else "numbers"
+        return (
+            f"regression target {name!r} ({distinct:,} distinct {kind}); "
+            "pass --task classification to override"
+        )
+    other = " pass --task regression to override" if pd.api.types.is_numeric_dtype(labels) else ""
+    return f"classification target {name!r} ({distinct:,} classes);{other}".rstrip(";")
+
+
+def infer_schema(
+    frame: pd.DataFrame,
+    target: str,
+    max_classes: int = MAX_CLASSES,
+    task: Literal["classification", "regression"] | None = None,
+) -> DatasetSchema:
     """A starting schema from a data sample: observed types, non-negative bounds, classes.
 
     A binary target's positive class (what precision, recall, F1 and the curves are
     about) is the less frequent one: in fraud, churn or disease data that is the class
     the model is for, and the majority's F1 would hide a model that misses most of it.
+    `task` overrides infer_task's rule.
     """
     import pandas as pd
 
@@ -162,7 +202,8 @@ def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = MAX_CLASSE
         column = frame[name]
         nullable = bool(column.isna().any())
         if _looks_like_dates(column):
-            features.append({"name": str(name), "dtype": "datetime", "nullable": nullable})
+            entry = {"name": str(name), "dtype": "datetime", "nullable": nullable}
+            features.append(entry if _times_of_day(column) else {**entry, "time_of_day": False})
             continue
         if pd.api.types.is_bool_dtype(column) or not pd.api.types.is_numeric_dtype(column):
             features.append({"name": str(name), "dtype": "category", "nullable": nullable})
@@ -171,18 +212,33 @@ def infer_schema(frame: pd.DataFrame, target: str, max_classes: int = MAX_CLASSE
         lower = 0.0 if column.min() >= 0 else None
         features.append({"name": str(name), "dtype": dtype, "min": lower, "nullable": nullable})
     labels = frame[target].dropna()
-    is_label = not pd.api.types.is_float_dtype(labels) or labels.nunique() <= max_classes
-    classes = sorted(labels.astype(str).unique().tolist()) if is_label else None
+    if task is None:
+        task = infer_task(labels, max_classes)
+    classes = None
     positive = None
-    if classes is not None and len(classes) == 2:
-        counts = labels.astype(str).value_counts()
-        positive = min(reversed(classes), key=lambda c: counts[c])  # a tie keeps the sorted second
+    if task == "classification":
+        texts = series_labels(labels)
+        counts = texts.value_counts()
+        classes = sorted(counts.index.tolist())
+        if len(classes) == 2:
+            positive = min(reversed(classes), key=lambda c: counts[c])  # a tie keeps the sorted second
     body = {"target": {"name": str(target), "classes": classes, "positive": positive}, "features": features}
     try:
         return DatasetSchema.model_validate(body)
     except ValidationError as exc:
         problems = [describe_problem(e, DatasetSchema) for e in exc.errors()]
         raise ConfigError("the data's columns do not make a valid schema:", problems) from None
+
+
+def _times_of_day(column: pd.Series) -> bool:
+    """Whether any value of a date column carries a time of day, as written (not converted to UTC)."""
+    import pandas as pd
+
+    present = column.dropna()
+    if pd.api.types.is_datetime64_any_dtype(present):
+        clock = present.dt.hour + present.dt.minute + present.dt.second + present.dt.microsecond
+        return bool((clock != 0).any())
+    return any(has_time_of_day(moment) for v in present if (moment := parse(v, local=True)))
 
 
 def _looks_like_dates(column: pd.Series) -> bool:

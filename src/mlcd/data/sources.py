@@ -6,6 +6,7 @@ local CSV/Parquet file, or a seeded synthetic generator for scale work.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,7 @@ _NOT_CSV = {
 }
 _DELIMITERS = (";", "\t", "|")
 _PARQUET = (".parquet", ".pq")
+_TAB_SEPARATED = (".tsv", ".tsv.gz")
 
 
 def _check_kind(path: Path) -> None:
@@ -111,7 +113,8 @@ def _check_kind(path: Path) -> None:
         return
     if name.endswith(".gz"):
         if not head.startswith(b"\x1f\x8b"):
-            raise SourceError(f"data.source {str(path)!r} is not gzip-compressed: name it .csv")
+            plain = path.name[: -len(".gz")]
+            raise SourceError(f"data.source {str(path)!r} is not gzip-compressed: name it {plain}")
         return
     for magic, what in _NOT_CSV.items():
         if head.startswith(magic):
@@ -130,15 +133,19 @@ def _read_csv(path: Path, delimiter: str, encoding: str) -> pd.DataFrame:
         header = str(frame.columns[0])
         for other in _DELIMITERS:
             if other != delimiter and other in header:
+                # json.dumps: YAML's double quotes read "\t" as a tab; its single quotes would not.
                 raise SourceError(
                     f"data.source {str(path)!r} read as one column {header[:60]!r}: it looks "
-                    f"{other!r}-delimited; set data.delimiter: {other!r} in params.yaml"
+                    f"{other!r}-delimited; set data.delimiter: {json.dumps(other)} in params.yaml"
                 )
     return frame
 
 
 def read_source_file(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> pd.DataFrame:
-    """A CSV (optionally .csv.gz) or Parquet file as a DataFrame, or a SourceError saying what to fix."""
+    """A CSV or TSV (optionally gzipped) or Parquet file as a DataFrame, or a SourceError saying what to fix.
+
+    A .tsv file is tab-separated whatever data.delimiter says: its name says so.
+    """
     if not path.exists():
         raise SourceError(
             f"data.source {str(path)!r} does not exist: check the path in params.yaml "
@@ -153,7 +160,8 @@ def read_source_file(path: Path, delimiter: str = ",", encoding: str = "utf-8") 
         if path.name.lower().endswith(_PARQUET):
             frame = pd.read_parquet(path)
         else:
-            frame = _read_csv(path, delimiter, encoding)
+            tabs = path.name.lower().endswith(_TAB_SEPARATED)
+            frame = _read_csv(path, "\t" if tabs else delimiter, encoding)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowInvalid, OSError, EOFError) as exc:
         raise SourceError(f"cannot read data.source {str(path)!r}: {exc}") from None
     # Mixed-type text columns (a stray word in a numeric column) must reach

@@ -11,16 +11,18 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mlcd.config import EXTERNAL_DATA, REGRESSORS, Params, ProjectPaths, Task
-from mlcd.data.schema import MAX_CLASSES, DatasetSchema, TargetSpec, infer_schema, schema_to_yaml
+from mlcd.config import ESTIMATORS, EXTERNAL_DATA, Params, ProjectPaths, Task
+from mlcd.data.advice import data_warnings
+from mlcd.data.schema import DatasetSchema, describe_task, infer_schema, schema_to_yaml
 from mlcd.data.sources import read_source_file
 from mlcd.errors import ConfigError
-from mlcd.files import write_bytes
+from mlcd.files import sha256_file, write_bytes
 from mlcd.params_edit import checked_edit
 
-_DEFAULT_CLASSIFIER = "logistic_regression"
-_DEFAULT_REGRESSOR = "ridge"
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class DataSwitch:
     rows: int
     features: int
     positive: str | None
+    inference: str  # the task and why, with the flag that overrides it
+    warnings: list[str]  # data.advice's, as validate will report them
 
 
 def _source_in_project(file: Path, paths: ProjectPaths) -> Path:
@@ -43,22 +47,9 @@ def _source_in_project(file: Path, paths: ProjectPaths) -> Path:
     return external / file.name
 
 
-def _with_task(schema: DatasetSchema, task: Task | None) -> DatasetSchema:
-    if task is None or task == schema.task:
-        return schema
-    if task == "regression":
-        return schema.model_copy(update={"target": TargetSpec(name=schema.target.name)})
-    raise ConfigError(
-        f"--task classification, but target {schema.target.name!r} has more than {MAX_CLASSES} distinct "
-        "numeric values: it looks like a regression target; leave --task out or pick another column"
-    )
-
-
 def _estimator(params: Params, task: Task) -> str:
     current = params.train.estimator
-    if (current in REGRESSORS) == (task == "regression"):
-        return current
-    return _DEFAULT_REGRESSOR if task == "regression" else _DEFAULT_CLASSIFIER
+    return current if current in ESTIMATORS[task] else ESTIMATORS[task][0]
 
 
 def use_data(
@@ -70,16 +61,24 @@ def use_data(
     force: bool = False,
 ) -> DataSwitch:
     if not file.is_file():
-        raise ConfigError(f"{file} is not a file: name the .csv, .csv.gz or .parquet table to use")
+        raise ConfigError(
+            f"{file} is not a file: name the .csv, .tsv (optionally .gz) or .parquet table to use"
+        )
     source = _source_in_project(file, paths)
-    if source != file.resolve() and source.exists() and not force:
+    if _same_bytes(file, source):
+        file = source  # the same table again: nothing to copy and nothing to replace
+    if source.resolve() != file.resolve() and source.exists() and not force:
         raise ConfigError(
             f"{source} already exists and is another file: rename yours, or pass --force to replace it"
         )
     frame = read_source_file(file, params.data.delimiter, params.data.encoding)
-    schema = _with_task(infer_schema(frame, target), task)
+    if target not in frame.columns:
+        raise ConfigError(f"target column {target!r} not in the data; columns: {list(frame)}")
+    schema = infer_schema(frame, target, task=task)
     schema_file = paths.root / "data" / "schemas" / f"{source.name.split('.')[0]}.yaml"
-    if schema_file.exists() and not force:
+    schema_text = schema_to_yaml(schema)
+    unchanged = schema_file.is_file() and schema_file.read_text(encoding="utf-8") == schema_text
+    if schema_file.exists() and not unchanged and not force:
         raise ConfigError(
             f"{schema_file} already exists: pass --force to replace it, or rename the data file"
         )
@@ -96,7 +95,7 @@ def use_data(
         },
     )
     _copy_and_track(file, source, paths.root)
-    write_bytes(schema_file, schema_to_yaml(schema).encode("utf-8"))
+    write_bytes(schema_file, schema_text.encode("utf-8"))
     write_bytes(paths.params, new_params.encode("utf-8"))
     return DataSwitch(
         relative_source,
@@ -106,12 +105,29 @@ def use_data(
         len(frame),
         len(schema.features),
         schema.positive_class,
+        describe_task(frame[target].dropna(), target, schema.task),
+        _warnings(frame, schema, params),
     )
+
+
+def _warnings(frame: pd.DataFrame, schema: DatasetSchema, params: Params) -> list[str]:
+    """The warnings validate will give, early; none if the data is too broken to judge (validate will say)."""
+    try:
+        return [w.message for w in data_warnings(frame, schema, params.preprocess)]
+    except (ValueError, TypeError, KeyError):
+        return []
+
+
+def _same_bytes(file: Path, source: Path) -> bool:
+    """Whether the table at `source` already is `file`, byte for byte."""
+    if not source.is_file() or source.stat().st_size != file.stat().st_size:
+        return False
+    return sha256_file(source) == sha256_file(file)
 
 
 def _copy_and_track(file: Path, source: Path, root: Path) -> None:
     """Copy the file into data/external/ and `dvc add` it; if DVC refuses, put back what was there."""
-    if source == file.resolve():
+    if source.resolve() == file.resolve():
         _dvc_add(root, source)
         return
     backup = source.with_name(source.name + ".mlcd-backup")

@@ -14,8 +14,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from mlcd.config import FLOAT32_MAX, DataParams, Params, PreprocessParams, ProjectPaths
-from mlcd.console import stage
-from mlcd.data.schema import DatasetSchema, FeatureSpec, load_schema
+from mlcd.console import stage, warn
+from mlcd.data.advice import data_warnings
+from mlcd.data.labels import series_labels
+from mlcd.data.schema import MAX_CLASSES, DatasetSchema, FeatureSpec, load_schema
 from mlcd.datetimes import to_timestamps
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.files import sha256_file, write_json
@@ -24,9 +26,16 @@ _EXAMPLES = 3
 
 
 def _rows(mask: np.ndarray) -> str:
-    where = np.flatnonzero(mask)[:_EXAMPLES].tolist()
+    """The first few rows named as the file counts them: data rows from 1, the header not counted."""
+    where = (np.flatnonzero(mask)[:_EXAMPLES] + 1).tolist()
     more = ", ..." if mask.sum() > _EXAMPLES else ""
-    return f"rows {', '.join(map(str, where))}{more}"
+    return f"data rows {', '.join(map(str, where))}{more}"
+
+
+def _some(values: list[str], limit: int = _EXAMPLES * 2) -> str:
+    """A list that stays one line however many values there are."""
+    shown = ", ".join(map(repr, values[:limit]))
+    return shown + (f" and {len(values) - limit:,} more" if len(values) > limit else "")
 
 
 def _is_numeric(column: pd.Series) -> bool:
@@ -114,24 +123,23 @@ def _check_target(schema: DatasetSchema, column: pd.Series) -> list[str]:
             problems.append(f"target {name!r}: regression needs a numeric target, got {column.dtype}")
         return problems
     allowed = schema.target.classes
-    observed = sorted(present.astype(str).unique().tolist())
+    observed = sorted(series_labels(present).unique().tolist())
     unknown = [c for c in observed if c not in allowed]
     if unknown:
         problems.append(
-            f"target {name!r}: unknown classes {', '.join(map(repr, unknown))}; "
-            f"the schema allows {', '.join(map(repr, allowed))}"
+            f"target {name!r}: unknown classes {_some(unknown)}; the schema allows {_some(allowed)}"
         )
     known = [c for c in observed if c in allowed]
     if len(known) < 2:
         found = repr(known[0]) if known else "none"
         problems.append(
-            f"target {name!r} has only one class ({found}); a classifier needs at least two of "
-            f"{', '.join(map(repr, allowed))}"
+            f"target {name!r} has only one class ({found}); "
+            f"a classifier needs at least two of {_some(allowed)}"
         )
     else:
         absent = [c for c in allowed if c not in observed]
         if absent:
-            problems.append(f"target {name!r}: classes {', '.join(map(repr, absent))} never occur")
+            problems.append(f"target {name!r}: classes {_some(absent)} never occur")
     return problems
 
 
@@ -148,23 +156,56 @@ def rows_needed(test_size: float, cv_folds: int) -> int:
     return n
 
 
+def working_settings(smallest: int, test_size: float, cv_folds: int) -> str:
+    """Settings that would split a class of `smallest` rows: fewer folds, another test_size, or both."""
+    candidates = [t / 100 for t in range(5, 96)]
+
+    def span(folds: int) -> str:
+        sizes = [t for t in candidates if rows_needed(t, folds) <= smallest]
+        return f"preprocess.test_size between {min(sizes):g} and {max(sizes):g}" if sizes else ""
+
+    ways = []
+    folds = [k for k in (0, *range(2, cv_folds)) if rows_needed(test_size, k) <= smallest]
+    if folds:
+        ways.append(f"train.cv_folds {max(folds)}" + (" (off)" if max(folds) == 0 else ""))
+    if same_folds := span(cv_folds):
+        ways.append(same_folds)
+    if not ways and (without_cv := span(0)):
+        ways.append(f"train.cv_folds 0 with {without_cv}")
+    if not ways:
+        return f"add rows: no setting splits a class of {smallest} row{'s' * (smallest > 1)}"
+    return "add rows, or set " + ", or ".join(ways)
+
+
 def split_problems(target: pd.Series, schema: DatasetSchema, test_size: float, cv_folds: int) -> list[str]:
     """Too few rows, overall or in a class, for preprocess's split and train's cross-validation."""
     needed = rows_needed(test_size, cv_folds)
     settings = f"preprocess.test_size {test_size:g} and train.cv_folds {cv_folds}"
-    fix = "add rows, lower train.cv_folds (0 turns cross-validation off) or raise preprocess.test_size"
     present = target.dropna()
     if schema.target.classes is None:
         needed = max(needed, 4)  # R² needs two test rows, the regressor two to fit
         if len(present) < needed:
-            return [f"{len(present):,} rows with a target: {settings} need at least {needed}; {fix}"]
+            return [f"{len(present):,} rows with a target: {settings} need at least {needed}; add rows"]
         return []
-    counts = present.astype(str).value_counts()
-    small = {label: int(n) for label, n in counts.items() if n < needed}
+    counts = series_labels(present).value_counts()
+    small = sorted(
+        (int(n), label) for label, n in counts.items() if n < needed and label in schema.target.classes
+    )
     if not small:
         return []
-    listed = ", ".join(f"{label!r} has {n}" for label, n in sorted(small.items()))
-    return [f"too few rows per class for the split: {listed}; {settings} need {needed} per class; {fix}"]
+    listed = ", ".join(f"{label!r} has {n}" for n, label in small[: _EXAMPLES * 2])
+    if len(small) > _EXAMPLES * 2:
+        listed += f" and {len(small) - _EXAMPLES * 2:,} more classes"
+    problem = (
+        f"too few rows per class for the split: {listed}; {settings} need {needed} per class; "
+        f"{working_settings(small[0][0], test_size, cv_folds)}"
+    )
+    if len(counts) > MAX_CLASSES and pd.api.types.is_numeric_dtype(target):
+        problem += (
+            f"; {len(counts):,} numeric classes look like a quantity: "
+            "`mlcd data use FILE --target COL --task regression` makes it a regression target"
+        )
+    return [problem]
 
 
 def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict[str, Any]:
@@ -179,7 +220,7 @@ def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict
         summary["dropped_missing_target"] = int(target.isna().sum())
         target = target.dropna()
     if schema.target.classes is not None:
-        shares = target.astype(str).value_counts(normalize=True)
+        shares = series_labels(target).value_counts(normalize=True)
         summary["class_balance"] = {c: round(float(shares.get(c, 0.0)), 6) for c in schema.target.classes}
     else:
         summary["target_mean"] = round(float(target.mean()), 6)
@@ -214,9 +255,9 @@ def validate_frame(
             if spec.name in columns:
                 problems.extend(_check_feature(spec, frame[spec.name]))
         if schema.target.name in columns:
-            target_problems = _check_target(schema, frame[schema.target.name])
-            problems.extend(target_problems)
-            if split is not None and not target_problems:
+            problems.extend(_check_target(schema, frame[schema.target.name]))
+            if split is not None:
+                # Counted on the rows with a known target, so missing or stray labels hide nothing.
                 problems.extend(split_problems(frame[schema.target.name], schema, split.test_size, cv_folds))
     duplicates = 0
     if not frame.empty:
@@ -237,12 +278,27 @@ def validate_frame(
             "(`mlcd data use FILE --target COL` or `mlcd schema infer` writes one); the problems found:",
             problems,
         )
+    if split is not None and split.group_by is not None and split.group_by not in schema.columns:
+        problems.append(
+            f"preprocess.group_by {split.group_by!r} is not a column of {schema_name}; "
+            f"name one of {_some(schema.columns)}, or set it to null"
+        )
     if problems:
         raise DataValidationError(
             f"the dataset breaks its schema ({len(problems)} problem{'s' * (len(problems) > 1)}):",
             problems,
         )
-    return profile(frame, schema, duplicates)
+    summary = profile(frame, schema, duplicates)
+    if split is not None:
+        found = data_warnings(frame, schema, split)
+        blocking = [w.message for w in found if w.kind in params.fail_on]
+        if blocking:
+            raise DataValidationError(
+                f"{len(blocking)} warning{'s' * (len(blocking) > 1)} of a kind data.fail_on makes an error:",
+                blocking,
+            )
+        summary["warnings"] = [w.message for w in found]
+    return summary
 
 
 def read_raw(paths: ProjectPaths, columns: list[str] | None = None) -> pd.DataFrame:
@@ -261,6 +317,8 @@ def run_validate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
             frame, schema, params.data, params.preprocess, params.train.cv_folds, schema_name
         )
         summary["sha256"] = sha256_file(paths.raw_data)
+        for message in summary.get("warnings", []):
+            warn(message)
         write_json(paths.data_profile, summary)
         log.add(f"{len(frame):,} rows x {frame.shape[1]} columns pass {paths.schema(params.data)}")
         log.add(f"profile -> {paths.data_profile}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
+from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -26,7 +27,7 @@ from mlcd.console import stage, working
 from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import MISSING_CATEGORY
-from mlcd.datetimes import PARTS, part_name
+from mlcd.datetimes import part_name
 from mlcd.errors import BundleError, ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
@@ -35,7 +36,7 @@ from mlcd.serve.model import BundleModel
 from mlcd.serve.selfcheck import self_check
 
 # Largest allowed |ONNX - scikit-learn| on a probability (classifiers) or on a
-# prediction relative to max(1, |prediction|) (regressors). ONNX runs in
+# prediction relative to the target's scale (regressors, parity_scale). ONNX runs in
 # float32, scikit-learn in float64; these bounds are ~100x what we measure.
 PARITY_TOLERANCE = {
     "logistic_regression": 1e-4,
@@ -81,6 +82,15 @@ def onnx_feeds(frame: pd.DataFrame, schema: DatasetSchema, input_names: list[str
     return feeds
 
 
+def parity_scale(target_std: float) -> float:
+    """A regression target's scale: its standard deviation in training (1 for a constant target).
+
+    A prediction near zero of a target in the thousands is still judged against thousands:
+    a float32 model is exact to about 1e-7 of the numbers it adds up, not of its answer.
+    """
+    return target_std if target_std > 0 and math.isfinite(target_std) else 1.0
+
+
 def input_names(session: ort.InferenceSession) -> list[str]:
     return [entry.name for entry in session.get_inputs()]
 
@@ -120,12 +130,17 @@ def check_parity(
     x: pd.DataFrame,
     schema: DatasetSchema,
     tolerance: float,
+    target_scale: float = 1.0,
 ) -> dict[str, Any]:
+    """Labels equal and probabilities within `tolerance`; a regressor's predictions within `tolerance`
+    of the larger of `target_scale` (parity_scale) and the prediction's own size.
+    """
     outputs = session.run(None, onnx_feeds(x, schema, input_names(session)))
     if schema.task == "regression":
         expected = model.predict(x)
         got = outputs[0].reshape(-1)
-        worst = float(np.max(np.abs(got - expected) / np.maximum(1.0, np.abs(expected)), initial=0))
+        scale = np.maximum(target_scale, np.abs(expected))
+        worst = float(np.max(np.abs(got - expected) / scale, initial=0))
         mismatched = 0
     else:
         labels, proba = outputs
@@ -137,6 +152,7 @@ def check_parity(
         "label_mismatches": mismatched,
         "max_abs_diff": worst,
         "tolerance": tolerance,
+        **({"target_scale": target_scale} if schema.task == "regression" else {}),
     }
     if mismatched or worst > tolerance:
         raise ParityError(
@@ -151,16 +167,15 @@ def check_parity(
 
 def bundle_schema(
     schema: DatasetSchema,
-    x: pd.DataFrame,
-    profile: dict[str, Any],
+    stats: TrainingStats,
     model: Any,
     session: ort.InferenceSession,
-    categories: dict[str, list[str]],
 ) -> dict[str, Any]:
     """What the server needs to know: features as the API takes them, the model's inputs, class order.
 
-    `schema` is the dataset's (a datetime feature is one API field); `x` and the session are the
-    model's, where it is several float inputs (datetimes.PARTS).
+    `schema` is the dataset's (a datetime feature is one API field); the session is the model's,
+    where it is several float inputs (FeatureSpec.parts). Every statistic kept (observed ranges, known
+    categories, class shares) comes from the training split: the test split stays unseen.
     """
     model_schema = schema.for_model()
     columns = not single_matrix(model_schema)
@@ -169,16 +184,15 @@ def bundle_schema(
     for spec in schema.features:
         entry: dict[str, Any] = spec.model_dump(mode="json")
         if spec.dtype == "datetime":
-            entry["parts"] = list(PARTS)
+            entry["parts"] = list(spec.parts)
             if columns:
-                entry["onnx_names"] = [onnx_name[part_name(spec.name, part)] for part in PARTS]
+                entry["onnx_names"] = [onnx_name[part_name(spec.name, part)] for part in spec.parts]
             features.append(entry)
             continue
         if spec.dtype != "category":
-            column = x[spec.name]
-            entry["observed_min"], entry["observed_max"] = float(column.min()), float(column.max())
+            entry["observed_min"], entry["observed_max"] = stats.ranges[spec.name]
         else:
-            entry["categories"] = categories[spec.name]
+            entry["categories"] = stats.categories[spec.name]
         if columns and onnx_name[spec.name] != spec.name:
             entry["onnx_name"] = onnx_name[spec.name]
         features.append(entry)
@@ -187,7 +201,7 @@ def bundle_schema(
         "features": features,
         "target": schema.target.model_dump(mode="json"),
         "positive_class": schema.positive_class,
-        "class_balance": profile.get("class_balance"),
+        "class_balance": stats.class_shares,
         "onnx_input": "columns" if columns else "matrix",
         "outputs": ["label", "probabilities"] if schema.task == "classification" else ["variable"],
     }
@@ -199,17 +213,37 @@ def bundle_schema(
     return body
 
 
-def categories_seen(paths: ProjectPaths, schema: DatasetSchema) -> dict[str, list[str]]:
-    """Every level of each text feature in the training and test splits, missing excluded."""
+@dataclass(frozen=True)
+class TrainingStats:
+    """What the bundle keeps about the data: from the training split only, so the test split stays unseen."""
+
+    ranges: dict[str, tuple[float, float]]  # numeric model inputs: observed (min, max)
+    categories: dict[str, list[str]]  # text features: every level, missing excluded
+    class_shares: dict[str, float] | None  # classification: each class's share of the rows
+    target_std: float  # regression: the target's scale (parity_scale); 0 otherwise
+
+
+def training_stats(path: Path, schema: DatasetSchema) -> TrainingStats:
+    """Read column by column with Arrow, so memory stays near one column of the split."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    seen: dict[str, set[str]] = {name: set() for name in schema.categorical}
-    for split in (paths.train_data, paths.test_data):
-        table = pq.read_table(split, columns=schema.categorical)
-        for name in schema.categorical:
-            seen[name].update(str(v) for v in pc.unique(table[name]).to_pylist() if v is not None)
-    return {name: sorted(levels - {MISSING_CATEGORY}) for name, levels in seen.items()}
+    ranges, categories = {}, {}
+    for name in schema.numeric:
+        low_high = pc.min_max(pq.read_table(path, columns=[name])[name]).as_py()
+        ranges[name] = (float(low_high["min"]), float(low_high["max"]))
+    for name in schema.categorical:
+        levels = pc.unique(pq.read_table(path, columns=[name])[name]).to_pylist()
+        categories[name] = sorted({str(v) for v in levels if v is not None} - {MISSING_CATEGORY})
+    target = pq.read_table(path, columns=[schema.target.name])[schema.target.name]
+    shares, std = None, 0.0
+    if schema.task == "classification":
+        counts = {str(e["values"]): int(e["counts"]) for e in pc.value_counts(target).to_pylist()}
+        total = sum(counts.values())
+        shares = {label: round(counts[label] / total, 6) for label in sorted(counts)}
+    else:
+        std = float(pc.stddev(pc.cast(target, "float64")).as_py() or 0.0)
+    return TrainingStats(ranges, categories, shares, std)
 
 
 def _as_sent(value: Any) -> Any:
@@ -270,19 +304,18 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         schema = dataset_schema.for_model()
         model = load_model(paths.model)
         x, _ = read_split(paths.test_data, schema, float32=False)
+        stats = training_stats(paths.train_data, schema)
         tolerance = parity_tolerance(params)
         with working(f"exporting to ONNX and checking parity on {len(x):,} rows"):
             model_bytes = to_onnx(model, schema, params.package.onnx_opset)
             session = onnx_session(model_bytes)
             # The model was fit on float32 features (read_split); ONNX computes in float32: compare on those.
             x_model = x.astype(dict.fromkeys(schema.numeric, "float32"))
-            parity = check_parity(model, session, x_model, schema, tolerance)
+            parity = check_parity(model, session, x_model, schema, tolerance, parity_scale(stats.target_std))
         profile = read_json(paths.data_profile)
         contents = {
             MODEL_FILE: model_bytes,
-            SCHEMA_FILE: dump_json(
-                bundle_schema(dataset_schema, x, profile, model, session, categories_seen(paths, schema))
-            ).encode(),
+            SCHEMA_FILE: dump_json(bundle_schema(dataset_schema, stats, model, session)).encode(),
             EXAMPLES_FILE: dump_json(
                 examples(session, x, schema, example_records(paths, dataset_schema, params.package.examples))
             ).encode(),

@@ -29,6 +29,7 @@ def cv_scoring(task: str, n_classes: int) -> tuple[str, ...]:
 
 
 def build_estimator(params: TrainParams) -> BaseEstimator:
+    regression = params.task == "regression"
     if params.estimator == "logistic_regression":
         lr = params.logistic_regression
         # scikit-learn >= 1.8 expresses the penalty through l1_ratio and C.
@@ -39,29 +40,37 @@ def build_estimator(params: TrainParams) -> BaseEstimator:
             solver="lbfgs" if l1_ratio == 0.0 else "saga",
             max_iter=lr.max_iter,
             random_state=params.seed,
+            class_weight=params.class_weight,
         )
     if params.estimator == "random_forest":
-        from sklearn.ensemble import RandomForestClassifier  # ~1 s of imports only tree models pay
+        # ~1 s of imports only tree models pay
+        from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 
         rf = params.random_forest
-        return RandomForestClassifier(
-            n_estimators=rf.n_estimators,
-            max_depth=rf.max_depth,
-            min_samples_leaf=rf.min_samples_leaf,
-            random_state=params.seed,
-            n_jobs=1,  # parallel trees are not bit-reproducible across core counts
-        )
+        forest: dict[str, Any] = {
+            "n_estimators": rf.n_estimators,
+            "max_depth": rf.max_depth,
+            "min_samples_leaf": rf.min_samples_leaf,
+            "random_state": params.seed,
+            "n_jobs": 1,  # parallel trees are not bit-reproducible across core counts
+        }
+        if regression:
+            return RandomForestRegressor(**forest)
+        return RandomForestClassifier(**forest, class_weight=params.class_weight)
     if params.estimator == "hist_gradient_boosting":
-        from sklearn.ensemble import HistGradientBoostingClassifier
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 
         hgb = params.hist_gradient_boosting
-        return HistGradientBoostingClassifier(
-            max_iter=hgb.max_iter,
-            learning_rate=hgb.learning_rate,
-            max_leaf_nodes=hgb.max_leaf_nodes,
-            early_stopping=False,  # its hidden validation split would change with data size
-            random_state=params.seed,
-        )
+        boosting: dict[str, Any] = {
+            "max_iter": hgb.max_iter,
+            "learning_rate": hgb.learning_rate,
+            "max_leaf_nodes": hgb.max_leaf_nodes,
+            "early_stopping": False,  # its hidden validation split would change with data size
+            "random_state": params.seed,
+        }
+        if regression:
+            return HistGradientBoostingRegressor(**boosting)
+        return HistGradientBoostingClassifier(**boosting, class_weight=params.class_weight)
     return Ridge(alpha=params.ridge.alpha)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,11 +91,24 @@ def _ratio(base: float | None, head: float | None) -> float | None:
 
 
 def format_number(value: float, spec: str) -> str:
-    """`value` formatted with `spec`, never "-0.0000": a change too small to show is shown as zero."""
+    """`value` formatted with `spec`, with more decimals where `spec` would round a change to zero.
+
+    A drop of 0.00003 reads "-0.000030", not "+0.0000" beside a "worse" mark.
+    """
+    if value == 0:
+        return f"{0.0:{spec}}"  # never "-0.0000"
     text = f"{value:{spec}}"
-    if text.startswith("-") and not any(digit in text for digit in "123456789"):
+    if not math.isfinite(value) or any(digit in text for digit in "123456789"):
+        return text
+    fixed = re.fullmatch(r"(\+?)\.(\d+)([f%])", spec)
+    if fixed is None:
+        return text
+    sign, _, kind = fixed.groups()
+    scaled = abs(value) * (100 if kind == "%" else 1)
+    decimals = 1 - math.floor(math.log10(scaled))
+    if decimals > 12:  # float noise, not a change
         return f"{0.0:{spec}}"
-    return text
+    return f"{value:{sign}.{decimals}{kind}}"
 
 
 def _rule(

@@ -63,6 +63,20 @@ def _pairs(title: str, header: str, rows: list[tuple[str, Any, Any]]) -> list[st
     return lines
 
 
+def warnings_list(base: Side, head: Side) -> list[str]:
+    """The head's data warnings (data.advice), those the base did not have marked new."""
+    found = head.profile.get("warnings") or []
+    if not found:
+        return []
+    before = set(base.profile.get("warnings") or [])
+    return [
+        "#### Data warnings",
+        "",
+        *[f"- {'**new** ' if w not in before else ''}{w}" for w in found],
+        "",
+    ]
+
+
 def markdown(
     base: Side,
     head: Side,
@@ -96,7 +110,7 @@ def markdown(
         lines += [f"| {k} | {NONE if b is None else b} | {NONE if h is None else h} |" for k, b, h in params]
     else:
         lines.append("No parameter changed.")
-    lines += ["", *_pairs("Data", "", data), ""]
+    lines += ["", *_pairs("Data", "", data), "", *warnings_list(base, head)]
     lines += [
         "### Model bundle",
         "",

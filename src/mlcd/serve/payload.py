@@ -105,12 +105,13 @@ def _number_problem(feature: Feature, value: Any) -> str | None:
     return None
 
 
-def _date_problem(value: Any) -> tuple[str | None, list[float] | None]:
-    moment = parse(value) if isinstance(value, str) else None
+def _date_problem(value: Any, parts: tuple[str, ...]) -> tuple[str | None, list[float] | None]:
+    # A date-only feature (no hour part) reads the calendar date as written, as preprocess did.
+    moment = parse(value, local="hour" not in parts) if isinstance(value, str) else None
     if moment is None:
         shown = repr(value) if isinstance(value, str) else _kind(value)
         return f"expected an ISO-8601 date or timestamp (2024-05-31, 2024-05-31T13:45:00), got {shown}", None
-    return None, parts_of(moment)
+    return None, parts_of(moment, parts)
 
 
 def _kind(value: Any) -> str:
@@ -219,7 +220,7 @@ def _read_record(
         elif feature.numeric:
             problem, filled = _number_problem(feature, value), [value]
         elif feature.is_datetime:
-            problem, filled = _date_problem(value)
+            problem, filled = _date_problem(value, feature.parts)
         elif isinstance(value, str):
             filled = value
         else:

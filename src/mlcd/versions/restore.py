@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from mlcd.bundle import verify_bundle
 from mlcd.console import warn
 from mlcd.errors import MlcdError, VersionError
@@ -55,9 +53,9 @@ def resolve(root: Path, ref: str) -> Target:
         commit = None if registry.is_gto_tag(ref) else resolve_commit(root, ref)
         if commit is None or not exc.message.startswith(registry.READ_FAILURE):
             raise
-        warn(escape(f"{exc.message}; restoring commit {short(commit)} anyway, as it names no version"))
+        warn(f"{exc.message}; restoring commit {short(commit)} anyway, as it names no version")
         for line in exc.problems:
-            warn(escape(line))
+            warn(line)
         return Target(commit, short(commit))
 
 
