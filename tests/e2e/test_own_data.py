@@ -80,6 +80,13 @@ def r_dataset(name: str) -> Callable[[], pd.DataFrame]:
     return load
 
 
+def anes96() -> pd.DataFrame:
+    """statsmodels' 1996 US election survey: vote as float 0.0/1.0, every column a float."""
+    import statsmodels.api as sm
+
+    return sm.datasets.anes96.load_pandas().data
+
+
 @dataclass(frozen=True)
 class Table:
     name: str
@@ -182,6 +189,17 @@ TABLES = [
         params_edit={"data.max_duplicate_fraction": 0.02},
         refusal="raise the limit",
         warns=("column 'ID' is unique on 645 of 699 rows, like an ID",),
+    ),
+    # A float 0.0/1.0 target without gaps, from statsmodels' own datasets; its classes are "0" and "1".
+    Table(
+        "anes96",
+        anes96,
+        "vote",
+        "anes96.csv",
+        positive="1",
+        params_edit={"data.max_duplicate_fraction": 0.01},
+        refusal="raise the limit",
+        inference="classification target 'vote' (2 classes); pass --task regression to override",
     ),
     # Hours worked decides "work" outright: the leak a careful reviewer would point at.
     Table(

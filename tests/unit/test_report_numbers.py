@@ -39,3 +39,19 @@ def test_confusion_matrices_share_the_classes_of_both_sides():
     assert matrices["base"].shape == matrices["head"].shape == (4, 4)
     assert matrices["base"][1, 0] == 1 and matrices["base"].sum() == 2
     assert matrices["head"][2, 2] == 1 and matrices["head"][3, 1] == 1
+
+
+def test_the_report_lists_the_heads_data_warnings_and_marks_the_new_ones():
+    from mlcd.report.render import markdown
+    from mlcd.report.sides import Side
+
+    old = "column 'ID' is unique on 645 of 699 rows, like an ID: ..."
+    new = "column 'hoursw' alone explains 99.6% of the target in training: likely a leak ..."
+    base = Side("base", "a" * 40, profile={"warnings": [old]})
+    head = Side("head", None, profile={"warnings": [old, new]})
+    text = markdown(base, head, "workspace", "--base", [], [], [], None, {})
+    assert f"#### Data warnings\n\n- {old}\n- **new** {new}\n" in text
+    quiet = markdown(
+        base, Side("head", None, profile={"warnings": []}), "workspace", "--base", [], [], [], None, {}
+    )
+    assert "Data warnings" not in quiet

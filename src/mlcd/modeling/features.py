@@ -15,14 +15,15 @@ def single_matrix(schema: DatasetSchema) -> bool:
     return not schema.categorical
 
 
-def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
+def build_preprocessor(schema: DatasetSchema, scale: bool, dense: bool = False) -> ColumnTransformer:
     """Column-wise preparation that skl2onnx can export feature by feature.
 
     Trees skip scaling: it changes nothing for them, and keeping raw values lets
     the float32 ONNX trees split on exactly the thresholds scikit-learn learned.
     Imputation is there only when the schema lets a numeric feature be missing:
     validation has ruled missing values out otherwise, and the imputer costs a
-    full copy of the data and a median per column.
+    full copy of the data and a median per column. `dense` for estimators that refuse sparse
+    input (histogram gradient boosting): one-hot columns of many levels are otherwise sparse.
     """
     numeric_steps: list[tuple[str, object]] = []
     if any(f.nullable for f in schema.features if f.dtype != "category"):
@@ -39,4 +40,6 @@ def build_preprocessor(schema: DatasetSchema, scale: bool) -> ColumnTransformer:
     if schema.categorical:
         # Missing categories were made a level of their own in preprocess.
         parts.append(("categorical", OneHotEncoder(handle_unknown="ignore"), schema.categorical))
-    return ColumnTransformer(parts, remainder="drop", verbose_feature_names_out=False)
+    return ColumnTransformer(
+        parts, remainder="drop", verbose_feature_names_out=False, sparse_threshold=0.0 if dense else 0.3
+    )
