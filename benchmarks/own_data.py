@@ -23,7 +23,7 @@ import yaml
 from _project import ENV, project_copy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.e2e.test_own_data import TABLES, Table
+from tests.e2e.test_own_data import TABLES, Table, write_table
 
 from mlcd.report.compare import format_number
 
@@ -72,12 +72,8 @@ def plain_sklearn(repo: Path, schema: dict, task: str) -> dict[str, float]:
 def one_table(table: Table) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         repo = project_copy(Path(tmp) / "repo")
-        source = Path(tmp) / table.file
+        source = write_table(table, Path(tmp))  # as the test writes it: TSV tab-separated, .gz compressed
         frame = table.load()
-        if table.file.endswith(".parquet"):
-            frame.to_parquet(source, index=False)
-        else:
-            frame.to_csv(source, index=False)
         used = sh("mlcd", "data", "use", str(source), "--target", table.target, cwd=repo)
         if used.returncode:
             raise SystemExit(used.stderr)

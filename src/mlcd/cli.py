@@ -545,7 +545,7 @@ def serve(
         int, typer.Option(metavar="INTEGER", min=1, help="onnxruntime intra-op threads per process.")
     ] = 1,
     max_batch: Annotated[
-        int, typer.Option(metavar="INTEGER", min=1, help="most records in one /predict request (413 above).")
+        int, typer.Option(metavar="INTEGER", min=1, help="most records in one request (422 above).")
     ] = 1000,
     max_body_bytes: Annotated[
         int, typer.Option(metavar="INTEGER", min=1024, help="largest request body (413 above).")

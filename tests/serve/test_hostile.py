@@ -238,3 +238,69 @@ def test_the_token_guards_predictions_and_provenance_but_not_probes(guarded, rec
     assert (
         guarded.get("/openapi.json").json()["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     )
+
+
+# Issue 28's 500s and ambiguous inputs: each a 4xx naming the problem, and the server keeps serving.
+
+
+def _infer(record: dict) -> dict:
+    return {"inputs": [{"name": n, "shape": [1], "datatype": "FP64", "data": [v]} for n, v in record.items()]}
+
+
+def test_an_integer_of_thousands_of_digits_anywhere_is_a_400(client, record):
+    for where in ('{"x": %s}', "[%s]"):
+        response = post(client, where % ("7" * 5000))
+        assert response.status_code == 400, response.text
+        assert "thousands of digits" in response.json()["detail"]
+        assert len(response.content) < 300
+    still_serving(client, record)
+
+
+@pytest.mark.parametrize("length", ["1²", "٣٠", "9" * 5000, "-1", ""])
+def test_a_v2_header_length_that_is_not_ascii_digits_is_a_422(client, record, length):
+    body = json.dumps(_infer(record)).encode()
+    headers = {**JSON, "inference-header-content-length": length.encode()}  # raw UTF-8 bytes
+    response = client.post("/v2/models/model/infer", content=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert "does not fit" in response.json()["error"] and len(response.content) < 300
+    still_serving(client, record)
+
+
+def test_a_column_named_twice_is_refused_in_csv_and_dataframe_split(client, record):
+    names, values = list(record), [str(v) for v in record.values()]
+    csv_body = ",".join([*names, names[0]]) + "\n" + ",".join([*values, "99"]) + "\n"
+    response = client.post("/invocations", content=csv_body, headers={"content-type": "text/csv"})
+    assert response.status_code == 422 and "names column 'mean_radius' twice" in response.text, response.text
+    split = {"dataframe_split": {"columns": [*names, names[0]], "data": [[*record.values(), 99.0]]}}
+    response = client.post("/invocations", json=split)
+    assert response.status_code == 422 and "names column 'mean_radius' twice" in response.text, response.text
+    still_serving(client, record)
+
+
+@pytest.mark.parametrize("cell", ["1_2.46", "١٢", " 12", "0x1A", "nan", "+1"])
+def test_a_csv_number_is_what_json_calls_a_number(client, record, cell):
+    names, values = list(record), [str(v) for v in record.values()]
+    values[0] = cell
+    body = ",".join(names) + "\n" + ",".join(values) + "\n"
+    response = client.post("/invocations", content=body, headers={"content-type": "text/csv"})
+    assert response.status_code == 422, (cell, response.text)
+    assert "mean_radius" in response.text
+    assert (
+        client.post(
+            "/invocations", content=body.replace(cell, "12.5e0", 1), headers={"content-type": "text/csv"}
+        ).status_code
+        == 200
+    )
+
+
+def test_a_path_with_a_newline_after_infer_is_not_infer(client, record):
+    response = client.post("/v2/models/model/infer%0A", json=_infer(record))
+    assert response.status_code == 404, response.text
+    assert client.post("/v2/models/model/infer", json=_infer(record)).status_code == 200
+
+
+def test_two_authorization_headers_are_a_400(guarded, record):
+    two = [("authorization", "Bearer s3cret-token"), ("authorization", "Bearer other")]
+    for pair in (two, two[::-1]):
+        response = guarded.post("/predict", json=record, headers=pair)
+        assert response.status_code == 400 and "one Authorization header" in response.text

@@ -167,3 +167,16 @@ def test_a_busy_port_is_one_error_line(server, built_project):
         == f"error: 127.0.0.1:{port} is in use by another process: stop it, or choose another with --port"
     )
     assert "serving" not in done.stdout + done.stderr  # nothing announced before the checks pass
+
+
+@pytest.mark.parametrize("path", ["/predict", "/health", "/nowhere"])
+def test_a_websocket_upgrade_is_refused_with_a_4xx_on_any_path(server, path):
+    port, process = server
+    upgrade = (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    ).encode()
+    answer = raw(port, upgrade)
+    status = int(answer.split(b" ", 2)[1])
+    assert 400 <= status < 500, answer[:300]
+    assert get(port, "/health")[0] == 200 and process.poll() is None

@@ -118,6 +118,12 @@ class Api:
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
+        if scope["type"] != "http":
+            # A WebSocket upgrade (uvicorn offers one when a WebSocket library is installed): closing
+            # before accepting makes uvicorn answer HTTP 403. The API has no WebSocket route.
+            prometheus.REFUSED.labels("upgrade").inc()
+            await send({"type": "websocket.close", "code": 1008})
+            return
         started = time.perf_counter()
         request = Request(scope, receive)
         route = self.route(request)
@@ -161,6 +167,9 @@ class Api:
         return refusal(request, status, message, headers)
 
     async def guarded(self, route: Route, request: Request) -> Reply:
+        if sum(key == b"authorization" for key, _ in request.scope["headers"]) > 1:
+            # Two credentials: which one a proxy checked and which one this server reads may differ.
+            return refusal(request, 400, "send one Authorization header, not several")
         if route.protected and self.token is not None and not self.authorized(request):
             message = "send the API token as 'Authorization: Bearer <token>'"
             return refusal(request, 401, message, ((b"www-authenticate", b"Bearer"),))

@@ -25,6 +25,24 @@ JSON = "application/json"
 CLIENT_CLOSED = 499
 
 
+# Longest piece of a client's input an error message quotes: an answer never grows with the request.
+QUOTED_CHARS = 40
+
+
+def short(text: str) -> str:
+    """`text` quoted for an error message, cut to QUOTED_CHARS."""
+    if len(text) <= QUOTED_CHARS:
+        return repr(text)
+    return f"{text[:QUOTED_CHARS]!r}... ({len(text):,} characters)"
+
+
+def ascii_length(text: str | None, most_digits: int = 15) -> int | None:
+    """A byte count sent in a header, or None: ASCII digits only (str.isdigit also takes '²' and '٣')."""
+    if text is None or not text or len(text) > most_digits or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
+
+
 class PayloadError(Exception):
     """The request cannot be served; `status` and `detail` form the response."""
 
@@ -70,8 +88,7 @@ class Request:
 
     @cached_property
     def declared_length(self) -> int | None:
-        value = self.header(b"content-length")
-        return int(value) if value is not None and value.isdigit() else None
+        return ascii_length(self.header(b"content-length"))
 
     @property
     def media_type(self) -> str:

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
-from mlcd.serve.asgi import JSON, PayloadError
+from mlcd.serve.asgi import JSON, PayloadError, short
 from mlcd.serve.model import Layout
 from mlcd.serve.payload import parse_json
 
@@ -59,6 +60,7 @@ def _split_records(data: Any, layout: Layout) -> list[Any]:
     columns = data.get("columns", list(layout.names))
     if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
         raise PayloadError(422, "dataframe_split's columns must be a list of column names")
+    _refuse_repeated(columns, "dataframe_split's columns")
     return [_row_record(row, columns, index) for index, row in enumerate(data["data"])]
 
 
@@ -98,6 +100,7 @@ def _csv_records(body: bytes, layout: Layout) -> list[dict[str, Any]]:
     if len(rows) < 2:
         raise PayloadError(422, "send a header row of feature names, then one row per record")
     header, numeric = rows[0], {f.name for f in layout.features if f.numeric}
+    _refuse_repeated(header, "the CSV header")
     return [
         {
             name: _cell(cell, name in numeric)
@@ -108,15 +111,25 @@ def _csv_records(body: bytes, layout: Layout) -> list[dict[str, Any]]:
     ]
 
 
+def _refuse_repeated(names: list[str], where: str) -> None:
+    """A column named twice: which value wins differs between readers, so neither is taken."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise PayloadError(422, f"{where} names column {short(name)} twice: send each column once")
+        seen.add(name)
+
+
+# What a JSON number looks like; Python's float() also takes "1_2.5", "  7 " and non-ASCII digits.
+_JSON_NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")
+
+
 def _cell(cell: str, numeric: bool) -> Any:
     if cell == "":
         return None
-    if not numeric:
-        return cell
-    try:
-        return float(cell)
-    except ValueError:
-        return cell  # reported by validation as "expected a number, got a string"
+    if not numeric or not _JSON_NUMBER.fullmatch(cell):
+        return cell  # a number cell that is not a number: validation says "expected a number"
+    return float(cell)
 
 
 def _count(row: Any) -> int | str:

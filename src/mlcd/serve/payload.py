@@ -53,6 +53,9 @@ def _python_json(body: bytes) -> Any:
         return json.loads(body, object_pairs_hook=_unique_keys)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise PayloadError(400, f"the body is not valid JSON: {exc}") from None
+    except ValueError:  # Python's int-string limit: an integer of more than 4,300 digits
+        message = "the body holds a number of thousands of digits: send feature values"
+        raise PayloadError(400, message) from None
     except RecursionError:
         raise PayloadError(400, "the body is nested too deeply: send records of feature values") from None
 

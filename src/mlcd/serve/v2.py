@@ -19,12 +19,13 @@ from typing import Any
 
 import numpy as np
 
-from mlcd.serve.asgi import PayloadError
+from mlcd.serve.asgi import PayloadError, ascii_length, short
 from mlcd.serve.model import BundleModel
 from mlcd.serve.payload import parse_json
 
 HEADER_LENGTH = "inference-header-content-length"
-_PATH = re.compile(r"^/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<kind>/ready|/infer)?$")
+# \Z, not $: "$" also matches before a final newline, which made ".../infer%0A" an inference.
+_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<kind>/ready|/infer)?\Z")
 NUMERIC_TYPES = {
     "FP16": np.float16,
     "FP32": np.float32,
@@ -99,11 +100,12 @@ class Protocol:
         """An inference request (JSON, or JSON + binary tensors) as records keyed by feature name."""
         binary = b""
         if header_length is not None:
-            if not header_length.isdigit() or int(header_length) > len(body):
+            length = ascii_length(header_length)
+            if length is None or length > len(body):
                 raise PayloadError(
-                    422, f"{HEADER_LENGTH} {header_length!r} does not fit a {len(body)}-byte body"
+                    422, f"{HEADER_LENGTH} {short(header_length)} does not fit a {len(body)}-byte body"
                 )
-            body, binary = body[: int(header_length)], body[int(header_length) :]
+            body, binary = body[:length], body[length:]
         request = parse_json(body)
         if (
             not isinstance(request, dict)
