@@ -165,7 +165,9 @@ def test_a_client_that_leaves_mid_body_is_no_server_error(built_project, record)
     assert REQUESTS.labels("/predict", "POST", "500")._value.get() == 0
 
 
-def test_requests_over_the_inflight_budget_get_503_with_retry_after(built_project, record):
+def _budget_scenario(built_project, record, uploads: list[tuple[int, bytes]]) -> dict[str, dict]:
+    """Slow uploads (declared length, bytes sent so far) hold their connections while one quick
+    /predict comes; then they leave and another comes. Returns each exchange's answer."""
     settings = ServeSettings(bundle=built_project / "models" / "bundle", max_inflight_bytes=64 * 1024)
     app = create_app(load(settings), settings)
     body = json.dumps(record).encode()
@@ -174,9 +176,16 @@ def test_requests_over_the_inflight_budget_get_503_with_retry_after(built_projec
     async def scenario():
         release = asyncio.Event()
 
-        async def slow_receive():  # a 65,000-byte upload whose body has not arrived yet
-            await release.wait()
-            return {"type": "http.disconnect"}
+        def slow_receive(sent: bytes):
+            messages = [{"type": "http.request", "body": sent, "more_body": True}]
+
+            async def receive():
+                if messages:
+                    return messages.pop()
+                await release.wait()
+                return {"type": "http.disconnect"}
+
+            return receive
 
         async def quick_receive():
             return {"type": "http.request", "body": body, "more_body": False}
@@ -191,18 +200,33 @@ def test_requests_over_the_inflight_budget_get_503_with_retry_after(built_projec
             headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
             return {"type": "http", "method": "POST", "path": "/predict", "headers": headers}
 
-        slow = asyncio.create_task(app(scope(65_000), slow_receive, sender("slow")))
+        slow = [
+            asyncio.create_task(app(scope(declared), slow_receive(sent), sender(f"slow {i}")))
+            for i, (declared, sent) in enumerate(uploads)
+        ]
         await asyncio.sleep(0.05)
-        await app(scope(len(body)), quick_receive, sender("refused"))
+        await app(scope(len(body)), quick_receive, sender("quick"))
         release.set()
-        await slow
+        await asyncio.gather(*slow)
         await app(scope(len(body)), quick_receive, sender("after"))
 
     asyncio.run(scenario())
-    refused = answers["refused"]
+    return answers
+
+
+def test_requests_over_the_inflight_budget_get_503_with_retry_after(built_project, record):
+    answers = _budget_scenario(built_project, record, [(70_000, b"[" * 65_000)])  # 65,000 bytes arrived
+    refused = answers["quick"]
     assert refused["status"] == 503 and (b"retry-after", b"1") in refused["headers"]
-    assert b"busy" in refused["body"]
+    assert b"busy: 65,000 bytes" in refused["body"]
     assert answers["after"]["status"] == 200  # the budget is given back
+
+
+def test_clients_that_declare_megabytes_and_trickle_cannot_refuse_everyone(built_project, record):
+    """Issue 28: four connections declaring 4 MiB and sending one byte made every prediction a 503."""
+    answers = _budget_scenario(built_project, record, [(4 * 1024 * 1024, b"[")] * 4)
+    assert answers["quick"]["status"] == 200, answers["quick"]
+    assert answers["after"]["status"] == 200
 
 
 @pytest.fixture(scope="module")
@@ -304,3 +328,42 @@ def test_two_authorization_headers_are_a_400(guarded, record):
     for pair in (two, two[::-1]):
         response = guarded.post("/predict", json=record, headers=pair)
         assert response.status_code == 400 and "one Authorization header" in response.text
+
+
+@pytest.mark.parametrize(
+    ("datatype", "value", "problem"),
+    [
+        ("FP16", 70000.0, "beyond FP16's range"),
+        ("INT8", 300, "outside INT8's range -128..127"),
+        ("INT8", 12.46, "is not a whole number"),
+        ("UINT8", -1, "outside UINT8's range"),
+        ("BYTES", 12.5, "is float, not a string"),
+        ("FP32", "12.5", "is str, not a number"),
+        ("INT64", True, "is bool, not a number"),
+    ],
+)
+def test_v2_json_data_must_fit_its_declared_datatype(client, record, datatype, value, problem):
+    body = _infer(record)
+    body["inputs"][0].update(datatype=datatype, data=[value])
+    response = client.post("/v2/models/model/infer", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error.startswith("input 'mean_radius': value 0 ") and problem in error, error
+    assert error.endswith(f"(datatype {datatype})")
+    body["inputs"][0].update(datatype="INT16" if datatype.startswith(("INT", "UINT")) else "FP64", data=[14])
+    assert client.post("/v2/models/model/infer", json=body).status_code == 200
+
+
+def test_error_answers_never_grow_with_the_request(client, record):
+    """A key of a megabyte, an input name of a megabyte: the answer names their start only."""
+    huge = "k" * 1_000_000
+    response = post(client, json.dumps({**record, huge: 1}))
+    assert response.status_code == 422 and len(response.content) < 1000, len(response.content)
+    assert "(1,000,000 characters)" in response.text
+    body = _infer(record)
+    body["inputs"][0]["name"] = huge
+    response = client.post("/v2/models/model/infer", json=body)
+    assert response.status_code == 422 and len(response.content) < 1000, len(response.content)
+    dated = post(client, json.dumps({**record, "mean_radius": huge}))
+    assert dated.status_code == 422 and len(dated.content) < 1000
+    still_serving(client, record)

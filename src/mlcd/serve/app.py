@@ -22,6 +22,8 @@ from mlcd.serve import mlflow_scoring, openapi, prometheus, v2
 from mlcd.serve.asgi import (
     CLIENT_CLOSED,
     JSON,
+    BusyError,
+    ByteBudget,
     ClientDisconnectedError,
     PayloadError,
     Receive,
@@ -86,7 +88,7 @@ class Api:
         self.model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
         self.provenance = {**model.manifest, "git_commit": settings.git_commit}
         self.v2 = v2.Protocol(model)
-        self.inflight_bytes = 0
+        self.budget = ByteBudget(settings.max_inflight_bytes)
         self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
         self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
         prometheus.record_model(
@@ -175,17 +177,15 @@ class Api:
             return refusal(request, 401, message, ((b"www-authenticate", b"Bearer"),))
         if not route.work:
             return await route.handler(request)
-        cost = min(request.declared_length or self.settings.max_body_bytes, self.settings.max_body_bytes)
-        if self.inflight_bytes and self.inflight_bytes + cost > self.settings.max_inflight_bytes:
-            message = (
-                f"busy: {self.inflight_bytes:,} bytes of requests in flight; retry in {RETRY_AFTER_SECONDS} s"
-            )
-            return refusal(request, 503, message, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))
-        self.inflight_bytes += cost
         try:
             return await route.handler(request)
+        except BusyError:
+            message = (
+                f"busy: {self.budget.used:,} bytes of requests in flight; retry in {RETRY_AFTER_SECONDS} s"
+            )
+            return refusal(request, 503, message, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))
         finally:
-            self.inflight_bytes -= cost
+            self.budget.give(request.charged)
 
     def authorized(self, request: Request) -> bool:
         sent = request.header(b"authorization") or ""
@@ -199,7 +199,7 @@ class Api:
     async def work(self, request: Request, answer: Callable[[bytes], Reply]) -> Reply:
         """Read the body, then answer it here or, when large, on a worker thread."""
         try:
-            body = await request.body(self.settings.max_body_bytes)
+            body = await request.body(self.settings.max_body_bytes, self.budget)
             if len(body) < OFFLOAD_BYTES:
                 return answer(body)
             return await asyncio.get_running_loop().run_in_executor(self.offload, answer, body)

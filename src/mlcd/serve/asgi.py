@@ -52,6 +52,31 @@ class PayloadError(Exception):
         self.detail = detail
 
 
+class BusyError(Exception):
+    """The bytes of requests in flight would pass the server's budget: a 503 with Retry-After."""
+
+
+class ByteBudget:
+    """Request bytes held in memory (bodies arrived, not yet answered), charged as they arrive.
+
+    Charging what a request declares would let a few clients that declare megabytes and send one
+    byte refuse everyone; charging what arrives costs a trickling client only what it has sent.
+    The first request is always let in, so one body up to the size limit is served even alone.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def take(self, size: int) -> None:
+        if self.used and self.used + size > self.limit:
+            raise BusyError
+        self.used += size
+
+    def give(self, size: int) -> None:
+        self.used -= size
+
+
 class ClientDisconnectedError(Exception):
     """The client closed the connection before its whole body arrived."""
 
@@ -76,6 +101,7 @@ class Request:
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
         self.receive = receive
+        self.charged = 0  # body bytes taken from a ByteBudget, given back when answered
         self.method: str = scope["method"]
         self.path: str = scope["path"]
 
@@ -94,8 +120,9 @@ class Request:
     def media_type(self) -> str:
         return (self.header(b"content-type") or "").split(";")[0].strip().lower()
 
-    async def body(self, limit: int) -> bytes:
-        """The whole body; 413 past `limit` bytes (declared or streamed); ClientDisconnectedError."""
+    async def body(self, limit: int, budget: ByteBudget | None = None) -> bytes:
+        """The whole body; 413 past `limit` bytes (declared or streamed); ClientDisconnectedError;
+        BusyError when `budget` cannot take the bytes arrived."""
         declared = self.declared_length
         if declared is not None and declared > limit:
             raise PayloadError(413, f"the body is {declared:,} bytes; the limit is {limit:,}")
@@ -107,6 +134,9 @@ class Request:
                 raise ClientDisconnectedError
             chunk = message.get("body", b"")
             size += len(chunk)
+            if budget is not None and chunk:
+                budget.take(len(chunk))
+                self.charged += len(chunk)
             if size > limit:  # chunked uploads declare no length
                 raise PayloadError(413, f"the body exceeds the limit of {limit:,} bytes")
             chunks.append(chunk)

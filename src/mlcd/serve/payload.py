@@ -18,7 +18,7 @@ import orjson
 
 from mlcd.config import FLOAT32_MAX
 from mlcd.datetimes import parse, parts_of
-from mlcd.serve.asgi import PayloadError
+from mlcd.serve.asgi import QUOTED_CHARS, PayloadError, short
 from mlcd.serve.model import Feature, Layout
 
 MAX_ERRORS = 50
@@ -112,7 +112,7 @@ def _date_problem(value: Any, parts: tuple[str, ...]) -> tuple[str | None, list[
     # A date-only feature (no hour part) reads the calendar date as written, as preprocess did.
     moment = parse(value, local="hour" not in parts) if isinstance(value, str) else None
     if moment is None:
-        shown = repr(value) if isinstance(value, str) else _kind(value)
+        shown = short(value) if isinstance(value, str) else _kind(value)
         return f"expected an ISO-8601 date or timestamp (2024-05-31, 2024-05-31T13:45:00), got {shown}", None
     return None, parts_of(moment, parts)
 
@@ -131,6 +131,13 @@ def _is_missing(value: Any) -> bool:
 _NUMBER_TYPES = frozenset({int, float})
 
 
+_MAX_MESSAGE = 300
+
+
+def _long(part: Any) -> bool:
+    return isinstance(part, str) and len(part) > QUOTED_CHARS
+
+
 class Problems:
     """Bad fields, kept up to MAX_ERRORS and counted beyond: a flood costs a count, not a list."""
 
@@ -141,7 +148,11 @@ class Problems:
     def add(self, loc: list[Any], msg: str) -> None:
         self.total += 1
         if self.total <= MAX_ERRORS:
-            self.kept.append({"loc": loc, "msg": msg})
+            # A key of megabytes is named by its start: an answer never grows with the request.
+            cut = [f"{p[:QUOTED_CHARS]}... ({len(p):,} characters)" if _long(p) else p for p in loc]
+            self.kept.append(
+                {"loc": cut, "msg": msg if len(msg) <= _MAX_MESSAGE else msg[:_MAX_MESSAGE] + "..."}
+            )
 
     def detail(self) -> list[dict[str, Any]]:
         rest = self.total - len(self.kept)

@@ -12,6 +12,7 @@ of the metadata's `classes`) for a classifier; `prediction` (FP32, [n]) for a re
 
 from __future__ import annotations
 
+import math
 import re
 import struct
 from dataclasses import dataclass
@@ -118,7 +119,7 @@ class Protocol:
         for index, tensor in enumerate(request["inputs"]):
             name, values, offset = _column(tensor, index, binary, offset)
             if name in columns:
-                raise PayloadError(422, f"input {name!r} is sent twice")
+                raise PayloadError(422, f"input {short(name)} is sent twice")
             columns[name] = values
         if offset != len(binary):
             raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
@@ -155,62 +156,97 @@ class Protocol:
         return {**answer, "id": call.request_id} if call.request_id is not None else answer
 
 
+def _check_datatype(label: str, datatype: str, values: list[Any]) -> None:
+    """JSON data must be what its declared datatype can hold: the datatype is the client's own claim,
+    and a value it cannot hold (INT8 300, FP16 70000, BYTES 5) means the client and server disagree."""
+    for row, value in enumerate(values):
+        if value is None:
+            continue  # a gap: validation decides whether the feature may be missing
+        problem = _datatype_problem(datatype, value)
+        if problem:
+            raise PayloadError(422, f"{label}: value {row} {problem} (datatype {datatype})")
+
+
+def _datatype_problem(datatype: str, value: Any) -> str | None:
+    if datatype == "BYTES":
+        return None if isinstance(value, str) else f"is {type(value).__name__}, not a string"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"is {type(value).__name__}, not a number"
+    if datatype.startswith("FP"):
+        limit = float(np.finfo(NUMERIC_TYPES[datatype]).max)  # type: ignore[type-var, arg-type]
+        try:
+            number = float(value)
+        except OverflowError:  # an integer of hundreds of digits
+            number = math.inf
+        return None if abs(number) <= limit else f"is beyond {datatype}'s range (±{limit:g})"
+    if isinstance(value, float) and not value.is_integer():
+        return "is not a whole number"
+    bounds = np.iinfo(NUMERIC_TYPES[datatype])  # type: ignore[type-var]
+    return (
+        None
+        if bounds.min <= value <= bounds.max
+        else f"is outside {datatype}'s range {bounds.min}..{bounds.max}"
+    )
+
+
 def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, list[Any], int]:
     """One input tensor as a list of per-row values, and the binary offset after it."""
     if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
         raise PayloadError(422, f"inputs[{index}] is not a tensor with a name")
     name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
+    label = f"input {short(name)}"
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise PayloadError(422, f"input {name!r}: shape must be a list of integers")
+        raise PayloadError(422, f"{label}: shape must be a list of integers")
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
         raise PayloadError(
-            422, f"input {name!r}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
+            422, f"{label}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
         )
     if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC_TYPES):
-        raise PayloadError(422, f"input {name!r}: datatype {datatype!r} is not BYTES or a number type")
-    parameters = _parameters(tensor, f"input {name!r}")
+        raise PayloadError(422, f"{label}: datatype {short(str(datatype))} is not BYTES or a number type")
+    parameters = _parameters(tensor, label)
     size = parameters.get("binary_data_size")
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-            raise PayloadError(422, f"input {name!r}: binary_data_size {size!r} does not fit the binary data")
-        values = _from_binary(name, datatype, binary[offset : offset + size])
+            raise PayloadError(
+                422, f"{label}: binary_data_size {short(str(size))} does not fit the binary data"
+            )
+        values = _from_binary(label, datatype, binary[offset : offset + size])
         offset += size
     else:
-        values = _flatten(tensor.get("data"), name)
-        if datatype == "BYTES":
-            values = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in values]
+        values = _flatten(tensor.get("data"), label)
+        _check_datatype(label, datatype, values)
     if len(values) != shape[0]:
-        raise PayloadError(422, f"input {name!r}: {len(values)} values for shape {shape}")
+        raise PayloadError(422, f"{label}: {len(values)} values for shape {shape}")
     return name, values, offset
 
 
-def _from_binary(name: str, datatype: str, data: bytes) -> list[Any]:
+def _from_binary(label: str, datatype: str, data: bytes) -> list[Any]:
     if datatype != "BYTES":
         dtype = np.dtype(NUMERIC_TYPES[datatype]).newbyteorder("<")
         if len(data) % dtype.itemsize:
-            raise PayloadError(422, f"input {name!r}: {len(data)} bytes are not whole {datatype} values")
+            raise PayloadError(422, f"{label}: {len(data)} bytes are not whole {datatype} values")
         return np.frombuffer(data, dtype=dtype).tolist()
     values, at = [], 0
     while at < len(data):  # each element: a 4-byte little-endian length, then the bytes
         if at + 4 > len(data):
-            raise PayloadError(422, f"input {name!r}: the BYTES data is cut short")
+            raise PayloadError(422, f"{label}: the BYTES data is cut short")
         (length,) = struct.unpack_from("<I", data, at)
         if at + 4 + length > len(data):
-            raise PayloadError(422, f"input {name!r}: the BYTES data is cut short")
+            raise PayloadError(422, f"{label}: the BYTES data is cut short")
         values.append(data[at + 4 : at + 4 + length].decode("utf-8", "replace"))
         at += 4 + length
     return values
 
 
-def _flatten(data: Any, name: str) -> list[Any]:
+def _flatten(data: Any, label: str) -> list[Any]:
     if not isinstance(data, list):
-        raise PayloadError(422, f"input {name!r}: data must be a list (or binary_data_size given)")
+        raise PayloadError(422, f"{label}: data must be a list (or binary_data_size given)")
     if all(not isinstance(v, list) for v in data):
         return data
     flat: list[Any] = []
     for value in data:  # [[v], [v], ...]: shape [rows, 1] written nested
         if not isinstance(value, list) or len(value) != 1 or isinstance(value[0], list):
-            raise PayloadError(422, f"input {name!r}: data is neither flat nor one value per row")
+            raise PayloadError(422, f"{label}: data is neither flat nor one value per row")
         flat.append(value[0])
     return flat
 
