@@ -563,6 +563,21 @@ def serve(
     keepalive: Annotated[
         float, typer.Option(metavar="SECONDS", min=0.1, help="an idle connection is closed after this.")
     ] = 5.0,
+    write_timeout: Annotated[
+        float,
+        typer.Option(
+            metavar="SECONDS", min=0.1, help="a reply the client does not read is dropped after this."
+        ),
+    ] = 30.0,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            metavar="INTEGER",
+            min=10,
+            help="open connections per process (503 above; the last ones kept for /health and /ready); "
+            "lowered to fit the descriptor limit.",
+        ),
+    ] = 10_000,
     git_commit: Annotated[
         str | None,
         typer.Option(
@@ -597,7 +612,12 @@ def serve(
         git_commit=commit,
         docs=docs,
     )
-    limits = ConnectionLimits(keepalive_seconds=keepalive, request_seconds=request_timeout)
+    limits = ConnectionLimits(
+        keepalive_seconds=keepalive,
+        request_seconds=request_timeout,
+        write_seconds=write_timeout,
+        max_connections=max_connections,
+    )
 
     def announce() -> None:
         console.print(

@@ -180,3 +180,77 @@ def test_a_websocket_upgrade_is_refused_with_a_4xx_on_any_path(server, path):
     status = int(answer.split(b" ", 2)[1])
     assert 400 <= status < 500, answer[:300]
     assert get(port, "/health")[0] == 200 and process.poll() is None
+
+
+def refused(port: int, reason: str) -> float:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = re.search(rf'mlcd_refused_requests_total\{{reason="{reason}"\}} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_a_client_that_never_reads_its_answer_is_dropped(built_project):
+    """Issue 28: clients that post and never read pinned their replies' memory and connections."""
+    import pandas as pd
+
+    record = pd.read_parquet(built_project / "data" / "processed" / "test.parquet").iloc[0]
+    # A reply of 6 MB: more than loopback's kernel buffers (up to 4 MiB here) take for a client that
+    # does not read, so the rest waits in the server, which is what the write timeout bounds.
+    body = json.dumps([record.drop("diagnosis").to_dict()] * 80_000).encode()
+    big = str(128 * 1024 * 1024)
+    args = (
+        "--write-timeout",
+        "1",
+        "--max-batch",
+        "100000",
+        "--max-body-bytes",
+        big,
+        "--max-inflight-bytes",
+        big,
+    )
+    with served(built_project / "models" / "bundle", *args) as (port, process):
+        head = "POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}"
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read
+            sock.connect(("127.0.0.1", port))
+            sock.sendall(head.encode() + b"\r\n\r\n" + body)
+            deadline = time.monotonic() + 15
+            while refused(port, "write_timeout") < 1 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert refused(port, "write_timeout") == 1
+            sock.settimeout(5)
+            received = _read_all(sock)  # the connection was dropped: the reply stops short
+            length = int(re.search(rb"content-length: (\d+)", received).group(1))
+            assert len(received.split(b"\r\n\r\n", 1)[1]) < length
+        assert get(port, "/health")[0] == 200 and process.poll() is None
+
+
+def test_connections_past_the_cap_get_503_and_probes_keep_answering(built_project):
+    """Issue 28: 21,000 one-byte connections exhausted descriptors and /health got empty replies."""
+    args = ("--max-connections", "40", "--keepalive", "30", "--request-timeout", "30")
+    with served(built_project / "models" / "bundle", *args) as (port, process):
+        holders = []
+        refused_before = refused(port, "too_many_connections")
+        try:
+            for _ in range(32):  # up to the probe reserve (40 // 5 = 8 kept for probes)
+                sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+                sock.sendall(b"G")
+                holders.append(sock)
+            time.sleep(0.3)
+            crowded = raw(port, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert crowded.startswith(b"HTTP/1.1 503"), crowded[:200]
+            assert get(port, "/health")[0] == 200 and get(port, "/ready")[0] == 200
+            late = socket.create_connection(("127.0.0.1", port), timeout=5)
+            late.sendall(b"G")  # in the reserve, and not a probe: refused and closed at once
+            assert _read_all(late).startswith(b"HTTP/1.1 503")
+            for _ in range(12):  # silent ones fill the reserve, then the cap: refused at connect
+                holders.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            time.sleep(0.3)
+            full = raw(port, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert full.startswith(b"HTTP/1.1 503"), full[:200]
+        finally:
+            for sock in holders:
+                sock.close()
+        time.sleep(0.5)
+        assert refused(port, "too_many_connections") >= refused_before + 2
+        assert get(port, "/version")[0] == 200 and process.poll() is None

@@ -4,7 +4,12 @@ uvicorn alone accepts headers of any size, never closes a connection that sends 
 and waits forever for a body sent a byte a second. Here:
 - request headers past `max_header_bytes` get 431 and the connection is closed;
 - a connection idle for `keepalive_seconds`, before its first request or between requests, is closed;
-- a request whose headers and body have not all arrived within `request_seconds` gets 408.
+- a request whose headers and body have not all arrived within `request_seconds` gets 408;
+- a reply the client has not read within `write_seconds` (the transport's buffer stays full) is
+  dropped with its connection, so clients that never read cannot pin memory and descriptors;
+- past `max_connections - probe_reserve` open connections, a new one may only ask a probe
+  (/health, /ready, /v2/health/...): anything else gets 503; past `max_connections`, every new
+  connection gets 503 and is closed, before the process runs out of descriptors.
 Those refusals happen before the app sees a request and are counted in
 mlcd_refused_requests_total{reason}.
 """
@@ -25,27 +30,79 @@ class ConnectionLimits:
     max_header_bytes: int = 16 * 1024
     keepalive_seconds: float = 5.0
     request_seconds: float = 30.0
+    write_seconds: float = 30.0
+    max_connections: int = 10_000  # kept below the descriptor limit (server.connection_cap)
+
+    @property
+    def probe_reserve(self) -> int:
+        """The last connections before the cap, kept for probes."""
+        return max(1, min(50, self.max_connections // 5))
+
+
+# Paths a load balancer or kubelet probes: they keep answering when connections are scarce.
+PROBES = (b"/health", b"/ready", b"/v2/health/live", b"/v2/health/ready")
+
+
+def _asks_a_probe(head: bytes) -> bool:
+    """Whether a request's first bytes ask a probe path (its request line, as clients send it whole)."""
+    words = head.split(b"\r\n", 1)[0].split(b" ")
+    return len(words) == 3 and words[1].split(b"?", 1)[0] in PROBES
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     # Set by the server before it starts (each worker process sets its own).
     limits: ClassVar[ConnectionLimits] = ConnectionLimits()
+    open_connections: ClassVar[int] = 0  # in this process (one event loop)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        GuardedHttpToolsProtocol.open_connections += 1
+        self.counted = True
         self.head_bytes = 0
         self.reading_head = True
         self.deadline: asyncio.TimerHandle | None = None
+        self.write_deadline: asyncio.TimerHandle | None = None
+        crowded = self.open_connections > self.limits.max_connections - self.limits.probe_reserve
+        self.probes_only = crowded
+        if self.open_connections > self.limits.max_connections:
+            self._refuse(503, "too_many_connections", "too many connections; retry shortly")
+            return
         # uvicorn arms its keep-alive timer only after a response; a silent connection would stay.
         self.timeout_keep_alive_task = self.loop.call_later(
             self.limits.keepalive_seconds, self.timeout_keep_alive_handler
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if getattr(self, "counted", False):
+            GuardedHttpToolsProtocol.open_connections -= 1
+            self.counted = False
         self._cancel_deadline()
+        if getattr(self, "write_deadline", None) is not None:
+            self.write_deadline.cancel()  # type: ignore[union-attr]
+            self.write_deadline = None
         super().connection_lost(exc)
 
+    def pause_writing(self) -> None:
+        """The client is not reading: give it `write_seconds` to start again."""
+        super().pause_writing()
+        if self.write_deadline is None:
+            self.write_deadline = self.loop.call_later(self.limits.write_seconds, self._not_reading)
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.write_deadline is not None:
+            self.write_deadline.cancel()
+            self.write_deadline = None
+
+    def _not_reading(self) -> None:
+        self.write_deadline = None
+        prometheus.REFUSED.labels("write_timeout").inc()
+        self.transport.abort()  # close() would wait to flush the very bytes nobody reads
+
     def data_received(self, data: bytes) -> None:
+        if self.probes_only and self.reading_head and not self.head_bytes and not _asks_a_probe(data):
+            self._refuse(503, "too_many_connections", "too many connections; retry shortly")
+            return
         if self.reading_head:
             end = data.find(b"\r\n\r\n")
             self.head_bytes += len(data) if end < 0 else end

@@ -6,6 +6,7 @@ announced, as one MlcdError; uvicorn gets a socket that is already listening.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -58,6 +59,21 @@ def app_factory() -> Api:
     return create_app(load(settings), settings)
 
 
+# Descriptors a process needs beside its connections: the bundle, logs, metrics files, threads.
+_SPARE_DESCRIPTORS = 100
+
+
+def connection_cap(wanted: int) -> int:
+    """`wanted`, or fewer if the descriptor limit would run out first: past the cap a new connection
+    gets a clean 503, where past the limit it would get an empty reply and /health with it."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft - _SPARE_DESCRIPTORS))
+
+
 def serve(
     settings: ServeSettings,
     host: str,
@@ -69,6 +85,7 @@ def serve(
     model = load(settings)  # a bad bundle fails here, before any port is opened
     listening = bind(host, port)
     announce()
+    limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections))
     GuardedHttpToolsProtocol.limits = limits
     if workers == 1:
         _run(create_app(model, settings), listening, workers=1, limits=limits)
