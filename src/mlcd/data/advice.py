@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from mlcd.config import WarningKind
 from mlcd.data.labels import label_texts
@@ -76,7 +77,11 @@ def _id_columns(frame: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]
     return found
 
 
-def _near_constant(frame: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
+def _near_constant(frame: pd.DataFrame, schema: DatasetSchema, seed: int) -> list[DataWarning]:
+    """Judged on at most _SAMPLE rows: a share near 99 % needs no more, and value counts of every
+    column of ten million rows would cost minutes."""
+    if len(frame) > _SAMPLE:
+        frame = frame.sample(_SAMPLE, random_state=seed)
     found = []
     for name in schema.feature_names:
         counts = frame[name].value_counts(dropna=False)
@@ -136,8 +141,9 @@ def _leaks(train: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
         return []
     classification = schema.task == "classification"
     target = train[schema.target.name]
+    # Classes as integer codes, once: single_feature_score then sorts numbers, not strings.
     y = (
-        np.asarray(label_texts(pa.array(target, from_pandas=True)))
+        np.asarray(label_texts(pa.array(target, from_pandas=True)).dictionary_encode().indices)
         if classification
         else target.to_numpy(float)
     )
@@ -164,17 +170,17 @@ def _leaks(train: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
 def _imbalance(kept: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
     if schema.task != "classification" or kept.empty:
         return []
-    labels = np.asarray(label_texts(pa.array(kept[schema.target.name], from_pandas=True)))
-    names, counts = np.unique(labels, return_counts=True)
-    rare = counts.argmin()
-    share = counts[rare] / len(labels)
+    tally = pc.value_counts(label_texts(pa.array(kept[schema.target.name], from_pandas=True)))
+    names, counts = tally.field("values").to_pylist(), tally.field("counts").to_numpy()
+    rare = int(counts.argmin())
+    share = counts[rare] / counts.sum()
     if share >= RARE_CLASS_SHARE:
         return []
     return [
         warning(
             "imbalance",
             schema.target.name,
-            f"class {str(names[rare])!r} is {share:.1%} of rows ({counts[rare]:,} of {len(labels):,}): "
+            f"class {names[rare]!r} is {share:.1%} of rows ({counts[rare]:,} of {counts.sum():,}): "
             "accuracy hides a model that never predicts it; gate on balanced_accuracy or f1, "
             "and consider train.class_weight: balanced",
         )
@@ -212,7 +218,7 @@ def data_warnings(frame: pd.DataFrame, schema: DatasetSchema, split: PreprocessP
         sample = np.sort(np.random.default_rng(split.seed).choice(train, _SAMPLE, replace=False))
     return [
         *_id_columns(frame, schema),
-        *_near_constant(frame, schema),
+        *_near_constant(frame, schema, split.seed),
         *_leaks(kept.iloc[sample], schema),
         *_imbalance(kept, schema),
         *_overlap(kept, schema, train, test),
