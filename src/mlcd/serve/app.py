@@ -128,6 +128,11 @@ class Api:
             return
         started = time.perf_counter()
         request = Request(scope, receive)
+        if request.header(b"upgrade") is not None:
+            # uvicorn without a WebSocket library passes an upgrade request on as plain HTTP.
+            prometheus.REFUSED.labels("upgrade").inc()
+            await send_reply(send, refusal(request, 400, "this API does not upgrade connections"))
+            return
         route = self.route(request)
         try:
             reply = await self.guarded(route, request) if route else self.not_routed(request)
