@@ -42,9 +42,6 @@ class DataWarning:
     message: str
 
 
-warning = DataWarning
-
-
 def _looks_named_like_an_id(name: str) -> bool:
     words = re.split(r"[^a-z0-9]+", name.lower())
     return "id" in words or name.lower().endswith("id") or name.lower() in ("index", "unnamed: 0")
@@ -66,7 +63,7 @@ def _id_columns(frame: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]
         every_row = distinct == len(column)
         if every_row or (_looks_named_like_an_id(spec.name) and distinct >= ID_SHARE * len(column)):
             found.append(
-                warning(
+                DataWarning(
                     "id_column",
                     spec.name,
                     f"column {spec.name!r} is unique on {distinct:,} of {len(column):,} rows, like an ID: "
@@ -80,18 +77,18 @@ def _id_columns(frame: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]
 def _near_constant(frame: pd.DataFrame, schema: DatasetSchema, seed: int) -> list[DataWarning]:
     """Judged on at most _SAMPLE rows: a share near 99 % needs no more, and value counts of every
     column of ten million rows would cost minutes."""
+    if len(frame) < _MIN_ROWS:
+        return []
     if len(frame) > _SAMPLE:
         frame = frame.sample(_SAMPLE, random_state=seed)
     found = []
     for name in schema.feature_names:
         counts = frame[name].value_counts(dropna=False)
-        if len(frame) < _MIN_ROWS or counts.empty:
-            continue
         share = counts.iloc[0] / len(frame)
         if share >= CONSTANT_SHARE:
             what = "the same value" if len(counts) == 1 else f"one value ({counts.index[0]!r})"
             found.append(
-                warning(
+                DataWarning(
                     "near_constant",
                     name,
                     f"column {name!r} is {what} on {share:.1%} of rows: it tells the model almost nothing; "
@@ -156,7 +153,7 @@ def _leaks(train: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
         score = single_feature_score(groups - groups.min(), y, classification)
         if score >= LEAK_SCORE:
             found.append(
-                warning(
+                DataWarning(
                     "leak",
                     spec.name,
                     f"column {spec.name!r} alone explains {score:.1%} of the target in training: "
@@ -167,17 +164,18 @@ def _leaks(train: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
     return found
 
 
-def _imbalance(kept: pd.DataFrame, schema: DatasetSchema) -> list[DataWarning]:
-    if schema.task != "classification" or kept.empty:
+def _imbalance(labels: pa.Array | None, schema: DatasetSchema) -> list[DataWarning]:
+    """`labels`: the class texts of the rows with a target (None for regression)."""
+    if labels is None or not len(labels):
         return []
-    tally = pc.value_counts(label_texts(pa.array(kept[schema.target.name], from_pandas=True)))
+    tally = pc.value_counts(labels)
     names, counts = tally.field("values").to_pylist(), tally.field("counts").to_numpy()
     rare = int(counts.argmin())
     share = counts[rare] / counts.sum()
     if share >= RARE_CLASS_SHARE:
         return []
     return [
-        warning(
+        DataWarning(
             "imbalance",
             schema.target.name,
             f"class {names[rare]!r} is {share:.1%} of rows ({counts[rare]:,} of {counts.sum():,}): "
@@ -197,7 +195,7 @@ def _overlap(
     if not shared:
         return []
     return [
-        warning(
+        DataWarning(
             "split_overlap",
             None,
             f"{shared:,} of {len(test):,} test rows have the same features as a training row: the test score "
@@ -210,9 +208,11 @@ def _overlap(
 def data_warnings(frame: pd.DataFrame, schema: DatasetSchema, split: PreprocessParams) -> list[DataWarning]:
     """Every warning about a table that has passed validation, on the split preprocess will make."""
     kept = frame[frame[schema.target.name].notna()].reset_index(drop=True)
-    labels = pa.array(kept[schema.target.name], from_pandas=True) if schema.task == "classification" else None
+    labels = None
+    if schema.task == "classification":  # the class texts, once: the split and the imbalance count read them
+        labels = label_texts(pa.array(kept[schema.target.name], from_pandas=True))
     groups = pa.array(kept[split.group_by], from_pandas=True) if split.group_by else None
-    train, test = split_rows(None if labels is None else label_texts(labels), groups, len(kept), split)
+    train, test = split_rows(labels, groups, len(kept), split)
     sample = train
     if len(sample) > _SAMPLE:
         sample = np.sort(np.random.default_rng(split.seed).choice(train, _SAMPLE, replace=False))
@@ -220,6 +220,6 @@ def data_warnings(frame: pd.DataFrame, schema: DatasetSchema, split: PreprocessP
         *_id_columns(frame, schema),
         *_near_constant(frame, schema, split.seed),
         *_leaks(kept.iloc[sample], schema),
-        *_imbalance(kept, schema),
+        *_imbalance(labels, schema),
         *_overlap(kept, schema, train, test),
     ]

@@ -7,6 +7,7 @@ The profile (rows, missing cells, class balance) is written only for valid data.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -32,10 +33,11 @@ def _rows(mask: np.ndarray) -> str:
     return f"data rows {', '.join(map(str, where))}{more}"
 
 
-def _some(values: list[str], limit: int = _EXAMPLES * 2) -> str:
-    """A list that stays one line however many values there are."""
-    shown = ", ".join(map(repr, values[:limit]))
-    return shown + (f" and {len(values) - limit:,} more" if len(values) > limit else "")
+def _some(values: list[Any], show: Callable[[Any], str] = repr, noun: str = "") -> str:
+    """A list that stays one line however many values there are: the first few, then a count."""
+    limit = _EXAMPLES * 2
+    shown = ", ".join(map(show, values[:limit]))
+    return shown + (f" and {len(values) - limit:,} more{noun}" if len(values) > limit else "")
 
 
 def _is_numeric(column: pd.Series) -> bool:
@@ -193,9 +195,7 @@ def split_problems(target: pd.Series, schema: DatasetSchema, test_size: float, c
     )
     if not small:
         return []
-    listed = ", ".join(f"{label!r} has {n}" for n, label in small[: _EXAMPLES * 2])
-    if len(small) > _EXAMPLES * 2:
-        listed += f" and {len(small) - _EXAMPLES * 2:,} more classes"
+    listed = _some(small, lambda count: f"{count[1]!r} has {count[0]}", " classes")
     problem = (
         f"too few rows per class for the split: {listed}; {settings} need {needed} per class; "
         f"{working_settings(small[0][0], test_size, cv_folds)}"

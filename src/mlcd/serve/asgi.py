@@ -29,11 +29,16 @@ CLIENT_CLOSED = 499
 QUOTED_CHARS = 40
 
 
+def clipped(text: str, show: Callable[[str], str] = str) -> str:
+    """`text` (shown with `show`) cut to QUOTED_CHARS, saying how long it was."""
+    if len(text) <= QUOTED_CHARS:
+        return show(text)
+    return f"{show(text[:QUOTED_CHARS])}... ({len(text):,} characters)"
+
+
 def short(text: str) -> str:
     """`text` quoted for an error message, cut to QUOTED_CHARS."""
-    if len(text) <= QUOTED_CHARS:
-        return repr(text)
-    return f"{text[:QUOTED_CHARS]!r}... ({len(text):,} characters)"
+    return clipped(text, repr)
 
 
 def ascii_length(text: str | None, most_digits: int = 15) -> int | None:

@@ -18,7 +18,7 @@ import orjson
 
 from mlcd.config import FLOAT32_MAX
 from mlcd.datetimes import parse, parts_of
-from mlcd.serve.asgi import QUOTED_CHARS, PayloadError, short
+from mlcd.serve.asgi import PayloadError, clipped, short
 from mlcd.serve.model import Feature, Layout
 
 MAX_ERRORS = 50
@@ -134,10 +134,6 @@ _NUMBER_TYPES = frozenset({int, float})
 _MAX_MESSAGE = 300
 
 
-def _long(part: Any) -> bool:
-    return isinstance(part, str) and len(part) > QUOTED_CHARS
-
-
 class Problems:
     """Bad fields, kept up to MAX_ERRORS and counted beyond: a flood costs a count, not a list."""
 
@@ -149,7 +145,7 @@ class Problems:
         self.total += 1
         if self.total <= MAX_ERRORS:
             # A key of megabytes is named by its start: an answer never grows with the request.
-            cut = [f"{p[:QUOTED_CHARS]}... ({len(p):,} characters)" if _long(p) else p for p in loc]
+            cut = [clipped(part) if isinstance(part, str) else part for part in loc]
             self.kept.append(
                 {"loc": cut, "msg": msg if len(msg) <= _MAX_MESSAGE else msg[:_MAX_MESSAGE] + "..."}
             )
