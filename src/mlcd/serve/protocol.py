@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+# Private uvicorn API: pyproject.toml pins the range these were tested on, and
+# tests/serve/test_protocol_fence.py fails with a clear message if what is used here changes.
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from mlcd.serve import prometheus
@@ -49,10 +51,28 @@ def _asks_a_probe(head: bytes) -> bool:
     return len(words) == 3 and words[1].split(b"?", 1)[0] in PROBES
 
 
+# What the guard overrides or reads of HttpToolsProtocol (the fence test checks each is there).
+USED_UVICORN_NAMES = (
+    "connection_made",
+    "connection_lost",
+    "data_received",
+    "pause_writing",
+    "resume_writing",
+    "on_headers_complete",
+    "on_message_complete",
+    "timeout_keep_alive_handler",
+)
+
+
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
-    # Set by the server before it starts (each worker process sets its own).
-    limits: ClassVar[ConnectionLimits] = ConnectionLimits()
-    open_connections: ClassVar[int] = 0  # in this process (one event loop)
+    """uvicorn builds one per connection; the server hands it `limits` through functools.partial
+    (uvicorn's Config accepts any protocol factory), so workers get them without the environment."""
+
+    open_connections: ClassVar[int] = 0  # in this process (one event loop): state, not settings
+
+    def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)

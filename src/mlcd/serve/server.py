@@ -8,29 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import os
 import socket
 import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
 from mlcd.errors import ServeError
-from mlcd.serve.app import COMMIT_ENV, Api, ServeSettings, create_app
+from mlcd.serve.app import Api, ServeSettings, create_app
 from mlcd.serve.model import BundleModel
 from mlcd.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 from mlcd.serve.selfcheck import self_check
 
 DEFAULT_LIMITS = ConnectionLimits()
-# Several workers get their settings through the environment (uvicorn starts them by import).
-_ENV = {
-    "bundle": "MLCD_BUNDLE",
-    "threads": "MLCD_THREADS",
-    "max_batch": "MLCD_MAX_BATCH",
-    "max_body_bytes": "MLCD_MAX_BODY_BYTES",
-    "max_inflight_bytes": "MLCD_MAX_INFLIGHT_BYTES",
-    "git_commit": COMMIT_ENV,
-    "docs": "MLCD_DOCS",
-}
 
 
 def load(settings: ServeSettings) -> BundleModel:
@@ -39,23 +29,9 @@ def load(settings: ServeSettings) -> BundleModel:
     return model
 
 
-def settings_from_env() -> ServeSettings:
-    env = os.environ
-    return ServeSettings(
-        bundle=Path(env[_ENV["bundle"]]),
-        threads=int(env[_ENV["threads"]]),
-        max_batch=int(env[_ENV["max_batch"]]),
-        max_body_bytes=int(env[_ENV["max_body_bytes"]]),
-        max_inflight_bytes=int(env[_ENV["max_inflight_bytes"]]),
-        git_commit=env.get(_ENV["git_commit"]) or None,
-        docs=env.get(_ENV["docs"]) == "True",
-    )
-
-
-def app_factory() -> Api:
-    """uvicorn's factory hook: each worker process loads the bundle itself."""
-    settings = settings_from_env()
-    GuardedHttpToolsProtocol.limits = _limits_from_env()
+def app_factory(settings: ServeSettings) -> Api:
+    """What each worker process runs: it loads and checks the bundle itself (uvicorn pickles the
+    factory, settings included, into every spawned worker)."""
     return create_app(load(settings), settings)
 
 
@@ -86,27 +62,13 @@ def serve(
     listening = bind(host, port)
     announce()
     limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections))
-    GuardedHttpToolsProtocol.limits = limits
     if workers == 1:
         _run(create_app(model, settings), listening, workers=1, limits=limits)
         return
-    for key, env in _ENV.items():
-        value = getattr(settings, key)
-        if value is not None:
-            os.environ[env] = str(value)
-    for key, value in limits.__dict__.items():
-        os.environ[f"MLCD_LIMIT_{key.upper()}"] = str(value)
     with tempfile.TemporaryDirectory(prefix="mlcd-prometheus-") as shared:
+        # prometheus_client's own interface for metrics shared by several processes.
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", shared)
-        _run("mlcd.serve.server:app_factory", listening, workers=workers, limits=limits)
-
-
-def _limits_from_env() -> ConnectionLimits:
-    found = {}
-    for key, default in DEFAULT_LIMITS.__dict__.items():
-        value = os.environ.get(f"MLCD_LIMIT_{key.upper()}")
-        found[key] = type(default)(value) if value is not None else default
-    return ConnectionLimits(**found)
+        _run(functools.partial(app_factory, settings), listening, workers=workers, limits=limits)
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -133,8 +95,10 @@ def bind(host: str, port: int) -> socket.socket:
     return listening
 
 
-def _run(app: Api | str, listening: socket.socket, workers: int, limits: ConnectionLimits) -> None:
-    """uvicorn with the fast loop and the guarded parser, quiet logs; `app` as an import string for
+def _run(
+    app: Api | Callable[[], Api], listening: socket.socket, workers: int, limits: ConnectionLimits
+) -> None:
+    """uvicorn with the fast loop and the guarded parser, quiet logs; `app` as a factory for
     several workers."""
     import uvicorn
     from uvicorn.supervisors import Multiprocess
@@ -142,9 +106,9 @@ def _run(app: Api | str, listening: socket.socket, workers: int, limits: Connect
     config = uvicorn.Config(
         app,
         workers=workers,
-        factory=isinstance(app, str),
+        factory=not isinstance(app, Api),
         loop="uvloop",
-        http=GuardedHttpToolsProtocol,
+        http=functools.partial(GuardedHttpToolsProtocol, limits=limits),
         log_level="warning",
         access_log=False,
         timeout_keep_alive=max(1, round(limits.keepalive_seconds)),
