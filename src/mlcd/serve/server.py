@@ -108,7 +108,8 @@ def _run(
         workers=workers,
         factory=not isinstance(app, Api),
         loop="uvloop",
-        http=functools.partial(GuardedHttpToolsProtocol, limits=limits),
+        # uvicorn only calls it like a class (protocol_class(config=..., ...)); typed as type[Protocol].
+        http=functools.partial(GuardedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
         timeout_keep_alive=max(1, round(limits.keepalive_seconds)),
