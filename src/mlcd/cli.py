@@ -17,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from mlcd.blas import pin_blas_kernel
-from mlcd.ci.environment import IMAGE_REPO_VARIABLE
+from mlcd.ci_variables import IMAGE_REPO_VARIABLE
 from mlcd.config import LOCK_FILE, PARAMS_FILE, Params, ProjectPaths, load_params
 from mlcd.console import console, warn
 from mlcd.errors import ConfigError, MlcdError
@@ -891,8 +891,8 @@ def ci_reproduce(
     difference named. Without DVC_REMOTE_URL the pipeline is reproduced from scratch and nothing is
     pulled or pushed. README "Reproducibility" says what is byte-identical where.
     """
-    from mlcd.ci.equivalence import Verdict
     from mlcd.ci.reproduce import reproduce
+    from mlcd.reproducibility.equivalence import Verdict
 
     done = reproduce(repo, push, dotenv, force, metrics_report)
     for comparison in done.comparisons:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlcd.ci.lockcheck import explain, lock_drift
+from mlcd.reproducibility.lockcheck import explain, lock_drift
 
 from ..helpers import Repo, committed_text
 

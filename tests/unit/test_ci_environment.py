@@ -1,6 +1,6 @@
-"""GitLab CI's and Jenkins' variables mean the same build to mlcd (src/mlcd/ci/environment.py)."""
+"""GitLab CI's and Jenkins' variables mean the same build to mlcd (src/mlcd/ci_variables.py)."""
 
-from mlcd.ci.environment import ci_environment
+from mlcd.ci_variables import ci_environment
 
 GITLAB_MR = {
     "GITLAB_CI": "true",

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mlcd.ci.equivalence import (
+from mlcd.reproducibility.equivalence import (
     VALUE_TOLERANCE,
     Comparison,
     Verdict,

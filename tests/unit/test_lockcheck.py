@@ -4,8 +4,8 @@ import copy
 
 import yaml
 
-from mlcd.ci.lockcheck import explain, lock_drift
 from mlcd.ci.remote import configure_remote, redacted
+from mlcd.reproducibility.lockcheck import explain, lock_drift
 
 from ..helpers import PROJECT_ROOT
 

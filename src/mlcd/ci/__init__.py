@@ -1,1 +1,1 @@
-"""What the GitLab CI jobs run: remote setup from CI variables, reproduce-and-verify, release checks."""
+"""The CI jobs' adapters: remote setup from CI variables, the reproduce job, release checks, deploy targets."""

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcd.ci.environment import COMMIT, IMAGE_REPO, ci_environment
+from mlcd.ci_variables import COMMIT, IMAGE_REPO, ci_environment
 from mlcd.config import ProjectPaths
 from mlcd.errors import PipelineError
 from mlcd.git import short

@@ -1,7 +1,7 @@
 """The reproduce job: `dvc repro` with what the remote has, prove dvc.lock was right, push on main.
 
 Proof has three verdicts. Identical: every reproduced output has the committed bytes.
-Equivalent: some bytes differ, but only by float noise (ci/equivalence.py compares
+Equivalent: some bytes differ, but only by float noise (reproducibility/equivalence.py compares
 contents); the job passes and names the largest difference. Different: a stage gave
 other results from the same inputs; the job fails, naming stage, file and difference.
 """
@@ -20,14 +20,15 @@ import yaml
 
 from mlcd.blas import CORETYPE_VARIABLE
 from mlcd.bundle import MANIFEST, read_manifest
-from mlcd.ci.equivalence import Comparison, ModelCheck, Verdict, compare_output, overall
-from mlcd.ci.lockcheck import explain, lock_drift
 from mlcd.ci.remote import URL_VARIABLE, configure_remote, probe_remote, remote_timeout
 from mlcd.config import ProjectPaths
 from mlcd.console import info, warn
 from mlcd.errors import PipelineError
 from mlcd.files import read_json
 from mlcd.git import show_file
+from mlcd.metrics_lines import metrics_lines
+from mlcd.reproducibility.equivalence import Comparison, ModelCheck, Verdict, compare_output, overall
+from mlcd.reproducibility.lockcheck import explain, lock_drift
 
 PACKAGE_STAGE = "package"  # the dvc.yaml stage that writes the bundle
 
@@ -154,9 +155,7 @@ def reproduce(
             )
     manifest = read_manifest(paths.bundle)
     if metrics_report is not None:
-        from mlcd.report.render import metrics_report as gitlab_metrics
-
-        metrics_report.write_text(gitlab_metrics(read_json(paths.metrics)), encoding="utf-8")
+        metrics_report.write_text(metrics_lines(read_json(paths.metrics)), encoding="utf-8")
     if dotenv is not None:
         # A dotenv report hands these to later jobs (build labels the image with them).
         dotenv.write_text(f"MODEL_HASH={manifest['model_hash']}\n", encoding="utf-8")

@@ -50,7 +50,7 @@ class NotPostedError(Exception):
 
 
 def target_from_env() -> Target:
-    from mlcd.ci.environment import MERGE_REQUEST, PROJECT, SERVER_URL, ci_environment
+    from mlcd.ci_variables import MERGE_REQUEST, PROJECT, SERVER_URL, ci_environment
 
     env = os.environ
     if not env.get("GITLAB_TOKEN"):

@@ -128,15 +128,6 @@ def markdown(
     return "\n".join(lines)
 
 
-def metrics_report(metrics: dict[str, Any]) -> str:
-    """GitLab's `artifacts:reports:metrics` format: one `name value` line per metric.
-
-    The MR report writes the head's; the default branch's reproduce job writes its own, so
-    GitLab's metrics widget has main's values to compare an MR with.
-    """
-    return "".join(f"{name} {value}\n" for name, value in metrics.items() if value is not None)
-
-
 def figures(base: Side, head: Side, out: Path) -> list[Path]:
     from mlcd.modeling import plots
 

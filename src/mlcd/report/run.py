@@ -18,6 +18,7 @@ from mlcd.console import info, stage, warn
 from mlcd.errors import ConfigError
 from mlcd.files import atomic_dir, dump_json
 from mlcd.git import dirty_files, git, show_file
+from mlcd.metrics_lines import metrics_lines
 from mlcd.report import compare, render
 from mlcd.report.gitlab import NotPostedError, post, target_from_env
 from mlcd.report.sides import collect, measure_latency, resolve_base, set_aside_other_positive_class
@@ -111,7 +112,7 @@ def run_report(root: Path, base_ref: str | None, out: Path, gate: bool, post_not
             markdown = body(local_links)
             (tmp / REPORT).write_text(markdown, encoding="utf-8")
             head_metrics = {row.name: row.head for row in rows}
-            (tmp / METRICS_REPORT).write_text(render.metrics_report(head_metrics), encoding="utf-8")
+            (tmp / METRICS_REPORT).write_text(metrics_lines(head_metrics), encoding="utf-8")
             summary = {
                 "base": base_sha,
                 "head": head_commit,

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from mlcd.bundle import SCHEMA_FILE, read_bundle_json, verify_bundle
-from mlcd.ci.environment import ci_environment
+from mlcd.ci_variables import ci_environment
 from mlcd.config import ABOUT_POSITIVE_CLASS, PLOT_NAMES, POSITIVE_CLASS_PLOTS, ProjectPaths
 from mlcd.errors import GitError, MlcdError
 from mlcd.git import git, resolve_commit

@@ -72,7 +72,7 @@ def _resolve(root: Path, rev: str) -> tuple[str, str | None]:
 
 
 def _branch(root: Path) -> str | None:
-    from mlcd.ci.environment import ci_environment
+    from mlcd.ci_variables import ci_environment
 
     if branch := ci_environment().branch:  # a CI checkout is detached: the server names the branch
         return branch

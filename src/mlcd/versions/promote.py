@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from mlcd.ci.environment import IMAGE_REPO_VARIABLE
+from mlcd.ci_variables import IMAGE_REPO_VARIABLE
 from mlcd.errors import VersionError
 from mlcd.git import short
 from mlcd.versions import registry

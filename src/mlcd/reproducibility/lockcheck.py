@@ -3,7 +3,7 @@
 A stage whose own inputs (command, source files, data, params) differ from the
 commit means the lock is stale: someone changed code or params and did not run
 `dvc repro`. A stage whose inputs match but whose output bytes differ is either
-float noise (another CPU) or non-determinism: ci/equivalence.py tells which by
+float noise (another CPU) or non-determinism: reproducibility/equivalence.py tells which by
 comparing contents. Stages that only differ because an upstream output changed
 are named too, but as consequences, so the message points at the cause.
 """
@@ -95,7 +95,7 @@ def explain(drifts: list[StageDrift]) -> list[str]:
     """One line per stale stage, saying what to do, then the stages that only followed upstream.
 
     Stages whose outputs changed from the same inputs are not judged here: their contents decide
-    (ci/equivalence.py), since float noise from another CPU changes bytes too.
+    (reproducibility/equivalence.py), since float noise from another CPU changes bytes too.
     """
     lines = [
         f"stale: stage '{drift.stage}' was not re-run after its inputs changed: "
