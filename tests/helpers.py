@@ -5,6 +5,7 @@ Fixtures stay in conftest.py; everything a test module imports lives here.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -197,8 +199,27 @@ def copy_params_and_data(target: Path) -> Path:
     return target
 
 
-def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, dict]:
-    """Every stage's function in this process (no dvc): (ProjectPaths, the package summary)."""
+def rewritten_bundle(bundle: Path, target: Path, change: Callable[[dict[str, Any]], None]) -> Path:
+    """A copy of `bundle` whose JSON files `change` edited ({file name: parsed JSON}), with the
+    manifest's sha256s made to fit again: a bundle that is consistent, but not what package wrote."""
+    from mlcd.bundle import MANIFEST
+    from mlcd.files import sha256_file
+
+    shutil.copytree(bundle, target)
+    files = {path.name: json.loads(path.read_text()) for path in target.glob("*.json")}
+    change(files)
+    for name, body in files.items():
+        if name != MANIFEST:
+            (target / name).write_text(json.dumps(body))
+    manifest = files[MANIFEST]
+    for name in manifest.get("files", {}):
+        manifest["files"][name] = sha256_file(target / name)
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    return target
+
+
+def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, Any]:
+    """Every stage's function in this process (no dvc): (ProjectPaths, the bundle's Manifest)."""
     from mlcd.config import ProjectPaths, load_params, parse_params
     from mlcd.data.sources import run_ingest
     from mlcd.data.split import run_preprocess

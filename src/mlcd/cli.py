@@ -239,7 +239,7 @@ def package(params_file: ParamsOption = Path(PARAMS_FILE)) -> None:
 
     params, paths = _setup(params_file)
     manifest = run_package(params, paths)
-    typer.echo(dump_json({"model_hash": manifest["model_hash"], "metrics": manifest["metrics"]}), nl=False)
+    typer.echo(dump_json({"model_hash": manifest.model_hash, "metrics": manifest.metrics}), nl=False)
 
 
 @app.command("params")
@@ -473,7 +473,7 @@ def restore(
         console.print(f"[yellow]replaced a damaged cache copy[/] of {path} with the remote's (md5 checked)")
     console.print(
         f"[green]restored[/] {done.label} (commit {done.commit[:8]}, model "
-        f"{done.manifest['model_hash'][:12]}) -> {done.bundle}{fetched}; md5s and manifest sha256s verified"
+        f"{done.manifest.model_hash[:12]}) -> {done.bundle}{fetched}; md5s and manifest sha256s verified"
     )
     if done.moved_from is not None:
         console.print(f"HEAD is now detached at {done.commit[:8]}. {way_back(done.moved_from)}")

@@ -139,10 +139,11 @@ def test_trees_fit_a_regression_and_pass_parity_on_the_targets_scale(tmp_path, e
             "train": {"task": "regression", "estimator": estimator, "cv_folds": 0},
         },
     )
-    assert manifest["estimator"] == estimator and manifest["task"] == "regression"
+    assert manifest.estimator == estimator and manifest.task == "regression"
     target = pd.read_parquet(paths.train_data)["Miles_per_Gallon"]
-    assert manifest["parity"]["target_scale"] == pytest.approx(target.std(ddof=0))
-    assert manifest["parity"]["max_abs_diff"] <= manifest["parity"]["tolerance"]
+    assert manifest.parity is not None
+    assert manifest.parity.target_scale == pytest.approx(target.std(ddof=0))
+    assert manifest.parity.max_abs_diff <= manifest.parity.tolerance
 
 
 def test_the_bundle_keeps_only_what_the_training_split_shows(tmp_path):

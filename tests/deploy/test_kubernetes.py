@@ -134,8 +134,8 @@ def expected(reproduced_repo) -> Expected:
 
 def api_answer(expected: Expected, labels: list[str] | None = None) -> dict[str, Any]:
     """What /predict returns for the bundle's examples: labels and {class: probability} rows."""
-    rows = [dict(zip(expected.classes, row, strict=True)) for row in expected.examples["probabilities"]]
-    return {"labels": labels or expected.examples["labels"], "probabilities": rows}
+    rows = [dict(zip(expected.classes, row, strict=True)) for row in expected.examples.probabilities or []]
+    return {"labels": labels or expected.examples.labels, "probabilities": rows}
 
 
 def test_deploy_broken_deploy_and_rollback_make_the_designed_kubectl_calls(expected):
@@ -193,7 +193,7 @@ def test_deploy_broken_deploy_and_rollback_make_the_designed_kubectl_calls(expec
 
 
 def test_wrong_answers_never_switch_and_a_first_failure_undoes_the_rollout(expected):
-    wrong = api_answer(expected, labels=list(reversed(expected.examples["labels"])))
+    wrong = api_answer(expected, labels=list(reversed(expected.examples.labels or [])))
     cluster = RecordedKubectl({"r/m:bad": {"model_hash": expected.model_hash, "predict": wrong}})
     with pytest.raises(DeployError, match="answers the bundle's 5 example records wrongly"):
         deploy(KubernetesBackend("production", cluster), "r/m:bad", expected, timeout=5)

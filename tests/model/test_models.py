@@ -58,13 +58,13 @@ def test_estimator_trains_scores_and_exports(project, overrides, floor):
     metrics = read_json(paths.metrics)
     for name, lowest in floor.items():
         assert metrics[name] >= lowest, metrics
-    assert manifest["parity"]["label_mismatches"] == 0
-    assert manifest["parity"]["max_abs_diff"] <= manifest["parity"]["tolerance"]
-    for name, digest in manifest["files"].items():
+    assert manifest.parity is not None and manifest.parity.label_mismatches == 0
+    assert manifest.parity.max_abs_diff <= manifest.parity.tolerance
+    for name, digest in manifest.files.items():
         assert sha256_file(paths.bundle / name) == digest
-    assert manifest["model_hash"] == manifest["files"]["model.onnx"]
-    assert manifest["data"]["sha256"] == sha256_file(paths.raw_data)
-    assert manifest["metrics"] == metrics
+    assert manifest.model_hash == manifest.files["model.onnx"]
+    assert manifest.data.sha256 == sha256_file(paths.raw_data)
+    assert manifest.metrics == metrics
 
 
 def test_bundle_examples_are_what_the_onnx_model_answers(project):
@@ -149,7 +149,7 @@ def test_text_features_keep_one_onnx_input_per_feature(project):
     )
     bundle_schema = json.loads((paths.bundle / "schema.json").read_text())
     assert bundle_schema["onnx_input"] == "columns"
-    assert manifest["parity"]["label_mismatches"] == 0
+    assert manifest.parity is not None and manifest.parity.label_mismatches == 0
     from mlcd.serve.model import BundleModel
     from mlcd.serve.payload import to_batch
 

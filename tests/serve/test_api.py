@@ -15,7 +15,7 @@ from mlcd.errors import BundleError
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.server import load
 
-from ..helpers import PROJECT_ROOT, run
+from ..helpers import PROJECT_ROOT, rewritten_bundle, run
 
 MAX_BATCH = 200
 MAX_BODY = 1024 * 1024
@@ -270,16 +270,11 @@ def test_tampered_bundle_refuses_to_start(bundle, tmp_path):
 
 
 def test_bundle_whose_examples_disagree_refuses_to_start(bundle, tmp_path):
-    from mlcd.files import sha256_file
+    def flip(files):
+        labels = files["examples.json"]["labels"]
+        labels[:] = ["malignant" if x == "benign" else "benign" for x in labels]
 
-    broken = tmp_path / "bundle"
-    shutil.copytree(bundle, broken)
-    examples = json.loads((broken / "examples.json").read_text())
-    examples["labels"] = ["malignant" if x == "benign" else "benign" for x in examples["labels"]]
-    (broken / "examples.json").write_text(json.dumps(examples))
-    manifest = json.loads((broken / "manifest.json").read_text())
-    manifest["files"]["examples.json"] = sha256_file(broken / "examples.json")
-    (broken / "manifest.json").write_text(json.dumps(manifest))
+    broken = rewritten_bundle(bundle, tmp_path / "bundle", flip)
     with pytest.raises(BundleError, match="does not reproduce the example answers"):
         load(ServeSettings(bundle=broken))
 

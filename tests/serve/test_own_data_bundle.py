@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +20,10 @@ from starlette.testclient import TestClient
 
 from mlcd.config import FLOAT32_MAX
 from mlcd.errors import BundleError, ModelError
-from mlcd.files import sha256_file
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.server import load
 
-from ..helpers import copy_params_and_data, run_pipeline_in_process
+from ..helpers import copy_params_and_data, rewritten_bundle, run_pipeline_in_process
 
 CULTIVARS = {0: "barolo", 1: "grignolino", 2: "barbera"}
 SLASHED = "od280/od315_of_diluted_wines"
@@ -197,14 +195,10 @@ def test_openapi_describes_the_record_the_api_takes(client):
 
 
 def _with_swapped_classes(bundle: Path, target: Path) -> Path:
-    shutil.copytree(bundle, target)
-    schema = json.loads((target / "schema.json").read_text())
-    schema["classes"] = list(reversed(schema["classes"]))
-    (target / "schema.json").write_text(json.dumps(schema))
-    manifest = json.loads((target / "manifest.json").read_text())
-    manifest["files"]["schema.json"] = sha256_file(target / "schema.json")
-    (target / "manifest.json").write_text(json.dumps(manifest))
-    return target
+    def swap(files):
+        files["schema.json"]["classes"].reverse()
+
+    return rewritten_bundle(bundle, target, swap)
 
 
 def test_class_names_that_do_not_fit_the_model_refuse_to_serve_and_to_package(bundle, tmp_path):

@@ -1,6 +1,6 @@
 """One comparison of API answers with a bundle's answers, used by serving, smoke tests and deploys."""
 
-from mlcd.bundle import answers_match, as_examples
+from mlcd.bundle import Examples, answers_match, as_examples
 
 
 def test_an_api_answer_matches_itself_in_examples_form_and_a_changed_one_does_not():
@@ -8,6 +8,7 @@ def test_an_api_answer_matches_itself_in_examples_form_and_a_changed_one_does_no
     answer = {"labels": ["benign"], "probabilities": [{"malignant": 0.2, "benign": 0.8}]}
     stored = as_examples(answer, classes)
     assert stored == {"labels": ["benign"], "probabilities": [[0.8, 0.2]]}
+    stored = Examples(records=[{}], **stored)
     assert answers_match(answer, stored, classes)
     moved = {"labels": ["benign"], "probabilities": [{"malignant": 0.21, "benign": 0.79}]}
     assert not answers_match(moved, stored, classes)
@@ -17,7 +18,7 @@ def test_an_api_answer_matches_itself_in_examples_form_and_a_changed_one_does_no
 
 
 def test_regression_answers_compare_within_a_relative_tolerance():
-    stored = as_examples({"predictions": [1000.0, 2.5]}, [])
+    stored = Examples(records=[{}, {}], **as_examples({"predictions": [1000.0, 2.5]}, []))
     assert answers_match({"predictions": [1000.0000001, 2.5]}, stored, [])
     assert not answers_match({"predictions": [1000.1, 2.5]}, stored, [])
     assert not answers_match({"predictions": [1000.0]}, stored, [])

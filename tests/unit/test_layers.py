@@ -20,7 +20,7 @@ FLOORS: list[set[str]] = [
     {"data", "container", "serve"},
     {"dvcfiles", "params_edit", "provenance"},
     {"config", "git", "bundle", "http_client", "system", "ci_variables", "metrics_lines"},
-    {"extras", "files", "datetimes", "console", "blas", "errors", "__init__"},
+    {"extras", "files", "datetimes", "console", "blas", "errors", "tolerance", "__init__"},
 ]
 FLOOR_OF = {room: len(FLOORS) - depth for depth, rooms in enumerate(FLOORS) for room in rooms}
 

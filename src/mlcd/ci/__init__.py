@@ -1,1 +1,1 @@
-"""The CI jobs' adapters: remote setup from CI variables, the reproduce job, release checks, deploy targets."""
+"""The CI jobs' adapters: remote setup from CI variables, the reproduce job, release checks, deploys."""

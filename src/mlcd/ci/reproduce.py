@@ -158,5 +158,5 @@ def reproduce(
         metrics_report.write_text(metrics_lines(read_json(paths.metrics)), encoding="utf-8")
     if dotenv is not None:
         # A dotenv report hands these to later jobs (build labels the image with them).
-        dotenv.write_text(f"MODEL_HASH={manifest['model_hash']}\n", encoding="utf-8")
-    return Reproduced(remote, push, manifest["model_hash"], seconds, overall(comparisons), comparisons)
+        dotenv.write_text(f"MODEL_HASH={manifest.model_hash}\n", encoding="utf-8")
+    return Reproduced(remote, push, manifest.model_hash, seconds, overall(comparisons), comparisons)

@@ -23,7 +23,7 @@ PULL_FAILURES = (
 
 
 def default_tag(root: Path, bundle: Path) -> str:
-    return f"localhost/mlcd-model:{verify_bundle(bundle)['model_hash'][:12]}"
+    return f"localhost/mlcd-model:{verify_bundle(bundle).model_hash[:12]}"
 
 
 def build(root: Path, tag: str | None, local_base: bool, base: str | None, runtime: str | None) -> BuiltImage:
@@ -34,7 +34,7 @@ def build(root: Path, tag: str | None, local_base: bool, base: str | None, runti
     if local_base:
         base, runtime = ensure_local_bases()
     build_args = {
-        "MODEL_HASH": manifest["model_hash"],
+        "MODEL_HASH": manifest.model_hash,
         "GIT_COMMIT": resolve_commit(root, "HEAD") or "unknown",
     }
     try:

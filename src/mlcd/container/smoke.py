@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlcd.bundle import EXAMPLES_FILE, answers_match, as_examples, read_bundle_json
+from mlcd.bundle import Examples, answers_match, as_examples, open_bundle
 from mlcd.container.podman import podman, remove_container, start_container
 from mlcd.errors import ContainerError
 from mlcd.http_client import free_port, http_json, wait_ready
@@ -45,20 +45,21 @@ def container_uid(name: str) -> int:
     return int(podman("exec", name, "python3", "-c", code).stdout.strip())
 
 
-def expected_answers(bundle: Path, records: list[dict[str, Any]]) -> tuple[dict[str, Any], list[str]]:
-    """The bundle's own answers to `records` (in the examples.json form) and its classes."""
+def expected_answers(bundle: Path, records: list[dict[str, Any]]) -> tuple[Examples, list[str]]:
+    """The bundle's own answers to `records` (as examples.json holds answers) and its classes."""
     from mlcd.serve.model import BundleModel
     from mlcd.serve.payload import to_batch
 
     model = BundleModel(bundle)
     batch = to_batch(records, model.layout, len(records))
-    return as_examples(model.predict(batch.numbers, batch.texts), model.classes), model.classes
+    answers = as_examples(model.predict(batch.numbers, batch.texts), model.classes)
+    return Examples(records=records, **answers), model.classes
 
 
 def smoke_test(container: RunningContainer, bundle: Path, records: list[dict[str, Any]] | None = None) -> int:
     """Post records (default: the bundle examples); answers must match in-process ONNX. Returns the count."""
     if records is None:
-        records = read_bundle_json(bundle, EXAMPLES_FILE)["records"]
+        records = open_bundle(bundle).examples.records
     answer = http_json(f"{container.url}/predict", records)
     expected, classes = expected_answers(bundle, records)
     if not answers_match(answer, expected, classes):

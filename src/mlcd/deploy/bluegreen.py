@@ -13,14 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from mlcd.bundle import (
-    EXAMPLES_FILE,
-    SCHEMA_FILE,
-    answers_match,
-    output_classes,
-    read_bundle_json,
-    verify_bundle,
-)
+from mlcd.bundle import Examples, answers_match, open_bundle
 from mlcd.console import info, working
 from mlcd.deploy.state import COLOURS, DeployState, Slot, now, other
 from mlcd.errors import DeployError, MlcdError
@@ -50,15 +43,13 @@ class Expected:
     """What the image must serve: the bundle it was built from."""
 
     model_hash: str
-    examples: dict[str, Any]
+    examples: Examples
     classes: list[str]
 
     @classmethod
     def from_bundle(cls, bundle: Path) -> Expected:
-        manifest = verify_bundle(bundle)
-        schema = read_bundle_json(bundle, SCHEMA_FILE)
-        examples = read_bundle_json(bundle, EXAMPLES_FILE)
-        return cls(manifest["model_hash"], examples, output_classes(schema))
+        opened = open_bundle(bundle)
+        return cls(opened.model_hash, opened.examples, opened.classes)
 
 
 def smoke_test(backend: Backend, colour: str, expected: Expected, served_hash: str) -> int:
@@ -67,7 +58,7 @@ def smoke_test(backend: Backend, colour: str, expected: Expected, served_hash: s
             f"the {colour} colour serves model {served_hash[:12]}, but the bundle is "
             f"{expected.model_hash[:12]}: was the image built from this bundle?"
         )
-    records = expected.examples["records"]
+    records = expected.examples.records
     answer = backend.predict(colour, records)
     if not answers_match(answer, expected.examples, expected.classes):
         raise DeployError(f"the {colour} colour answers the bundle's {len(records)} example records wrongly")

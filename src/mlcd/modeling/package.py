@@ -18,10 +18,24 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pandas as pd
+from pydantic import BaseModel
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-from mlcd.bundle import BUNDLE_FILES, EXAMPLES_FILE, MANIFEST, MODEL_FILE, SCHEMA_FILE
+from mlcd.bundle import (
+    BUNDLE_FILES,
+    BUNDLE_FORMAT,
+    EXAMPLES_FILE,
+    MANIFEST,
+    MATRIX_INPUT,
+    MODEL_FILE,
+    SCHEMA_FILE,
+    BundleSchema,
+    DataSummary,
+    Examples,
+    Manifest,
+    Parity,
+)
 from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
 from mlcd.data.model_input import read_split
@@ -52,9 +66,6 @@ def parity_tolerance(params: Params) -> float:
 
 
 _VERSIONED = ("mlcd", "scikit-learn", "skl2onnx", "onnx", "onnxruntime", "numpy", "pandas", "skops")
-
-
-MATRIX_INPUT = "features"
 
 
 def onnx_inputs(schema: DatasetSchema) -> list[tuple[str, Any]]:
@@ -131,7 +142,7 @@ def check_parity(
     schema: DatasetSchema,
     tolerance: float,
     target_scale: float = 1.0,
-) -> dict[str, Any]:
+) -> Parity:
     """Labels equal and probabilities within `tolerance`; a regressor's predictions within `tolerance`
     of the larger of `target_scale` (parity_scale) and the prediction's own size.
     """
@@ -147,13 +158,13 @@ def check_parity(
         expected_labels = model.predict(x).astype(str)
         mismatched = int(np.sum(labels.astype(str) != expected_labels))
         worst = float(np.max(np.abs(proba - model.predict_proba(x)), initial=0))
-    report = {
-        "rows": len(x),
-        "label_mismatches": mismatched,
-        "max_abs_diff": worst,
-        "tolerance": tolerance,
-        **({"target_scale": target_scale} if schema.task == "regression" else {}),
-    }
+    report = Parity(
+        rows=len(x),
+        label_mismatches=mismatched,
+        max_abs_diff=worst,
+        tolerance=tolerance,
+        target_scale=target_scale if schema.task == "regression" else None,
+    )
     if mismatched or worst > tolerance:
         raise ParityError(
             f"the ONNX model disagrees with the scikit-learn model on the test set: "
@@ -170,7 +181,7 @@ def bundle_schema(
     stats: TrainingStats,
     model: Any,
     session: ort.InferenceSession,
-) -> dict[str, Any]:
+) -> BundleSchema:
     """What the server needs to know: features as the API takes them, the model's inputs, class order.
 
     `schema` is the dataset's (a datetime feature is one API field); the session is the model's,
@@ -210,7 +221,7 @@ def bundle_schema(
         body["classes"] = [str(c) for c in model.classes_]
     if schema.categorical:
         body["missing_category"] = MISSING_CATEGORY
-    return body
+    return BundleSchema.model_validate(body)
 
 
 @dataclass(frozen=True)
@@ -266,18 +277,18 @@ def example_records(paths: ProjectPaths, schema: DatasetSchema, n: int) -> list[
 
 def examples(
     session: ort.InferenceSession, x: pd.DataFrame, schema: DatasetSchema, records: list[dict[str, Any]]
-) -> dict[str, Any]:
+) -> Examples:
     """Records with the answers this exact ONNX model gives, for smoke tests of a deployment."""
     sample = x.head(len(records))
     outputs = session.run(None, onnx_feeds(sample, schema, input_names(session)))
     if schema.task == "regression":
-        return {"records": records, "predictions": [float(v) for v in outputs[0].reshape(-1)]}
+        return Examples(records=records, predictions=[float(v) for v in outputs[0].reshape(-1)])
     labels, proba = outputs
-    return {
-        "records": records,
-        "labels": [str(v) for v in labels],
-        "probabilities": [[float(p) for p in row] for row in proba],
-    }
+    return Examples(
+        records=records,
+        labels=[str(v) for v in labels],
+        probabilities=[[float(p) for p in row] for row in proba],
+    )
 
 
 def refuse_unservable(bundle: Path) -> None:
@@ -298,7 +309,12 @@ def library_versions() -> dict[str, str]:
     return found
 
 
-def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
+def _json(part: BaseModel) -> bytes:
+    """A bundle file's bytes: unset optional fields left out, so the files say only what is known."""
+    return dump_json(part.model_dump(mode="json", exclude_none=True)).encode()
+
+
+def run_package(params: Params, paths: ProjectPaths) -> Manifest:
     with stage("package") as log:
         dataset_schema = load_schema(paths.schema(params.data))
         schema = dataset_schema.for_model()
@@ -315,32 +331,29 @@ def run_package(params: Params, paths: ProjectPaths) -> dict[str, Any]:
         profile = read_json(paths.data_profile)
         contents = {
             MODEL_FILE: model_bytes,
-            SCHEMA_FILE: dump_json(bundle_schema(dataset_schema, stats, model, session)).encode(),
-            EXAMPLES_FILE: dump_json(
+            SCHEMA_FILE: _json(bundle_schema(dataset_schema, stats, model, session)),
+            EXAMPLES_FILE: _json(
                 examples(session, x, schema, example_records(paths, dataset_schema, params.package.examples))
-            ).encode(),
+            ),
         }
         with atomic_dir(paths.bundle) as tmp:
             for name, payload in contents.items():
                 (tmp / name).write_bytes(payload)
-            manifest = {
-                "artifact": "model",
-                "model_hash": sha256_file(tmp / MODEL_FILE),
-                "files": {name: sha256_file(tmp / name) for name in BUNDLE_FILES},
-                "task": schema.task,
-                "estimator": params.train.estimator,
-                "data": {
-                    "sha256": profile.get("sha256"),
-                    "rows": profile.get("rows"),
-                    "test_rows": len(x),
-                },
-                "params": params.as_dict(),
-                "metrics": read_json(paths.metrics),
-                "parity": parity,
-                "versions": library_versions(),
-            }
-            (tmp / MANIFEST).write_text(dump_json(manifest), encoding="utf-8")
+            manifest = Manifest(
+                format=BUNDLE_FORMAT,
+                artifact="model",
+                model_hash=sha256_file(tmp / MODEL_FILE),
+                files={name: sha256_file(tmp / name) for name in BUNDLE_FILES},
+                task=schema.task,
+                estimator=params.train.estimator,
+                data=DataSummary(sha256=profile.get("sha256"), rows=profile.get("rows"), test_rows=len(x)),
+                params=params.as_dict(),
+                metrics=read_json(paths.metrics),
+                parity=parity,
+                versions=library_versions(),
+            )
+            (tmp / MANIFEST).write_bytes(_json(manifest))
             refuse_unservable(tmp)
-        log.add(f"parity on {len(x):,} rows: max diff {parity['max_abs_diff']:.2g} <= {tolerance:g}")
-        log.add(f"model {manifest['model_hash'][:12]} ({human_size(len(model_bytes))}) -> {paths.bundle}/")
+        log.add(f"parity on {len(x):,} rows: max diff {parity.max_abs_diff:.2g} <= {tolerance:g}")
+        log.add(f"model {manifest.model_hash[:12]} ({human_size(len(model_bytes))}) -> {paths.bundle}/")
         return manifest

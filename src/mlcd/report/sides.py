@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from mlcd.bundle import SCHEMA_FILE, read_bundle_json, verify_bundle
+from mlcd.bundle import open_bundle
 from mlcd.ci_variables import ci_environment
 from mlcd.config import ABOUT_POSITIVE_CLASS, PLOT_NAMES, POSITIVE_CLASS_PLOTS, ProjectPaths
 from mlcd.errors import GitError, MlcdError
@@ -126,7 +126,7 @@ def measure_latency(sides: list[Side]) -> None:
 
     measured = [side for side in sides if side.bundle_dir is not None]
     models = [BundleModel(side.bundle_dir) for side in measured]  # type: ignore[arg-type]
-    records = [model.examples["records"][0] for model in models]
+    records = [model.examples.records[0] for model in models]
     timings: list[list[float]] = [[] for _ in models]
     for _ in range(LATENCY_REPEATS + 30):
         for model, record, times in zip(models, records, timings, strict=True):
@@ -173,9 +173,8 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
             bundle_dir.mkdir(parents=True)
             copy_out(fs, bundle, bundle_dir)
         side.bundle_bytes = sum(p.stat().st_size for p in bundle_dir.iterdir())
-        verify_bundle(bundle_dir)
+        side.positive_class = open_bundle(bundle_dir).schema.positive_class
         side.bundle_dir = bundle_dir
-        side.positive_class = read_bundle_json(bundle_dir, SCHEMA_FILE).get("positive_class")
     except _BUNDLE_UNAVAILABLE:
         side.missing.append(
             f"the model bundle {bundle} of {where} is not in the DVC cache or remote, so its size and "

@@ -31,9 +31,10 @@ from typing import Any
 
 import numpy as np
 
+from mlcd.tolerance import relative_difference, relative_differences
 from mlcd.versions.storage import NOT_IN_ANY_STORE
 
-# Metrics and plot data: |committed - reproduced| <= VALUE_TOLERANCE * max(1, |committed|).
+# Metrics and plot data: within VALUE_TOLERANCE by tolerance.relative_difference(committed, reproduced).
 # Float noise moves them in the 6th decimal at most (measured: 1e-6 on plot thresholds).
 VALUE_TOLERANCE = 1e-4
 # Figures: root-mean-square of the pixel difference on a 0-255 scale, matplotlib's own
@@ -78,10 +79,6 @@ class ModelCheck:
 # -- values ------------------------------------------------------------------------------------------
 
 
-def _close(old: float, new: float, tolerance: float) -> bool:
-    return abs(old - new) <= tolerance * max(1.0, abs(old))
-
-
 def json_difference(old: Any, new: Any, where: str = "") -> tuple[float, str | None]:
     """(largest relative numeric difference, first structural mismatch or None).
 
@@ -93,7 +90,7 @@ def json_difference(old: Any, new: Any, where: str = "") -> tuple[float, str | N
     if isinstance(old, int | float) and isinstance(new, int | float):
         if math.isnan(old) and math.isnan(new):
             return 0.0, None
-        return abs(old - new) / max(1.0, abs(old)), None
+        return relative_difference(old, new), None
     if isinstance(old, str) and isinstance(new, str):
         if old == new or (_DIGEST.match(old) and _DIGEST.match(new)):
             return 0.0, None
@@ -158,7 +155,7 @@ def compare_png(old: bytes, new: bytes) -> tuple[Verdict, str]:
 
 
 def _prediction_difference(old: np.ndarray, new: np.ndarray) -> float:
-    return float(np.max(np.abs(old - new) / np.maximum(1.0, np.abs(old)), initial=0.0))
+    return float(np.max(relative_differences(old, new), initial=0.0))
 
 
 def _judge_predictions(old: np.ndarray, new: np.ndarray, check: ModelCheck) -> tuple[Verdict, str]:

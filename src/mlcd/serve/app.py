@@ -86,16 +86,19 @@ class Api:
         self.settings = settings
         self.token = settings.api_token.encode() if settings.api_token else None
         self.model_ref = {"hash": model.model_hash, "git_commit": settings.git_commit}
-        self.provenance = {**model.manifest, "git_commit": settings.git_commit}
+        self.provenance = {
+            **model.manifest.model_dump(mode="json", exclude_none=True),
+            "git_commit": settings.git_commit,
+        }
         self.v2 = v2.Protocol(model)
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
         self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
         prometheus.record_model(
             model.model_hash,
-            model.manifest.get("estimator", "unknown"),
+            model.manifest.estimator,
             settings.git_commit,
-            model.schema.get("class_balance"),
+            model.schema.class_balance,
         )
         self.routes: dict[tuple[str, str], Route] = {
             ("POST", "/predict"): Route(self.predict, "/predict", protected=True, work=True),

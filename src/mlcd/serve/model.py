@@ -10,14 +10,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
-from mlcd.bundle import (
-    EXAMPLES_FILE,
-    MODEL_FILE,
-    SCHEMA_FILE,
-    output_classes,
-    read_bundle_json,
-    verify_bundle,
-)
+from mlcd.bundle import MATRIX_INPUT, BundleFeature, open_bundle
 from mlcd.config import FLOAT32_MAX
 from mlcd.errors import BundleError
 
@@ -72,20 +65,18 @@ class Feature:
         return self.nullable and (not self.is_text or self.missing_text is not None)
 
     @classmethod
-    def from_schema(cls, entry: dict[str, Any], missing_category: str | None) -> Feature:
-        numeric = entry["dtype"] in ("float", "int")
-        text = entry["dtype"] == "category"
+    def from_schema(cls, entry: BundleFeature, missing_category: str | None) -> Feature:
         return cls(
-            name=entry["name"],
-            numeric=numeric,
-            low=entry.get("min"),
-            high=entry.get("max"),
-            nullable=bool(entry.get("nullable")),
-            missing_text=missing_category if text else None,
-            onnx_name=entry.get("onnx_name", ""),
-            categories=frozenset(entry.get("categories", ())),
-            parts=tuple(entry.get("parts", ())),
-            onnx_names=tuple(entry.get("onnx_names", ())),
+            name=entry.name,
+            numeric=entry.numeric,
+            low=entry.min,
+            high=entry.max,
+            nullable=entry.nullable,
+            missing_text=missing_category if entry.dtype == "category" else None,
+            onnx_name=entry.onnx_name or "",
+            categories=frozenset(entry.categories or ()),
+            parts=tuple(entry.parts or ()),
+            onnx_names=tuple(entry.onnx_names or ()),
         )
 
 
@@ -126,40 +117,39 @@ class BundleModel:
     """A verified bundle: its manifest, input schema and an onnxruntime session."""
 
     def __init__(self, bundle: Path, threads: int = 1) -> None:
-        self.manifest = verify_bundle(bundle)  # refuse tampered files before loading any
-        self.schema = read_bundle_json(bundle, SCHEMA_FILE)
-        self.examples = read_bundle_json(bundle, EXAMPLES_FILE)
-        missing_category = self.schema.get("missing_category")
-        self.features = [Feature.from_schema(f, missing_category) for f in self.schema["features"]]
+        opened = open_bundle(bundle)  # refuse tampered files before loading any
+        self.manifest, self.schema, self.examples = opened.manifest, opened.schema, opened.examples
+        missing_category = self.schema.missing_category
+        self.features = [Feature.from_schema(f, missing_category) for f in self.schema.features]
         self.layout = Layout(tuple(self.features))
-        self.classes = output_classes(self.schema)
+        self.classes = opened.classes
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         try:
             self.session = ort.InferenceSession(
-                (bundle / MODEL_FILE).read_bytes(), options, providers=["CPUExecutionProvider"]
+                opened.model_file.read_bytes(), options, providers=["CPUExecutionProvider"]
             )
         except Exception as exc:  # onnxruntime raises its own classes, with protobuf's message
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BundleError(
-                f"{bundle / MODEL_FILE} is not a model onnxruntime can load ({first}); "
+                f"{opened.model_file} is not a model onnxruntime can load ({first}); "
                 "rebuild the bundle with `dvc repro package`"
             ) from None
-        self.matrix_input = self.schema.get("onnx_input") == "matrix"
+        self.matrix_input = self.schema.onnx_input == "matrix"
 
     @property
     def is_classifier(self) -> bool:
-        return self.schema["task"] == "classification"
+        return self.schema.is_classifier
 
     @property
     def model_hash(self) -> str:
-        return self.manifest["model_hash"]
+        return self.manifest.model_hash
 
     def feeds(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, np.ndarray]:
         """ONNX inputs: the whole float32 matrix, or one [n, 1] column per feature."""
         if self.matrix_input:
-            return {"features": numbers}
+            return {MATRIX_INPUT: numbers}
         feeds: dict[str, np.ndarray] = {}
         column = 0
         for feature in self.features:

@@ -29,7 +29,7 @@ def mislabelled(answer: dict[str, Any]) -> list[int]:
 def self_check(model: BundleModel) -> None:
     """Refuse to serve a model that does not reproduce, with correct names, the answers in its bundle."""
     examples = model.examples
-    records = examples.get("records", [])
+    records = examples.records
     try:
         batch = to_batch(records, model.layout, max(1, len(records)))
     except PayloadError as exc:

@@ -52,7 +52,7 @@ class InferCall:
 class Protocol:
     def __init__(self, model: BundleModel) -> None:
         self.model = model
-        self.name = str(model.manifest.get("artifact") or "model")
+        self.name = model.manifest.artifact
         self.version = model.model_hash[:12]
 
     def match(self, path: str) -> tuple[str, str, str] | None:

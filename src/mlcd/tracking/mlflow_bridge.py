@@ -162,12 +162,11 @@ def _signature(bundle: Path) -> Any:
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
-    from mlcd.bundle import SCHEMA_FILE, read_bundle_json
+    from mlcd.bundle import open_bundle
     from mlcd.serve.model import Feature
 
-    schema = read_bundle_json(bundle, SCHEMA_FILE)
-    missing = schema.get("missing_category")
-    features = [Feature.from_schema(entry, missing) for entry in schema["features"]]
+    schema = open_bundle(bundle).schema
+    features = [Feature.from_schema(entry, schema.missing_category) for entry in schema.features]
     columns: list[ColSpec | TensorSpec] = [
         ColSpec("double" if f.numeric else "string", f.name, required=not f.may_be_missing) for f in features
     ]

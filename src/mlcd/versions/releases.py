@@ -6,14 +6,13 @@ what mlcd knows about each version: its model hash, metrics and whether its outp
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mlcd.bundle import MANIFEST
+from mlcd.bundle import MANIFEST, Manifest
 from mlcd.config import LOCK_FILE, ProjectPaths
 from mlcd.errors import VersionError
 from mlcd.git import git, require_clean, short, show_file
@@ -83,10 +82,9 @@ def model_hash_at(root: Path, commit: str, art: Artifact) -> str | None:
 
     try:
         fs = DVCFileSystem(str(root), rev=commit)
-        manifest = json.loads(fs.read_text(f"{art.path}/{MANIFEST}"))
-    except Exception:  # not in the cache or the remote: the table says so
+        return Manifest.model_validate_json(fs.read_text(f"{art.path}/{MANIFEST}")).model_hash
+    except Exception:  # not in the cache or the remote, or no bundle of ours: the table says so
         return None
-    return manifest.get("model_hash")
 
 
 def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:

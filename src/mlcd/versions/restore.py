@@ -11,9 +11,8 @@ import json
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
-from mlcd.bundle import verify_bundle
+from mlcd.bundle import Manifest, verify_bundle
 from mlcd.console import warn
 from mlcd.errors import MlcdError, VersionError
 from mlcd.files import atomic_dir
@@ -29,7 +28,7 @@ class Restored:
     label: str
     commit: str
     bundle: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     from_remote: int  # objects that had to come from the remote
     repaired: list[str]  # damaged cache copies replaced by good ones
     moved_from: str | None = None  # the workspace mode's previous HEAD; None when HEAD stayed
