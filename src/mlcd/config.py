@@ -290,7 +290,7 @@ def parse_params(raw: Any, origin: str = PARAMS_FILE) -> Params:
         raise ConfigError(f"{origin} is invalid; fix these keys:", problems) from None
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """YAML that refuses a key given twice in a mapping, as DVC's reader does (PyYAML keeps the last)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
@@ -302,7 +302,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                     None, None, f"key {key!r} is given twice (line {key_node.start_mark.line + 1})"
                 )
             seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
 
 
 def load_params(path: Path | str = PARAMS_FILE) -> Params:

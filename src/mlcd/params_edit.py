@@ -23,7 +23,7 @@ _INDENT = 2  # params.yaml nests by two spaces
 
 def _scalar(value: Any) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
-    return text.removesuffix("\n...").strip()
+    return str(text).removesuffix("\n...").strip()
 
 
 def _key_line(lines: list[str], dotted: str) -> int | None:

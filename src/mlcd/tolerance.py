@@ -21,7 +21,8 @@ def relative_differences(reference: np.ndarray, value: np.ndarray) -> np.ndarray
     """relative_difference element by element."""
     import numpy as np
 
-    return np.abs(reference - value) / np.maximum(1.0, np.abs(reference))
+    differences: np.ndarray = np.abs(reference - value) / np.maximum(1.0, np.abs(reference))
+    return differences
 
 
 def within(reference: float, value: float, tolerance: float) -> bool:

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from ..helpers import PROJECT_ROOT
 
 RUFF = Path(sys.executable).parent / "ruff"
@@ -29,8 +31,9 @@ def test_ruff_format_is_clean():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.slow  # about 30 s: CI's check job runs mypy on its own, the fast tier leaves it to that
 def test_mypy_is_clean():
-    """[tool.mypy] in pyproject.toml: src/ with the pydantic plugin."""
+    """[tool.mypy] in pyproject.toml: src/, strict, with the pydantic plugin."""
     done = subprocess.run(
         [Path(sys.executable).parent / "mypy"], cwd=PROJECT_ROOT, capture_output=True, text=True
     )

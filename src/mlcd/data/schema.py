@@ -152,7 +152,7 @@ def load_schema(path: Path) -> DatasetSchema:
 
 def schema_to_yaml(schema: DatasetSchema) -> str:
     body = schema.model_dump(mode="json", exclude_none=True)
-    return yaml.safe_dump(body, sort_keys=False)
+    return str(yaml.safe_dump(body, sort_keys=False))
 
 
 def infer_task(labels: pd.Series, max_classes: int = MAX_CLASSES) -> Literal["classification", "regression"]:

@@ -89,7 +89,8 @@ def codes_of(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """Integer codes per distinct value in order of appearance (missing is a value of its own)."""
     array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     text = pc.fill_null(pc.cast(array, pa.string()), MISSING_CATEGORY)
-    return text.dictionary_encode().indices.to_numpy()
+    codes: np.ndarray = text.dictionary_encode().indices.to_numpy()
+    return codes
 
 
 def split_rows(

@@ -82,7 +82,8 @@ class KubernetesBackend:
         if body is not None:
             args.append(json.dumps(body))
         try:
-            return json.loads(self.kubectl(args))
+            answer: dict[str, Any] = json.loads(self.kubectl(args))
+            return answer
         except json.JSONDecodeError as exc:
             raise DeployError(
                 f"{self.deployment(colour)} answered {path} with something not JSON: {exc}"
@@ -91,7 +92,7 @@ class KubernetesBackend:
     def wait_ready(self, colour: str, timeout: float) -> str:
         # rollout status waits for every new pod's readiness probe (/ready).
         self.kubectl(["rollout", "status", self.deployment(colour), f"--timeout={int(timeout)}s"])
-        return self._in_pod(colour, "/ready")["model_hash"]
+        return str(self._in_pod(colour, "/ready")["model_hash"])
 
     def predict(self, colour: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         return self._in_pod(colour, "/predict", records)

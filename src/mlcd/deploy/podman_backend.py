@@ -85,14 +85,15 @@ class PodmanBackend:
                     f"{(logs.stdout + logs.stderr).strip()}"
                 )
             try:
-                return http_json(f"{self.url(colour)}/ready", timeout=2)["model_hash"]
+                return str(http_json(f"{self.url(colour)}/ready", timeout=2)["model_hash"])
             except (OSError, urllib.error.URLError, ValueError, KeyError):
                 time.sleep(0.2)
         raise DeployError(f"{self.container(colour)} did not answer /ready within {timeout:.0f} s")
 
     def predict(self, colour: str, records: list[dict[str, Any]]) -> dict[str, Any]:
         try:
-            return http_json(f"{self.url(colour)}/predict", records, timeout=30)
+            answer: dict[str, Any] = http_json(f"{self.url(colour)}/predict", records, timeout=30)
+            return answer
         except (OSError, urllib.error.URLError, ValueError) as exc:
             raise DeployError(f"{self.container(colour)} failed the smoke request: {exc}") from None
 

@@ -126,7 +126,7 @@ def canonical_onnx(proto: Any) -> bytes:
     imports = sorted(proto.opset_import, key=lambda entry: (entry.domain, entry.version))
     del proto.opset_import[:]
     proto.opset_import.extend(imports)
-    return proto.SerializeToString()
+    return bytes(proto.SerializeToString())
 
 
 def onnx_session(model_bytes: bytes) -> ort.InferenceSession:

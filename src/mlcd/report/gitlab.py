@@ -109,7 +109,7 @@ def _field(answer: object, key: str) -> str:
     """A field of GitLab's JSON answer; python-gitlab hands back the raw response when it is not JSON."""
     if not isinstance(answer, dict) or not isinstance(answer.get(key), str):
         raise gitlab.exceptions.GitlabParsingError(f"no {key!r} in GitLab's answer")
-    return answer[key]
+    return str(answer[key])
 
 
 def _post(

@@ -114,7 +114,7 @@ class Request:
         """A header's value (name in lower case), or None."""
         for key, value in self.scope["headers"]:
             if key == name:
-                return value.decode("latin-1")
+                return str(value.decode("latin-1"))
         return None
 
     @cached_property

@@ -12,8 +12,9 @@ from typing import Any
 
 from mlcd.bundle import answers_match
 from mlcd.errors import BundleError
+from mlcd.serve.asgi import PayloadError
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
-from mlcd.serve.payload import PayloadError, to_batch
+from mlcd.serve.payload import to_batch
 
 
 def mislabelled(answer: dict[str, Any]) -> list[int]:

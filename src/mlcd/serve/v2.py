@@ -225,7 +225,8 @@ def _from_binary(label: str, datatype: str, data: bytes) -> list[Any]:
         dtype = np.dtype(NUMERIC_TYPES[datatype]).newbyteorder("<")
         if len(data) % dtype.itemsize:
             raise PayloadError(422, f"{label}: {len(data)} bytes are not whole {datatype} values")
-        return np.frombuffer(data, dtype=dtype).tolist()
+        values: list[Any] = np.frombuffer(data, dtype=dtype).tolist()
+        return values
     values, at = [], 0
     while at < len(data):  # each element: a 4-byte little-endian length, then the bytes
         if at + 4 > len(data):

@@ -207,7 +207,7 @@ def valid_version(text: str) -> str:
 
     version = text.strip()
     version = version if version.startswith("v") else f"v{version}"
-    if not SemVer.is_valid(version):
+    if not SemVer.is_valid(version):  # type: ignore[no-untyped-call]
         raise VersionError(
             f"{text!r} is not a version: use semantic versioning MAJOR.MINOR.PATCH, e.g. 1.4.0, "
             "optionally with a pre-release (1.4.0-rc.1) or build metadata (1.4.0+20261201); "

@@ -72,7 +72,8 @@ def metrics_at(root: Path, commit: str) -> dict[str, Any]:
     import dvc.api
 
     try:
-        return dvc.api.metrics_show(METRICS_FILE, repo=str(root), rev=commit)
+        metrics: dict[str, Any] = dvc.api.metrics_show(METRICS_FILE, repo=str(root), rev=commit)
+        return metrics
     except Exception:  # an old commit may predate metrics; the list shows none
         return {}
 

@@ -77,7 +77,8 @@ class ObjectStores:
     def dir_listing(self, md5: str) -> list[dict[str, str]] | None:
         for store in (self.cache, self.remote):
             if store is not None and store.exists(md5):
-                return json.loads(store.fs.cat_file(store.oid_to_path(md5)))
+                listing: list[dict[str, str]] = json.loads(store.fs.cat_file(store.oid_to_path(md5)))
+                return listing
         return None
 
     def close(self) -> None:
