@@ -18,8 +18,9 @@ from rich.markup import escape
 
 from mlcd.blas import pin_blas_kernel
 from mlcd.ci_variables import IMAGE_REPO_VARIABLE
-from mlcd.config import LOCK_FILE, PARAMS_FILE, Params, ProjectPaths, load_params
+from mlcd.config import PARAMS_FILE, Params, ProjectPaths, load_params
 from mlcd.console import console, warn
+from mlcd.dvcfiles import blank_lock_advice, remove_stale_leftovers
 from mlcd.errors import ConfigError, MlcdError
 from mlcd.extras import install_hint, missing_extra
 
@@ -122,7 +123,7 @@ def reports_errors(command: F) -> F:
         except Exception as exc:
             if not _is_dvc_error(exc):
                 raise
-            advice = _lock_advice(Path())
+            advice = blank_lock_advice(Path())
             _fail(f"dvc: {str(exc).strip()}" + (f" ({advice})" if advice else ""), MlcdError.exit_code)
 
     return wrapper  # type: ignore[return-value]
@@ -146,26 +147,13 @@ def _options(
 
 def _warn_about_interrupted_work(root: Path) -> None:
     """Every command first says so when an earlier one was killed halfway (README "Reliability")."""
-    from mlcd.dvcfiles import remove_stale_leftovers
     from mlcd.versions.interrupted import interrupted
 
     remove_stale_leftovers(root)
     if (pending := interrupted(root)) is not None:
         console.print(f"[yellow]warning:[/] {escape(pending.advice())}", highlight=False)
-    if (advice := _lock_advice(root)) is not None:
+    if (advice := blank_lock_advice(root)) is not None:
         console.print(f"[yellow]warning:[/] {escape(advice)}", highlight=False)
-
-
-def _lock_advice(root: Path) -> str | None:
-    """What to do about a dvc.lock left empty by a `dvc repro` killed while writing it."""
-    lock = root / LOCK_FILE
-    # Only a small file can be blank: a real lock is never read whole here, on every command.
-    if lock.is_file() and lock.stat().st_size < 64 and not lock.read_text(errors="replace").strip():
-        return (
-            f"{LOCK_FILE} is empty (a `dvc repro` killed while writing it?): put the committed one back "
-            f"with `git checkout HEAD -- {LOCK_FILE}`, then `dvc repro`"
-        )
-    return None
 
 
 def _is_dvc_error(exc: Exception) -> bool:

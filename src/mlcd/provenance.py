@@ -12,10 +12,9 @@ import hashlib
 import json
 from pathlib import Path
 
-import yaml
-
-from mlcd.errors import GitError
-from mlcd.git import git, show_file
+from mlcd.dvcfiles import lock_at
+from mlcd.errors import ConfigError, GitError
+from mlcd.git import git
 
 
 def bundle_commit(root: Path, bundle: Path) -> str | None:
@@ -25,10 +24,14 @@ def bundle_commit(root: Path, bundle: Path) -> str | None:
         head = git(root, "rev-parse", "HEAD").strip()
     except (ValueError, GitError):
         return None
-    lock = show_file(root, head, "dvc.lock")
-    recorded = _recorded_dir_md5(lock, relative) if lock else None
-    if recorded is None:
+    try:
+        lock = lock_at(root, head)
+    except ConfigError:  # a broken lock records nothing
         return None
+    recorded = lock.output_md5(relative) if lock else None
+    if recorded is None or not recorded.endswith(".dir"):
+        return None
+    recorded = recorded.removesuffix(".dir")
     listing = root / ".dvc" / "cache" / "files" / "md5" / recorded[:2] / f"{recorded[2:]}.dir"
     try:
         entries = json.loads(listing.read_text())
@@ -40,16 +43,3 @@ def bundle_commit(root: Path, bundle: Path) -> str | None:
         return None
     same = all(hashlib.md5(actual[name].read_bytes()).hexdigest() == md5 for name, md5 in expected.items())
     return head if same else None
-
-
-def _recorded_dir_md5(lock_text: str, path: str) -> str | None:
-    try:
-        stages = (yaml.safe_load(lock_text) or {}).get("stages", {})
-    except yaml.YAMLError:
-        return None
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            md5 = str(out.get("md5", ""))
-            if out.get("path") == path and md5.endswith(".dir"):
-                return md5.removesuffix(".dir")
-    return None

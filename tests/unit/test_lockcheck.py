@@ -17,7 +17,7 @@ def _entry(lock: dict, stage: str, kind: str, path: str) -> dict:
 
 
 def test_identical_locks_have_no_drift():
-    assert lock_drift(COMMITTED, copy.deepcopy(COMMITTED)) == []
+    assert lock_drift(COMMITTED["stages"], copy.deepcopy(COMMITTED)["stages"]) == []
 
 
 def test_changed_source_file_is_stale_and_downstream_stages_are_consequences():
@@ -25,7 +25,7 @@ def test_changed_source_file_is_stale_and_downstream_stages_are_consequences():
     _entry(reproduced, "train", "deps", "src/mlcd/modeling/train.py")["md5"] = "0" * 32
     _entry(reproduced, "train", "outs", "models/model.skops")["md5"] = "1" * 32
     _entry(reproduced, "evaluate", "deps", "models/model.skops")["md5"] = "1" * 32
-    drifts = lock_drift(COMMITTED, reproduced)
+    drifts = lock_drift(COMMITTED["stages"], reproduced["stages"])
     assert [(d.stage, d.kind) for d in drifts] == [("train", "stale"), ("evaluate", "downstream")]
     lines = explain(drifts)
     assert lines[0].startswith("stale: stage 'train' was not re-run after its inputs changed: ")
@@ -36,7 +36,7 @@ def test_changed_source_file_is_stale_and_downstream_stages_are_consequences():
 def test_same_inputs_different_outputs_is_left_to_the_content_comparison():
     reproduced = copy.deepcopy(COMMITTED)
     _entry(reproduced, "package", "outs", "models/bundle")["md5"] = "2" * 32 + ".dir"
-    (drift,) = lock_drift(COMMITTED, reproduced)
+    (drift,) = lock_drift(COMMITTED["stages"], reproduced["stages"])
     assert drift.kind == "non-deterministic"
     assert drift.changed_outputs == ["models/bundle"]
     # Not called non-determinism by hash alone: float noise from another CPU changes bytes too.
@@ -49,7 +49,7 @@ def test_nested_params_are_named_by_dotted_key_and_missing_stages_are_stale():
     committed = copy.deepcopy(COMMITTED)
     committed["stages"]["train"]["params"]["params.yaml"]["train"] = {"logistic_regression": {"C": 1}}
     del reproduced["stages"]["ingest"]
-    drifts = {d.stage: d for d in lock_drift(committed, reproduced)}
+    drifts = {d.stage: d for d in lock_drift(committed["stages"], reproduced["stages"])}
     assert drifts["train"].inputs == ["param train.logistic_regression.C: 1 -> 9"]
     assert drifts["ingest"].inputs == ["stage missing from the reproduced pipeline"]
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 from mlcd.ci_variables import COMMIT, IMAGE_REPO, ci_environment
 from mlcd.config import ProjectPaths
+from mlcd.dvcfiles import model_artifact
 from mlcd.errors import PipelineError
 from mlcd.git import short
 from mlcd.versions import registry
 from mlcd.versions.promote import image_for
-from mlcd.versions.releases import artifact
 from mlcd.versions.restore import restore_to
 
 RESTORED_BUNDLE = Path(".mlcd") / "deploy-bundle"  # a stage tag's bundle, inside the job's checkout
@@ -48,7 +48,7 @@ def deploy_target(root: Path, environment: str, env: Mapping[str, str]) -> Deplo
         return DeployTarget(
             image_for(image_repo, commit), bundle, f"this pipeline's build of {short(commit)}"
         )
-    art = artifact(root)
+    art = model_artifact(root)
     assignments = [
         e for e in registry.tag_events(root, tag) if e.action == "assignment" and e.artifact == art.name
     ]

@@ -7,9 +7,9 @@ import os
 from pathlib import Path
 
 from mlcd.ci.remote import configure_remote
+from mlcd.dvcfiles import model_artifact
 from mlcd.versions.registry import TagEvent
 from mlcd.versions.releases import (
-    artifact,
     bundle_md5,
     metrics_at,
     model_hash_at,
@@ -29,7 +29,7 @@ def verify_release(root: Path, tag: str, verify_data: bool = False) -> tuple[Tag
 def release_notes(root: Path, event: TagEvent) -> str:
     """The GitLab Release description: what `mlcd versions` knows of this version, as Markdown."""
     tag = event.tag
-    art = artifact(root)
+    art = model_artifact(root)
     metrics = metrics_at(root, event.commit)
     rows = "\n".join(
         f"| {name} | {value:.6g} |"

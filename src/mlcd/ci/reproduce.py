@@ -14,18 +14,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from mlcd.blas import CORETYPE_VARIABLE
 from mlcd.bundle import MANIFEST, read_manifest
 from mlcd.ci.remote import URL_VARIABLE, configure_remote, probe_remote, remote_timeout
 from mlcd.config import ProjectPaths
 from mlcd.console import info, warn
+from mlcd.dvcfiles import Lock, lock_at, read_lock
 from mlcd.errors import PipelineError
 from mlcd.files import read_json
-from mlcd.git import show_file
 from mlcd.metrics_lines import metrics_lines
 from mlcd.reproducibility.equivalence import Comparison, ModelCheck, Verdict, compare_output, overall
 from mlcd.reproducibility.lockcheck import explain, lock_drift
@@ -69,9 +66,9 @@ def model_check(root: Path) -> ModelCheck | None:
     )
 
 
-def judge(root: Path, committed: dict[str, Any], reproduced: dict[str, Any]) -> list[Comparison]:
+def judge(root: Path, committed: Lock, reproduced: Lock) -> list[Comparison]:
     """Compare every output whose hash moved; raise on stale stages or a real difference."""
-    drifts = lock_drift(committed, reproduced)
+    drifts = lock_drift(committed.stages, reproduced.stages)
     if any(drift.kind == "stale" for drift in drifts):
         raise PipelineError("the committed dvc.lock does not match the reproduced pipeline:", explain(drifts))
     if not drifts:
@@ -126,8 +123,8 @@ def reproduce(
     root: Path, push: bool, dotenv: Path | None, force: bool = False, metrics_report: Path | None = None
 ) -> Reproduced:
     paths = ProjectPaths(root)
-    committed_text = show_file(root, "HEAD", paths.lock.name)
-    if committed_text is None:
+    committed = lock_at(root, "HEAD")
+    if committed is None:
         raise PipelineError(f"HEAD has no {paths.lock.name}: run `dvc repro` and commit it")
     remote = configure_remote(root, os.environ)
     if push and remote is None:
@@ -139,9 +136,11 @@ def reproduce(
     started = time.perf_counter()
     _run_pipeline(root, remote, push, force)
     seconds["repro"] = time.perf_counter() - started
-    reproduced = yaml.safe_load(paths.lock.read_text(encoding="utf-8"))
+    reproduced = read_lock(root)
+    if reproduced is None:
+        raise PipelineError(f"`dvc repro` left no {paths.lock.name}")
     started = time.perf_counter()
-    comparisons = judge(root, yaml.safe_load(committed_text), reproduced)
+    comparisons = judge(root, committed, reproduced)
     seconds["compare"] = time.perf_counter() - started
     if push:
         started = time.perf_counter()

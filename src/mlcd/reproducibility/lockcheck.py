@@ -65,10 +65,9 @@ def _param_change(key: str, old: Any, new: Any) -> str:
     return f"param {key}: {old!r} -> {new!r}"
 
 
-def lock_drift(committed: dict[str, Any], reproduced: dict[str, Any]) -> list[StageDrift]:
-    """Every stage whose entry differs, in pipeline order, each with what changed."""
-    old_stages = committed.get("stages") or {}
-    new_stages = reproduced.get("stages") or {}
+def lock_drift(old_stages: dict[str, Any], new_stages: dict[str, Any]) -> list[StageDrift]:
+    """Every stage whose dvc.lock entry differs (committed, reproduced: dvcfiles.Lock.stages), in
+    pipeline order, each with what changed."""
     produced = {path for stage in new_stages.values() for path in _hashes(stage.get("outs"))}
     drifts = []
     for name in [*new_stages, *(s for s in old_stages if s not in new_stages)]:

@@ -177,9 +177,10 @@ def register_version(
     root: Path, tag: str, version: str, commit: str, model_hash: str | None, mlflow: Any = None
 ) -> str:
     """The MLflow model version mirroring registration `tag` (created once); its number."""
-    from mlcd.versions.releases import artifact, bundle_md5
+    from mlcd.dvcfiles import model_artifact
+    from mlcd.versions.releases import bundle_md5
 
-    art = artifact(root)
+    art = model_artifact(root)
     mlflow = mlflow or client()
     logged = log_results(root, commit, mlflow=mlflow)
     with _mlflow_errors(f"registering {tag}"):
@@ -214,9 +215,9 @@ def _model_version(mlflow: Any, name: str, tag: str) -> Any:
 
 def set_stage_alias(root: Path, stage: str, tag: str | None, mlflow: Any = None) -> str:
     """Point alias `stage` at the version registered by `tag`, or remove it (tag None)."""
-    from mlcd.versions.releases import artifact
+    from mlcd.dvcfiles import model_artifact
 
-    art = artifact(root)
+    art = model_artifact(root)
     mlflow = mlflow or client()
     with _mlflow_errors(f"setting alias {stage}"):
         if tag is None:
@@ -233,10 +234,11 @@ def set_stage_alias(root: Path, stage: str, tag: str | None, mlflow: Any = None)
 
 def sync(root: Path) -> list[str]:
     """Back-fill every registered version and point each stage's alias where GTO says; what it did."""
+    from mlcd.dvcfiles import model_artifact
     from mlcd.versions import registry
-    from mlcd.versions.releases import artifact, model_hash_at
+    from mlcd.versions.releases import model_hash_at
 
-    art = artifact(root)
+    art = model_artifact(root)
     mlflow = client()
     versions = registry.list_registered(root, art.name)
     done = []

@@ -18,9 +18,9 @@ from typing import Any
 import yaml
 
 from mlcd.config import LOCK_FILE, PARAMS_FILE, ProjectPaths
+from mlcd.dvcfiles import Lock, model_artifact, parse_lock
 from mlcd.errors import VersionError
 from mlcd.git import git, resolve_commit, show_file
-from mlcd.versions.releases import artifact
 from mlcd.versions.storage import copy_out
 
 REPORT_FILE = Path("report") / "report.md"  # `mlcd report --out report`, when it ran here
@@ -80,24 +80,20 @@ def _branch(root: Path) -> str | None:
     return None if name == "HEAD" else name
 
 
-def _lock_hashes(lock: dict[str, Any], bundle_path: str) -> dict[str, str]:
+def _lock_hashes(lock: Lock, bundle_path: str) -> dict[str, str]:
     paths = ProjectPaths()
     wanted = {
         "data": paths.raw_data.as_posix(),
         "model": paths.model.as_posix(),
         "bundle": bundle_path,
     }
-    found = {
-        out["path"]: out.get("md5", "")
-        for stage in lock.get("stages", {}).values()
-        for out in stage.get("outs", [])
-    }
+    found = lock.output_md5s()
     return {name: found[path] for name, path in wanted.items() if path in found}
 
 
 def collect(root: Path, rev: str | None, workdir: Path) -> PipelineResults:
     """Results at `rev` (read through git and DVC) or, without one, in the workspace."""
-    art = artifact(root)
+    art = model_artifact(root)
     paths = ProjectPaths()
     if rev is None:
         commit = git(root, "rev-parse", "HEAD").strip()
@@ -134,7 +130,7 @@ def collect(root: Path, rev: str | None, workdir: Path) -> PipelineResults:
         },
         metrics=_numbers(flatten(metrics)),
         cv_metrics=_numbers(flatten(train.get("cv", {}), "cv")),
-        hashes=_lock_hashes(yaml.safe_load(lock_text) or {}, art.path),
+        hashes=_lock_hashes(parse_lock(lock_text), art.path),
         experiment=experiment,
         bundle=bundle,
         figures=figures,

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlcd.ci_variables import IMAGE_REPO_VARIABLE
+from mlcd.dvcfiles import model_artifact
 from mlcd.errors import VersionError
 from mlcd.git import short
 from mlcd.versions import registry
-from mlcd.versions.releases import artifact, require_pushed
+from mlcd.versions.releases import require_pushed
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def promote(
     verify_data: bool = False,
 ) -> Promotion:
     """Write the stage tag once every check passed; a refused write leaves no tag behind (registry.py)."""
-    art = artifact(root)
+    art = model_artifact(root)
     allowed = registry.stages(root)
     if stage not in allowed:
         raise VersionError(
@@ -85,7 +86,7 @@ def promote(
 
 def demote(root: Path, version_text: str, stage: str) -> Promotion:
     """Take `stage` from the version (GTO's unassignment tag); CI deploys nothing for it."""
-    art = artifact(root)
+    art = model_artifact(root)
     found = _registered(root, art.name, version_text, allow_deregistered=True)
     if stage not in found.stages:
         other = registry.in_stage(root, art.name, stage)

@@ -10,22 +10,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from mlcd.bundle import MANIFEST, Manifest
 from mlcd.config import LOCK_FILE, ProjectPaths
+from mlcd.dvcfiles import Artifact, lock_at, model_artifact
 from mlcd.errors import VersionError
-from mlcd.git import git, require_clean, short, show_file
+from mlcd.git import git, require_clean, short
 from mlcd.versions import registry
 
 METRICS_FILE = ProjectPaths().metrics.as_posix()
-PIPELINE_FILE = "dvc.yaml"
-
-
-@dataclass(frozen=True)
-class Artifact:
-    name: str  # GTO's name: `model`, or `dir:model` for a dvc.yaml in a subdirectory
-    path: str
 
 
 @dataclass
@@ -41,31 +33,6 @@ class VersionInfo:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def require_project(root: Path) -> None:
-    """A clear error, not a traceback, when run outside the project's root."""
-    if (root / PIPELINE_FILE).is_file():
-        return
-    here = root.resolve()
-    above = next((p for p in here.parents if (p / PIPELINE_FILE).is_file()), None)
-    hint = (
-        f"run it in {above} or pass --repo {above}"
-        if above
-        else "run it in the project's root or pass --repo"
-    )
-    raise VersionError(f"{here} is not an mlcd project (it has no {PIPELINE_FILE}): {hint}")
-
-
-def artifact(root: Path) -> Artifact:
-    require_project(root)
-    pipeline = yaml.safe_load((root / PIPELINE_FILE).read_text(encoding="utf-8")) or {}
-    artifacts = pipeline.get("artifacts") or {}
-    models = [(name, spec) for name, spec in artifacts.items() if spec.get("type") == "model"]
-    if len(models) != 1:
-        raise VersionError("dvc.yaml must declare exactly one artifact of type model under `artifacts:`")
-    name, spec = models[0]
-    return Artifact(name, spec["path"])
 
 
 def metrics_at(root: Path, commit: str) -> dict[str, Any]:
@@ -93,7 +60,7 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
 
     `include_all` adds deregistered versions and the untagged commits that changed dvc.lock.
     """
-    art = artifact(root)
+    art = model_artifact(root)
     found = registry.list_registered(root, art.name, include_deregistered=include_all)
     rows = [
         _info(root, art, v.commit, v.created_at, v.version, v.tag, list(v.stages), v.registered)
@@ -113,7 +80,7 @@ def list_versions(root: Path, include_all: bool = False) -> list[VersionInfo]:
 
 def shared_commit_warnings(root: Path) -> list[str]:
     """One line per commit that carries two versions (GTO refuses a stage on it), naming the fix."""
-    return registry.shared_commit_fix(root, artifact(root).name)
+    return registry.shared_commit_fix(root, model_artifact(root).name)
 
 
 def _info(
@@ -153,12 +120,12 @@ def require_pushed(root: Path, commit: str, verify_data: bool = False) -> int:
     """
     from mlcd.versions.remote_check import require_good_remote
 
-    return require_good_remote(root, commit, None if verify_data else {artifact(root).path})
+    return require_good_remote(root, commit, None if verify_data else {model_artifact(root).path})
 
 
 def registration(root: Path, tag: str) -> registry.TagEvent:
     """The registration a tag makes, or an error saying the expected form."""
-    art = artifact(root)
+    art = model_artifact(root)
     events = [e for e in registry.tag_events(root, tag) if e.action == "registration"]
     if not events or events[0].artifact != art.name:
         raise VersionError(
@@ -169,7 +136,7 @@ def registration(root: Path, tag: str) -> registry.TagEvent:
 
 def create_release(root: Path, version_text: str, verify_data: bool = False) -> VersionInfo:
     """Register HEAD as a version after checking it is clean, reproduced and pushed."""
-    art = artifact(root)
+    art = model_artifact(root)
     version = registry.valid_version(version_text)
     require_clean(root)
     head = git(root, "rev-parse", "HEAD").strip()
@@ -201,16 +168,8 @@ def create_release(root: Path, version_text: str, verify_data: bool = False) -> 
 
 def bundle_md5(root: Path, commit: str, art: Artifact) -> str | None:
     """The bundle directory's DVC hash in the commit's dvc.lock."""
-    lock = yaml.safe_load(show_file(root, commit, LOCK_FILE) or "{}")
-    return next(
-        (
-            o["md5"]
-            for s in lock.get("stages", {}).values()
-            for o in s.get("outs", [])
-            if o["path"] == art.path
-        ),
-        None,
-    )
+    lock = lock_at(root, commit)
+    return None if lock is None else lock.output_md5(art.path)
 
 
 def release_message(art: Artifact, info: VersionInfo, root: Path, commit: str) -> str:

@@ -14,12 +14,12 @@ from pathlib import Path
 
 from mlcd.bundle import Manifest, verify_bundle
 from mlcd.console import warn
+from mlcd.dvcfiles import Artifact, model_artifact
 from mlcd.errors import MlcdError, VersionError
 from mlcd.files import atomic_dir
 from mlcd.git import git, remove_stale_index_lock, require_clean, resolve_commit, short
 from mlcd.versions import registry
 from mlcd.versions.interrupted import IN_PROGRESS, Interrupted, interrupted
-from mlcd.versions.releases import Artifact, artifact
 from mlcd.versions.verified import verify_objects
 
 
@@ -59,7 +59,7 @@ def resolve(root: Path, ref: str) -> Target:
 
 
 def _resolve(root: Path, ref: str) -> Target:
-    art = artifact(root)
+    art = model_artifact(root)
 
     @functools.cache
     def active() -> list[registry.RegisteredVersion]:  # read the registry once, and only if needed
@@ -203,7 +203,7 @@ def restore_workspace(root: Path, ref: str) -> Restored:
     origin = pending.previous if pending else previous
     try:
         _checkout_outputs(root)
-        bundle = root / artifact(root).path
+        bundle = root / model_artifact(root).path
         manifest = verify_bundle(bundle)
     except MlcdError as exc:
         raise type(exc)(f"{exc.message} ({way_back(origin)})", exc.problems) from None
@@ -230,7 +230,7 @@ def restore_to(root: Path, ref: str, out: Path) -> Restored:
     if out.is_dir() and any(out.iterdir()):
         raise VersionError(f"--out {out} is not empty; choose a new directory so nothing is overwritten")
     target = resolve(root, ref)
-    art = artifact(root)
+    art = model_artifact(root)
     verified = verify_objects(root, target.commit, target.label, only=art.path)
     prefix = f"{art.path}/"
     with atomic_dir(out) as staging:

@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from dvc.repo import Repo as DvcRepo
 from dvc_data.index.index import DataIndexError
 
 from mlcd.config import LOCK_FILE
+from mlcd.dvcfiles import cached_outputs_at
 from mlcd.errors import VersionError
-from mlcd.git import first_commit_containing, show_file
+from mlcd.git import first_commit_containing
 
 # What reading a committed output through DVCFileSystem raises when no cache or remote here
 # holds it: OSError for a file, DataIndexError (not an OSError) for a directory whose .dir
@@ -33,24 +33,6 @@ class StoredObject:
     output_md5: str
     in_cache: bool
     in_remote: bool
-
-
-def cached_outputs(lock: dict[str, Any], pipeline: dict[str, Any]) -> dict[str, str]:
-    """{output path: md5} for outputs dvc caches; `cache: false` ones live in git."""
-    uncached = set()
-    for stage in pipeline.get("stages", {}).values():
-        for kind in ("outs", "metrics", "plots"):
-            for entry in stage.get(kind, []):
-                if isinstance(entry, dict):
-                    name, options = next(iter(entry.items()))
-                    if options and options.get("cache") is False:
-                        uncached.add(name)
-    return {
-        out["path"]: out["md5"]
-        for stage in lock.get("stages", {}).values()
-        for out in stage.get("outs", [])
-        if out["path"] not in uncached
-    }
 
 
 class ObjectStores:
@@ -92,11 +74,9 @@ def copy_out(fs: Any, path: str, target: Path) -> None:
 
 
 def outputs_at(root: Path, commit: str, only: str | None = None) -> dict[str, str]:
-    lock_text = show_file(root, commit, LOCK_FILE)
-    pipeline_text = show_file(root, commit, "dvc.yaml")
-    if lock_text is None or pipeline_text is None:
+    outputs = cached_outputs_at(root, commit)
+    if outputs is None:
         raise VersionError(f"commit {commit[:8]} has no dvc.yaml/dvc.lock: it holds no pipeline outputs")
-    outputs = cached_outputs(yaml.safe_load(lock_text), yaml.safe_load(pipeline_text))
     if only is not None:
         outputs = {path: md5 for path, md5 in outputs.items() if path == only}
     return outputs
