@@ -16,7 +16,6 @@ import yaml
 
 from mlcd.config import parse_params
 from mlcd.errors import ConfigError
-from mlcd.files import write_bytes
 
 _INDENT = 2  # params.yaml nests by two spaces
 
@@ -73,7 +72,3 @@ def checked_edit(path: Path, values: dict[str, Any]) -> str:
     new_text = set_values(path.read_text(encoding="utf-8"), values)
     parse_params(yaml.safe_load(new_text), origin=str(path))
     return new_text
-
-
-def update_params_file(path: Path, values: dict[str, Any]) -> None:
-    write_bytes(path, checked_edit(path, values).encode("utf-8"))

@@ -90,7 +90,8 @@ def test_cross_validation_scores_are_recorded(project):
     cv = read_json(paths.train_metrics)["cv"]
     assert cv["folds"] == 4
     assert 0.9 < cv["roc_auc"]["mean"] <= 1.0
-    assert cv["accuracy"]["std"] >= 0
+    # Four folds of one model differ a little, never a lot (a NaN fails both).
+    assert 0 < cv["accuracy"]["std"] < 0.05
 
 
 def test_parity_failure_writes_no_bundle(project):

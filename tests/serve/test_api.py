@@ -34,14 +34,14 @@ def client(bundle):
 
 
 @pytest.fixture(scope="module")
-def test_records(built_project):
+def held_out_records(built_project):
     frame = pd.read_parquet(built_project / "data" / "processed" / "test.parquet")
     return frame.drop(columns="diagnosis").to_dict(orient="records")
 
 
 @pytest.fixture
-def record(test_records):
-    return dict(test_records[0])
+def record(held_out_records):
+    return dict(held_out_records[0])
 
 
 def post(client, body, content_type="application/json"):
@@ -49,13 +49,13 @@ def post(client, body, content_type="application/json"):
     return client.post("/predict", content=data, headers={"content-type": content_type})
 
 
-def test_predictions_equal_in_process_onnx(client, bundle, test_records):
-    response = post(client, test_records)
+def test_predictions_equal_in_process_onnx(client, bundle, held_out_records):
+    response = post(client, held_out_records)
     assert response.status_code == 200
     body = response.json()
     session = ort.InferenceSession(str(bundle / "model.onnx"))
     names = [f["name"] for f in json.loads((bundle / "schema.json").read_text())["features"]]
-    feeds = {"features": np.array([[r[n] for n in names] for r in test_records], dtype=np.float32)}
+    feeds = {"features": np.array([[r[n] for n in names] for r in held_out_records], dtype=np.float32)}
     labels, proba = session.run(None, feeds)
     assert body["labels"] == labels.tolist()
     got = np.array([[p["benign"], p["malignant"]] for p in body["probabilities"]])

@@ -79,7 +79,7 @@ def client(bundle):
 
 
 @pytest.fixture(scope="module")
-def test_frame(wine_project) -> pd.DataFrame:
+def held_out_frame(wine_project) -> pd.DataFrame:
     return pd.read_parquet(wine_project[0] / "data" / "processed" / "test.parquet")
 
 
@@ -109,16 +109,16 @@ def sklearn_model(project: Path):
     return load_model(project / "models" / "model.skops")
 
 
-def test_every_label_is_the_name_of_its_largest_probability(wine_project, bundle, client, test_frame):
+def test_every_label_is_the_name_of_its_largest_probability(wine_project, bundle, client, held_out_frame):
     schema = json.loads((bundle / "schema.json").read_text())
     assert schema["target"]["classes"] == ["grignolino", "barolo", "barbera"]
     assert schema["classes"] == ["barbera", "barolo", "grignolino"]  # the model's column order
-    answer = predict(client, as_sent(test_frame))
+    answer = predict(client, as_sent(held_out_frame))
     for label, probabilities in zip(answer["labels"], answer["probabilities"], strict=True):
         assert label == max(probabilities, key=probabilities.get)
     model = sklearn_model(wine_project[0])
-    features = test_frame.drop(columns=TARGET).astype(
-        {n: "float32" for n in test_frame if n not in (REGION, TARGET)}
+    features = held_out_frame.drop(columns=TARGET).astype(
+        {n: "float32" for n in held_out_frame if n not in (REGION, TARGET)}
     )
     assert answer["labels"] == [str(v) for v in model.predict(features)]
     expected = model.predict_proba(features)
@@ -126,10 +126,12 @@ def test_every_label_is_the_name_of_its_largest_probability(wine_project, bundle
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
-def test_null_omitted_and_nan_are_one_missing_value_imputed_as_in_training(wine_project, client, test_frame):
+def test_null_omitted_and_nan_are_one_missing_value_imputed_as_in_training(
+    wine_project, client, held_out_frame
+):
     from mlcd.data.split import MISSING_CATEGORY
 
-    record = as_sent(test_frame)[0]
+    record = as_sent(held_out_frame)[0]
     record[GAPPY], record[REGION] = None, None
     omitted = {k: v for k, v in record.items() if k not in (GAPPY, REGION)}
     with_nan = json.dumps(record).replace("null", "NaN")
@@ -147,8 +149,8 @@ def test_null_omitted_and_nan_are_one_missing_value_imputed_as_in_training(wine_
         assert probability == pytest.approx(expected[name], abs=1e-5)
 
 
-def test_a_feature_that_may_not_be_missing_answers_422_naming_it(client, test_frame):
-    record = as_sent(test_frame)[0]
+def test_a_feature_that_may_not_be_missing_answers_422_naming_it(client, held_out_frame):
+    record = as_sent(held_out_frame)[0]
     for body, message in (
         ({**record, SLASHED: None}, "may not be null"),
         ({k: v for k, v in record.items() if k != SLASHED}, "field required"),
@@ -211,13 +213,13 @@ def test_class_names_that_do_not_fit_the_model_refuse_to_serve_and_to_package(bu
         refuse_unservable(swapped)
 
 
-def test_unseen_categories_are_counted_per_feature_and_gaps_are_not(client, test_frame):
+def test_unseen_categories_are_counted_per_feature_and_gaps_are_not(client, held_out_frame):
     from prometheus_client import REGISTRY
 
     def unseen() -> float:
         return REGISTRY.get_sample_value("mlcd_unseen_categories_total", {"feature": REGION}) or 0.0
 
-    record = as_sent(test_frame)[0]
+    record = as_sent(held_out_frame)[0]
     before = unseen()
     predict(client, [{**record, REGION: "east"}, {**record, REGION: "west"}, {**record, REGION: "north"}])
     assert unseen() == before + 2
@@ -227,11 +229,11 @@ def test_unseen_categories_are_counted_per_feature_and_gaps_are_not(client, test
     assert f'mlcd_unseen_categories_total{{feature="{REGION}"}}' in exposed
 
 
-def test_mlflow_and_v2_bodies_with_gaps_and_text_equal_predict(client, test_frame):
+def test_mlflow_and_v2_bodies_with_gaps_and_text_equal_predict(client, held_out_frame):
     """Gaps as MLflow's serializer writes them (NaN, None) and as v2 BYTES; text features as strings."""
     from mlflow.models import convert_input_example_to_serving_input
 
-    sent = as_sent(test_frame)
+    sent = as_sent(held_out_frame)
     expected = predict(client, sent)
     frame = pd.DataFrame(sent)
     body = convert_input_example_to_serving_input(frame)
@@ -257,7 +259,7 @@ def test_mlflow_and_v2_bodies_with_gaps_and_text_equal_predict(client, test_fram
     assert outputs["label"]["data"] == expected["labels"]
 
 
-def test_the_mlflow_signature_follows_the_schema_with_text_and_gaps(bundle, test_frame):
+def test_the_mlflow_signature_follows_the_schema_with_text_and_gaps(bundle, held_out_frame):
     """The signature `mlcd mlflow log` gives the model: a text feature with gaps is an optional string,
     a numeric one with gaps an optional double, the rest required doubles; named as clients send them."""
     from mlflow.models.utils import _enforce_schema
@@ -266,10 +268,10 @@ def test_the_mlflow_signature_follows_the_schema_with_text_and_gaps(bundle, test
 
     inputs = _signature(bundle).inputs
     specs = {spec.name: spec for spec in inputs.inputs}
-    assert list(specs) == [c for c in test_frame.columns if c != TARGET]
+    assert list(specs) == [c for c in held_out_frame.columns if c != TARGET]
     assert (specs[REGION].type.name, specs[REGION].required) == ("string", False)
     assert (specs[GAPPY].type.name, specs[GAPPY].required) == ("double", False)
     assert all(s.type.name == "double" and s.required for n, s in specs.items() if n not in (REGION, GAPPY))
     # MLflow's own input check accepts the test rows as a client sends them (gaps as missing values).
-    enforced = _enforce_schema(pd.DataFrame(as_sent(test_frame)), inputs)
-    assert len(enforced) == len(test_frame)
+    enforced = _enforce_schema(pd.DataFrame(as_sent(held_out_frame)), inputs)
+    assert len(enforced) == len(held_out_frame)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mlcd.errors import ConfigError
-from mlcd.params_edit import set_values, update_params_file
+from mlcd.params_edit import checked_edit, set_values
 
 from ..helpers import PROJECT_ROOT
 
@@ -51,5 +51,5 @@ def test_a_result_that_does_not_validate_leaves_the_file_alone(tmp_path):
     original = (PROJECT_ROOT / "params.yaml").read_text()
     path.write_text(original)
     with pytest.raises(ConfigError, match="does not fit task 'regression'"):
-        update_params_file(path, {"train.task": "regression"})  # logistic regression cannot regress
+        checked_edit(path, {"train.task": "regression"})  # logistic regression cannot regress
     assert path.read_text() == original

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from mlcd.config import LOCK_FILE, PARAMS_FILE, ProjectPaths
+from mlcd.config import LOCK_FILE, PARAMS_FILE, ProjectPaths, flatten
 from mlcd.dvcfiles import Lock, model_artifact, parse_lock
 from mlcd.errors import VersionError
 from mlcd.git import git, resolve_commit, show_file
@@ -39,16 +39,6 @@ class PipelineResults:
     bundle: Path
     figures: list[Path] = field(default_factory=list)
     report: Path | None = None
-
-
-def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    """{"train": {"C": 1}} -> {"train.C": 1}; lists stay whole (MLflow params are strings)."""
-    if not isinstance(value, dict):
-        return {prefix: value}
-    flat: dict[str, Any] = {}
-    for key, inner in value.items():
-        flat.update(flatten(inner, f"{prefix}.{key}" if prefix else str(key)))
-    return flat
 
 
 def _numbers(values: dict[str, Any]) -> dict[str, float]:
@@ -129,7 +119,7 @@ def collect(root: Path, rev: str | None, workdir: Path) -> PipelineResults:
             k: json.dumps(v) if isinstance(v, list | dict) else str(v) for k, v in flatten(params).items()
         },
         metrics=_numbers(flatten(metrics)),
-        cv_metrics=_numbers(flatten(train.get("cv", {}), "cv")),
+        cv_metrics=_numbers(flatten(train.get("cv", {}), "cv.")),
         hashes=_lock_hashes(parse_lock(lock_text), art.path),
         experiment=experiment,
         bundle=bundle,
