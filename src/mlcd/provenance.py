@@ -10,11 +10,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from mlcd.dvcfiles import lock_at
 from mlcd.errors import ConfigError, GitError
 from mlcd.git import git
+
+# The image sets it (Dockerfile: the commit it was built from).
+COMMIT_ENV = "MLCD_GIT_COMMIT"
+
+
+def serving_commit(root: Path, bundle: Path, given: str | None = None) -> str | None:
+    """The commit /version reports, the one way it is found: `given` (--git-commit), else
+    MLCD_GIT_COMMIT, else HEAD if its dvc.lock records exactly this bundle; None when unknown."""
+    return given or os.environ.get(COMMIT_ENV) or bundle_commit(root, bundle)
 
 
 def bundle_commit(root: Path, bundle: Path) -> str | None:

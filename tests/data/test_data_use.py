@@ -68,7 +68,10 @@ def test_data_use_tracks_infers_and_points_params_at_it(dvc_project, tmp_path):
     ("args", "message"),
     [
         (["--target", "no such column"], "target column 'no such column' not in the data"),
-        (["--target", "churned", "--task", "clustering"], "--task must be classification or regression"),
+        (
+            ["--target", "churned", "--task", "clustering"],
+            "'clustering' is not one of 'classification', 'regression'",
+        ),
     ],
 )
 def test_a_refusal_writes_nothing(dvc_project, tmp_path, args, message):
@@ -76,7 +79,7 @@ def test_a_refusal_writes_nothing(dvc_project, tmp_path, args, message):
     before = snapshot(dvc_project)
     result = runner.invoke(app, ["data", "use", str(source), *args])
     assert result.exit_code == 2, result.output
-    assert message in result.output
+    assert message in " ".join(result.output.replace("│", " ").split())  # rich wraps its box's lines
     assert snapshot(dvc_project) == before
 
 

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from mlcd import errors
@@ -123,3 +124,46 @@ def test_undeploy_of_a_kubernetes_environment_says_how_instead(monkeypatch, tmp_
     result = runner.invoke(app, ["undeploy", "--environment", "staging", "--backend", "kubernetes"])
     assert result.exit_code == 2
     assert "kubectl delete namespace mlcd-staging" in result.output
+
+
+def test_task_is_a_choice_typer_checks(tmp_path):
+    result = runner.invoke(
+        app, ["data", "use", str(tmp_path / "t.csv"), "--target", "y", "--task", "ranking"]
+    )
+    assert result.exit_code == 2
+    said = " ".join(result.output.replace("│", " ").split())  # rich wraps the box's lines
+    assert "'ranking' is not one of 'classification', 'regression'" in said
+    assert "Traceback" not in result.output
+
+
+def test_the_project_is_named_one_way_and_params_are_read_from_it(tmp_path):
+    (tmp_path / "params.yaml").write_text((PROJECT_ROOT / "params.yaml").read_text())
+    (tmp_path / "dvc.yaml").write_text((PROJECT_ROOT / "dvc.yaml").read_text())
+    shown = runner.invoke(app, ["params", "--repo", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert "estimator: logistic_regression" in shown.output
+    (tmp_path / "params.yaml").write_text("train: {estimator: svm}\n")
+    refused = runner.invoke(app, ["params", "--repo", str(tmp_path)])
+    assert refused.exit_code == 2 and "train.estimator" in refused.output
+
+
+def _commands(group, prefix="mlcd"):
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from _commands(command, f"{prefix} {name}")
+        else:
+            yield f"{prefix} {name}", command
+
+
+def test_every_command_on_a_project_takes_it_as_repo():
+    # rollback and undeploy act on an environment's recorded state, not on a project.
+    without = {"mlcd rollback", "mlcd undeploy"}
+    for name, command in _commands(typer.main.get_command(app)):
+        has_repo = "repo" in {param.name for param in command.params}
+        assert has_repo or name in without, f"{name} has no --repo"
+
+
+def test_every_command_module_stays_small():
+    package = PROJECT_ROOT / "src" / "mlcd" / "cli"
+    sizes = {path.name: len(path.read_text().splitlines()) for path in package.glob("*.py")}
+    assert max(sizes.values()) < 300, sizes

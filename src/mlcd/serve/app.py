@@ -45,7 +45,6 @@ OFFLOAD_BYTES = 64 * 1024
 OFFLOAD_THREADS = 2
 RETRY_AFTER_SECONDS = 1
 TOKEN_ENV = "MLCD_API_TOKEN"
-COMMIT_ENV = "MLCD_GIT_COMMIT"
 
 
 @dataclass(frozen=True)
@@ -57,10 +56,9 @@ class ServeSettings:
     # Bytes of request bodies being read or worked on at once, per process; past it, 503 with
     # Retry-After. It bounds memory under a flood of large requests (README: "Limits").
     max_inflight_bytes: int = 16 * 1024 * 1024
-    # The commit the bundle was built from: `mlcd serve` finds it (flag, env, or HEAD when
-    # dvc.lock there records this bundle); the image sets MLCD_GIT_COMMIT. Not in the manifest:
+    # The commit the bundle was built from (provenance.serving_commit finds it). Not in the manifest:
     # a DVC output must depend only on its declared inputs, or every commit would change it.
-    git_commit: str | None = field(default_factory=lambda: os.environ.get(COMMIT_ENV) or None)
+    git_commit: str | None = None
     # /predict, /version, /v2 and /invocations need "Authorization: Bearer <token>" when set.
     api_token: str | None = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None)
     # Swagger UI at /docs loads its scripts from a public CDN, so it is off unless asked for.

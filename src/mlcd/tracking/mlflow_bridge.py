@@ -252,7 +252,11 @@ def sync(root: Path) -> list[str]:
     return done
 
 
-def mirror(step: Callable[[], str]) -> tuple[bool, str] | None:
+# A mirroring step's outcome: None when MLflow is not set up, else (done, what happened).
+Mirrored = tuple[bool, str] | None
+
+
+def mirror(step: Callable[[], str]) -> Mirrored:
     """Run one registry-mirroring step when MLFLOW_TRACKING_URI is set: (done, what happened).
 
     Never raises: git is the registry, so a down or refusing MLflow (or a missing `mlflow` extra)
@@ -269,3 +273,15 @@ def mirror(step: Callable[[], str]) -> tuple[bool, str] | None:
         return False, f"MLflow not updated: {exc}; {later}"
     except Exception as exc:  # the mirror must never take the release down with it
         return False, f"MLflow not updated: {type(exc).__name__}: {exc}; {later}"
+
+
+def mirror_registration(root: Path, tag: str, version: str, commit: str, model_hash: str | None) -> Mirrored:
+    """After `mlcd release`: the new version as an MLflow model version (when MLflow is set up)."""
+    return mirror(
+        lambda: "MLflow: registered as version " + register_version(root, tag, version, commit, model_hash)
+    )
+
+
+def mirror_stage(root: Path, stage: str, holder: str | None) -> Mirrored:
+    """After `mlcd promote`: MLflow's alias follows the stage to whichever version holds it now."""
+    return mirror(lambda: "MLflow: " + set_stage_alias(root, stage, holder))

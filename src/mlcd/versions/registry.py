@@ -268,3 +268,17 @@ def unassign(root: Path, artifact: str, version: str, stage: str, message: str) 
     return _write_tag(
         root, artifact, doing, api.unassign, name=artifact, version=version, stage=stage, message=message
     )
+
+
+def shortcut(ref: str) -> Any:
+    """GTO's reading of a shortcut (`<artifact>#<stage>`, `<artifact>@<version>`, `@latest`), as
+    gto.constants.Shortcut; None when `ref` is none (a bare version, a stage, a commit) or names a
+    stage GTO would refuse."""
+    from gto.constants import parse_shortcut
+    from gto.exceptions import ValidationError
+
+    try:
+        found = parse_shortcut(ref)  # type: ignore[no-untyped-call]
+    except ValidationError:
+        return None
+    return found if found.shortcut else None

@@ -70,14 +70,19 @@ def _resolve(root: Path, ref: str) -> Target:
         version = next((e.version for e in events if e.version and e.artifact == art.name), None)
         if version is not None:
             return _version_target(registry.find_version(root, art.name, version), art, version, via=ref)
-    name, sep, stage = ref.partition("#")  # GTO's shortcut <artifact>#<stage>
-    if sep and name == art.name:
-        return _stage_target(active(), art, stage)
-    if ref in (f"{art.name}@latest", f"{art.name}@greatest"):
-        if not active():
-            raise VersionError(f"{art.name} has no registered version yet: `mlcd release 0.1.0` makes one")
-        return _version_target(active()[0], art, active()[0].version, via=ref)
-    text = ref.removeprefix(f"{art.name}@")
+    wanted = registry.shortcut(ref)  # GTO's own grammar: <artifact>#<stage>, <artifact>@<version|latest>
+    if wanted is not None and wanted.name == art.name:
+        if wanted.stage is not None:
+            return _stage_target(active(), art, wanted.stage)
+        if wanted.latest:
+            if not active():
+                raise VersionError(
+                    f"{art.name} has no registered version yet: `mlcd release 0.1.0` makes one"
+                )
+            return _version_target(active()[0], art, active()[0].version, via=ref)
+    # A bare version (1.4.0), or GTO's <artifact>@v<semver>, which GTO's grammar reads as a version too.
+    text = wanted.version if wanted is not None and wanted.version else ref
+    text = text.removeprefix(f"{art.name}@")
     try:
         version = registry.valid_version(text)
     except VersionError:
