@@ -228,3 +228,16 @@ def test_mlcd_params_names_a_key_a_stage_lists_but_params_yaml_lacks(tmp_path: P
     params["data"]["rows"] = 100
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     assert CliRunner().invoke(app, ["params"]).exit_code == 0
+
+
+def test_the_estimator_list_is_one_list():
+    """EstimatorName is the list; what is said per estimator elsewhere must name exactly those."""
+    from typing import get_args
+
+    from mlcd.config import ESTIMATORS, EstimatorName, TrainParams
+    from mlcd.modeling.package import PARITY_TOLERANCE
+
+    names = set(get_args(EstimatorName))
+    assert {name for fitting in ESTIMATORS.values() for name in fitting} == names
+    assert set(PARITY_TOLERANCE) == names
+    assert names <= set(TrainParams.model_fields), "every estimator has its params section"
