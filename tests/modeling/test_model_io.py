@@ -45,7 +45,7 @@ def test_unreviewed_types_are_refused(tmp_path):
     x, y = load_breast_cancer(return_X_y=True)
     model = make_pipeline(FunctionTransformer(shift), RandomForestClassifier(n_estimators=2)).fit(x, y)
     save_model(model, tmp_path / "m.skops")
-    with pytest.raises(ModelError, match=r"types mlcd does not trust: tests\.unit\.test_model_io\.shift"):
+    with pytest.raises(ModelError, match=r"types mlcd does not trust: tests\.modeling\.test_model_io\.shift"):
         load_model(tmp_path / "m.skops")
 
 
