@@ -353,7 +353,7 @@ class ProjectPaths:
 
     @property
     def external_data(self) -> Path:
-        return self.root / "data" / "external"
+        return self.root / EXTERNAL_DATA
 
     @property
     def raw_data(self) -> Path:

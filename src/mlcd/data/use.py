@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mlcd.config import ESTIMATORS, EXTERNAL_DATA, Params, ProjectPaths, Task
+from mlcd.config import ESTIMATORS, Params, ProjectPaths, Task
 from mlcd.data.advice import data_warnings
 from mlcd.data.schema import DatasetSchema, describe_task, infer_schema, schema_to_yaml
 from mlcd.data.sources import read_source_file
@@ -40,7 +40,7 @@ class DataSwitch:
 
 def _source_in_project(file: Path, paths: ProjectPaths) -> Path:
     """The file under data/external/: itself if already there, else where a copy will go."""
-    external = paths.root / EXTERNAL_DATA
+    external = paths.external_data
     resolved = file.resolve()
     if resolved.is_relative_to(external.resolve()):
         return resolved

@@ -27,7 +27,6 @@ class Promotion:
     stage: str
     commit: str
     image: str | None  # None when the image check was skipped
-    demoted: bool
     holder: str | None  # the registration tag of the version the stage holds now (GTO's view), if any
     already: bool = False  # the version held the stage before: nothing was written
 
@@ -55,7 +54,7 @@ def promote(
         )
     found = _registered(root, art.name, version_text)
     if stage in found.stages:  # promoting again is not an error: the outcome the caller wants holds
-        return Promotion("", found.version, stage, found.commit, None, False, found.tag, already=True)
+        return Promotion("", found.version, stage, found.commit, None, found.tag, already=True)
     if any(shared.commit == found.commit for shared in registry.shared_commits(root, art.name)):
         raise VersionError(
             f"cannot promote {found.tag}: its commit carries another version too, and a stage tag on it "
@@ -81,7 +80,7 @@ def promote(
             )
     message = f"Promote {art.name} {found.version} to {stage}" + (f" (image {image})" if image else "")
     tag = registry.assign(root, art.name, found.version, stage, message)
-    return Promotion(tag, found.version, stage, found.commit, image, demoted=False, holder=found.tag)
+    return Promotion(tag, found.version, stage, found.commit, image, holder=found.tag)
 
 
 def demote(root: Path, version_text: str, stage: str) -> Promotion:
@@ -96,9 +95,7 @@ def demote(root: Path, version_text: str, stage: str) -> Promotion:
         root, art.name, found.version, stage, f"Demote {art.name} {found.version} from {stage}"
     )
     current = registry.in_stage(root, art.name, stage)  # GTO: the stage falls back to an earlier holder
-    return Promotion(
-        tag, found.version, stage, found.commit, None, demoted=True, holder=current.tag if current else None
-    )
+    return Promotion(tag, found.version, stage, found.commit, None, holder=current.tag if current else None)
 
 
 def _registered(
