@@ -84,7 +84,7 @@ def test_the_logged_onnx_model_gives_the_bundles_answers(repo, server, client):
     mlflow.set_tracking_uri(server.url)
     proto = mlflow.onnx.load_model(run.data.tags["mlcd.model_uri"])
     bundle = BundleModel(repo.path / "models" / "bundle")
-    batch = to_batch(bundle.examples["records"], bundle.layout, max_batch=1000)
+    batch = to_batch(bundle.examples.records, bundle.layout, max_batch=1000)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
     labels, probabilities = session.run(None, bundle.feeds(batch.numbers, batch.texts))
     expected = bundle.predict(batch.numbers, batch.texts)
