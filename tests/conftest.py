@@ -15,11 +15,10 @@ from .helpers import Repo, clone_repo, copy_params_and_data, new_repo, run_pipel
 # Markers and fixtures that make a test slow: kept out of the fast tier (`-m "not slow"`).
 SLOW_MARKERS = {"e2e", "image", "ci", "needs_podman", "needs_node", "needs_kubectl", "needs_promtool"}
 SLOW_FIXTURES = {"reproduced_repo", "repo_copy"}
-# Tests that install or drive machine-wide tools (apt-get, podman and its images, npm's
-# gitlab-ci-local, the MLflow server's venv, Chromium, nginx, Prometheus): with pytest-xdist they
-# all run in one process, one after another, so two never race for the same tool.
-MACHINE_WIDE = {"ci", "deploy", "image", "monitoring"}
-MACHINE_WIDE_MODULES = {"test_mlflow.py", "test_plots_page.py"}
+# With pytest-xdist (README "Development"), tests that drive podman (its images, the local base
+# images, containers and nginx colours on this host) run in one process, one after another; the
+# installs other tests share (apt, npm's tools, the MLflow venv) take tests/system.machine_lock.
+PODMAN_MARKERS = {"image", "needs_podman"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -28,9 +27,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if marked & SLOW_MARKERS or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        where = item.path.relative_to(Path(__file__).parent).parts
-        if where[0] in MACHINE_WIDE or where[-1] in MACHINE_WIDE_MODULES:
-            item.add_marker(pytest.mark.xdist_group("machine"))
+        if marked & PODMAN_MARKERS:
+            item.add_marker(pytest.mark.xdist_group("podman"))
 
 
 @pytest.fixture(scope="session")

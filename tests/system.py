@@ -6,22 +6,40 @@ belongs here and in .ci/setup. Each installer is a no-op when the programs are p
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 from mlcd.container.podman import TOOLS as PODMAN_TOOLS
 from mlcd.system import find_program
+
+
+@contextmanager
+def machine_lock(name: str) -> Iterator[None]:
+    """Held by one test process at a time (pytest-xdist runs two): around an install into a place
+    every process shares (apt's dpkg, .ci/tools' npm packages, the MLflow venv)."""
+    path = Path(tempfile.gettempdir()) / f"mlcd-tests-{name}.lock"
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def apt_install(*packages: str, programs: tuple[str, ...]) -> None:
     """Install `packages` unless every one of `programs` is already found."""
     if all(find_program(program) for program in programs):
         return
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
-        done = subprocess.run(args, capture_output=True, text=True, env=env)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
+    with machine_lock("apt"):
+        if all(find_program(program) for program in programs):  # the other process installed them
+            return
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        for args in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", *packages]):
+            done = subprocess.run(args, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(args)} failed: {done.stderr.strip()[-2000:]}")
 
 
 def install_podman() -> None:

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from ..helpers import PROJECT_ROOT
-from ..system import apt_install
+from ..system import apt_install, machine_lock
 
 TOOLS_DIR = PROJECT_ROOT / ".ci" / "tools"
 GITLAB_CI_LOCAL = TOOLS_DIR / "node_modules" / ".bin" / "gitlab-ci-local"
@@ -54,9 +54,12 @@ def chromium() -> Path:
 
 def _npm_tools() -> None:
     installed = [GITLAB_CI_LOCAL, GROOVY_LINT, *VEGA_SCRIPTS.values()]
-    if not all(path.exists() for path in installed):
-        apt_install("nodejs", "npm", programs=("node", "npm"))
-        _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS_DIR)
+    if all(path.exists() for path in installed):
+        return
+    apt_install("nodejs", "npm", programs=("node", "npm"))
+    with machine_lock("npm"):
+        if not all(path.exists() for path in installed):
+            _run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=TOOLS_DIR)
 
 
 def docker_registry() -> Path:

@@ -15,6 +15,7 @@ from pathlib import Path
 from mlcd.http_client import free_port
 
 from ..helpers import PROJECT_ROOT, start_service
+from ..system import machine_lock
 
 VENV = PROJECT_ROOT / ".ci" / "tools" / "mlflow-venv"
 
@@ -23,13 +24,14 @@ def mlflow_venv() -> Path:
     """The server's venv, with the full mlflow of the same version as the client's mlflow-skinny."""
     wanted = version("mlflow-skinny")
     marker = VENV / f".mlflow-{wanted}"
-    if not marker.exists():
-        subprocess.run(["uv", "venv", "-q", "--clear", str(VENV), "-p", sys.executable], check=True)
-        subprocess.run(
-            ["uv", "pip", "install", "-q", "--python", str(VENV / "bin" / "python"), f"mlflow=={wanted}"],
-            check=True,
-        )
-        marker.touch()
+    with machine_lock("mlflow-venv"):  # the other test process may be making it right now
+        if not marker.exists():
+            subprocess.run(["uv", "venv", "-q", "--clear", str(VENV), "-p", sys.executable], check=True)
+            subprocess.run(
+                ["uv", "pip", "install", "-q", "--python", str(VENV / "bin" / "python"), f"mlflow=={wanted}"],
+                check=True,
+            )
+            marker.touch()
     return VENV
 
 
