@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcd.bundle import MODEL_FILE
 from mlcd.errors import MlcdError, TrackingError
 from mlcd.tracking.results import PipelineResults, collect
 
@@ -146,7 +147,7 @@ def _log(mlflow: Any, results: PipelineResults, experiment: str) -> LoggedRun:
     # MLflow prints "View run ..." links on stdout; mlcd's stdout is for data (--json), so they go to stderr.
     with contextlib.redirect_stdout(sys.stderr), mlflow_module.start_run(run_id=run_id):
         info = mlflow_module.onnx.log_model(
-            onnx.load(results.bundle / "model.onnx"),
+            onnx.load(results.bundle / MODEL_FILE),
             name=MODEL_ARTIFACT,
             signature=_signature(results.bundle),
             save_as_external_data=False,  # one file, like the bundle's

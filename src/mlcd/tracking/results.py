@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from mlcd.bundle import MANIFEST
 from mlcd.config import LOCK_FILE, PARAMS_FILE, ProjectPaths, flatten
 from mlcd.dvcfiles import Lock, model_artifact, parse_lock
 from mlcd.errors import VersionError
@@ -105,7 +106,7 @@ def collect(root: Path, rev: str | None, workdir: Path) -> PipelineResults:
         bundle, figures = _dvc_outputs(root, commit, art.path, paths.figures.as_posix(), workdir)
         report = None  # a report is a CI artifact, not a pipeline output: only the workspace has one
     lock_text = read(Path(LOCK_FILE))
-    if lock_text is None or not (bundle / "manifest.json").is_file():
+    if lock_text is None or not (bundle / MANIFEST).is_file():
         where = "the workspace" if rev is None else f"commit {commit[:8]}"
         raise VersionError(f"{where} has no reproduced pipeline (dvc.lock and {art.path}): run `dvc repro`")
     params = yaml.safe_load(read(Path(PARAMS_FILE)) or "{}") or {}
