@@ -18,6 +18,8 @@ SLOW_FIXTURES = {"reproduced_repo", "repo_copy"}
 # With pytest-xdist (README "Development"), tests that drive podman (its images, the local base
 # images, containers and nginx colours on this host) run in one process, one after another; the
 # installs other tests share (apt, npm's tools, the MLflow venv) take tests/system.machine_lock.
+# Every other module stays whole in one process, so its module fixtures (a reproduced repo, a
+# server) are made once.
 PODMAN_MARKERS = {"image", "needs_podman"}
 
 
@@ -27,8 +29,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if marked & SLOW_MARKERS or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        if marked & PODMAN_MARKERS:
-            item.add_marker(pytest.mark.xdist_group("podman"))
+        group = "podman" if marked & PODMAN_MARKERS else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

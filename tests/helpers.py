@@ -171,12 +171,14 @@ def wait_http(url: str, timeout: float = 60, any_answer: bool = True) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
-def start_service(args: list[str], url: str, log: Path, any_answer: bool = True) -> subprocess.Popen[bytes]:
+def start_service(
+    args: list[str], url: str, log: Path, any_answer: bool = True, timeout: float = 60
+) -> subprocess.Popen[bytes]:
     """A server process for a test, its output in `log`; fails with that log if `url` never answers."""
     with log.open("wb") as sink:
         process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
     try:
-        wait_http(url, any_answer=any_answer)
+        wait_http(url, timeout=timeout, any_answer=any_answer)
     except TimeoutError:
         process.kill()
         raise AssertionError(f"{args[0]} did not start:\n{log.read_text(errors='replace')}") from None

@@ -155,4 +155,9 @@ def test_rules_load_and_every_dashboard_query_runs(prometheus):
         for target in panel["targets"]:
             expr = target["expr"].replace("$__rate_interval", "1m").replace("$environment", ".*")
             query(prometheus, expr)  # asserts the query parses and runs
-    assert query(prometheus, dashboard["panels"][0]["targets"][0]["expr"].replace("$environment", ".*"))
+    # The model panel shows data once Prometheus has scraped the API (whichever test ran first).
+    model_panel = dashboard["panels"][0]["targets"][0]["expr"].replace("$environment", ".*")
+    deadline = time.monotonic() + 30
+    while not query(prometheus, model_panel) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert query(prometheus, model_panel)
