@@ -177,8 +177,8 @@ def _load_json(path: Path, what: str) -> Any:
         raise BundleError(f"{path} is not valid JSON ({exc}); {REBUILD}") from None
 
 
-def _written_by(raw: Any) -> str:
-    versions = raw.get("versions") if isinstance(raw, dict) else None
+def _written_by(versions: Any) -> str:
+    """Who wrote a bundle, from its manifest's `versions` (parsed or still raw JSON)."""
     mlcd = versions.get("mlcd") if isinstance(versions, dict) else None
     return f"mlcd {mlcd}" if isinstance(mlcd, str) else "an mlcd that did not record its version"
 
@@ -204,7 +204,7 @@ def read_manifest(bundle: Path) -> Manifest:
     if not path.is_file():
         raise BundleError(f"{bundle} has no {MANIFEST}: it is not a model bundle (run `dvc repro package`)")
     raw = _load_json(path, "it is not a model bundle")
-    written_by = _written_by(raw)
+    written_by = _written_by(raw.get("versions") if isinstance(raw, dict) else None)
     if isinstance(raw, dict) and isinstance(raw.get("format"), int) and raw["format"] > BUNDLE_FORMAT:
         raise BundleError(
             f"{bundle} is bundle format {raw['format']}, written by {written_by}; this mlcd reads "
@@ -247,14 +247,12 @@ def verify_bundle(bundle: Path) -> Manifest:
 def open_bundle(bundle: Path) -> Bundle:
     """The verified bundle with its three JSON files read into their models."""
     manifest = verify_bundle(bundle)
-    written_by = f"mlcd {manifest.versions['mlcd']}" if "mlcd" in manifest.versions else _written_by({})
-    parts = {}
-    for name, model in ((SCHEMA_FILE, BundleSchema), (EXAMPLES_FILE, Examples)):
-        raw = _load_json(bundle / name, REBUILD)
-        parts[name] = _parse(model, raw, bundle / name, written_by)
-    schema, examples = parts[SCHEMA_FILE], parts[EXAMPLES_FILE]
-    assert isinstance(schema, BundleSchema) and isinstance(examples, Examples)
-    return Bundle(bundle, manifest, schema, examples)
+    written_by = _written_by(manifest.versions)
+
+    def read(name: str, model: type[_Model]) -> _Model:
+        return _parse(model, _load_json(bundle / name, REBUILD), bundle / name, written_by)
+
+    return Bundle(bundle, manifest, read(SCHEMA_FILE, BundleSchema), read(EXAMPLES_FILE, Examples))
 
 
 def as_examples(answer: dict[str, Any], classes: list[str]) -> dict[str, Any]:

@@ -8,6 +8,7 @@ mlcd has a default for it; `mlcd params` asks this module so it refuses what `dv
 from __future__ import annotations
 
 import fcntl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -137,25 +138,26 @@ def cached_outputs_at(root: Path, commit: str) -> dict[str, str] | None:
     lock, pipeline_text = lock_at(root, commit), show_file(root, commit, PIPELINE_FILE)
     if lock is None or pipeline_text is None:
         return None
-    uncached = set()
-    for stage in (yaml.safe_load(pipeline_text) or {}).get("stages", {}).values():
+    stages = (yaml.safe_load(pipeline_text) or {}).get("stages") or {}
+    uncached = {path for path, options in _outputs(stages) if options.get("cache") is False}
+    return {path: md5 for path, md5 in lock.output_md5s().items() if path not in uncached}
+
+
+def _outputs(stages: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, options) of every output a stage declares (outs, metrics, plots), as dvc.yaml names it."""
+    for stage in stages.values():
         for kind in OUTPUT_KINDS:
             for entry in stage.get(kind) or []:
                 if isinstance(entry, dict):
                     name, options = next(iter(entry.items()))
-                    if options and options.get("cache") is False:
-                        uncached.add(name)
-    return {path: md5 for path, md5 in lock.output_md5s().items() if path not in uncached}
+                    yield str(name), options or {}
+                else:
+                    yield str(entry), {}
 
 
 def output_paths(root: Path) -> list[Path]:
     """Every path a stage writes (outs, metrics, plots), as dvc.yaml names them."""
-    return [
-        root / (next(iter(entry)) if isinstance(entry, dict) else str(entry))
-        for stage in _stages(root).values()
-        for kind in OUTPUT_KINDS
-        for entry in stage.get(kind) or []
-    ]
+    return [root / path for path, _ in _outputs(_stages(root))]
 
 
 def remove_stale_leftovers(root: Path) -> None:
