@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from .helpers import Repo, clone_repo, copy_params_and_data, new_repo, run_pipeline_in_process
+from .system import built_once
 
 # Markers and fixtures that make a test slow: kept out of the fast tier (`-m "not slow"`).
 SLOW_MARKERS = {"e2e", "image", "ci", "needs_podman", "needs_node", "needs_kubectl", "needs_promtool"}
@@ -23,6 +24,7 @@ SLOW_FIXTURES = {"reproduced_repo", "repo_copy"}
 PODMAN_MARKERS = {"image", "needs_podman"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         marked = {mark.name for mark in item.iter_markers()}
@@ -36,9 +38,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def reproduced_repo(tmp_path_factory: pytest.TempPathFactory) -> Repo:
     """The project reproduced once from scratch; copy it (clone_repo) before changing it."""
-    repo = new_repo(tmp_path_factory.mktemp("reproduced") / "repo")
-    repo.dvc("repro")
-    return repo
+
+    def build(folder: Path) -> Repo:
+        repo = new_repo(folder / "repo")
+        repo.dvc("repro")
+        return repo
+
+    return built_once("reproduced", tmp_path_factory, build)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Setting the test machine up: Debian packages installed with apt-get when a test needs them.
+"""Setting the test machine up: Debian packages installed with apt-get when a test needs them,
+and what the suite's two processes (pytest-xdist) share.
 
 mlcd never installs anything (it names the packages and exits 2); preparing a machine
 belongs here and in .ci/setup. Each installer is a no-op when the programs are present.
@@ -8,11 +9,16 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pickle
+import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
+
+import pytest
 
 from mlcd.container.podman import TOOLS as PODMAN_TOOLS
 from mlcd.system import find_program
@@ -26,6 +32,28 @@ def machine_lock(name: str) -> Iterator[None]:
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         yield
+
+
+T = TypeVar("T")
+
+
+def built_once(name: str, factory: pytest.TempPathFactory, build: Callable[[Path], T]) -> T:
+    """What `build(folder)` returns, built once per test session: under pytest-xdist the first process
+    to ask builds it in a folder of the session's that both processes see, the other waits and gets
+    the same result (pickled). For what tests only read or copy (clone_repo), never change in place."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return build(factory.mktemp(name))
+    shared = factory.getbasetemp().parent / f"built-once-{name}"  # pytest-N/: this session's only
+    result = shared / "result.pickle"
+    with (shared.parent / f"built-once-{name}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        if not result.exists():
+            shutil.rmtree(shared, ignore_errors=True)  # what a failed attempt left
+            shared.mkdir()
+            built = build(shared / "work")
+            result.write_bytes(pickle.dumps(built))
+        loaded: T = pickle.loads(result.read_bytes())
+        return loaded
 
 
 def apt_install(*packages: str, programs: tuple[str, ...]) -> None:

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from ..helpers import Repo, clone_repo, new_repo
+from ..system import built_once
 
 C_VALUES = {"1.0.0": 1.0, "1.1.0": 0.05, "1.2.0": 0.002}
 
@@ -19,24 +20,28 @@ def head(repo: Repo) -> str:
 
 @pytest.fixture(scope="session")
 def released(tmp_path_factory):
-    """Three releases with different regularisation, each pushed; what each bundle held."""
+    """Three releases with different regularisation, each pushed; what each bundle held.
+    Tests clone the repository (`repo`) before changing anything."""
     import json
 
-    repo = new_repo(tmp_path_factory.mktemp("released") / "repo")
-    produced = {}
-    for version, c in C_VALUES.items():
-        repo.set_params(**{"train.logistic_regression.C": c})
-        repo.dvc("repro")
-        repo.commit(f"train with C={c}")
-        repo.dvc("push")
-        repo.mlcd("release", version)
-        bundle = repo.path / "models" / "bundle"
-        produced[version] = {
-            "files": bundle_bytes(bundle),
-            "manifest": json.loads((bundle / "manifest.json").read_text()),
-            "commit": head(repo),
-        }
-    return repo, produced
+    def build(folder):
+        repo = new_repo(folder / "repo")
+        produced = {}
+        for version, c in C_VALUES.items():
+            repo.set_params(**{"train.logistic_regression.C": c})
+            repo.dvc("repro")
+            repo.commit(f"train with C={c}")
+            repo.dvc("push")
+            repo.mlcd("release", version)
+            bundle = repo.path / "models" / "bundle"
+            produced[version] = {
+                "files": bundle_bytes(bundle),
+                "manifest": json.loads((bundle / "manifest.json").read_text()),
+                "commit": head(repo),
+            }
+        return repo, produced
+
+    return built_once("released", tmp_path_factory, build)
 
 
 @pytest.fixture
