@@ -1,13 +1,15 @@
-"""Serving throughput and latency: mlcd's three protocols, MLflow's scoring server, two bare endpoints.
+"""Serving throughput and latency: mlcd's three protocols against a model-running floor and three peers.
 
-Run: uv run python benchmarks/serve.py [--seconds 10] [--no-image]
-Needs the pipeline outputs (`uv run dvc repro`). All three servers get one
-worker process and the same single-record request, on loopback, driven by wrk
-(installed with apt-get when missing) at concurrency 1, 16 and 64.
-MLflow goes into its own venv (.bench/mlflow-venv, made with uv) and serves the
-same trained scikit-learn model with `mlflow models serve --env-manager local`.
-Also measures the image size and container start-to-ready time with podman.
-Prints a markdown table; asserts nothing.
+Run: uv run python benchmarks/serve.py [--seconds 5] [--rounds 3] [--image]
+Needs the pipeline outputs (`uv run dvc repro`) and two cores. Every server gets one
+process (LitServe: its API process and one inference worker) pinned to core 0 with
+taskset; wrk (one thread) runs on core 1, on loopback, at concurrency 1, 16 and 64,
+with the same single record each protocol's way. All serve the bundle's own model.onnx
+(MLflow: the same trained scikit-learn pipeline). The servers start once and stay up;
+each round measures every target in a rotated order, so drift in the machine's speed
+(another job sharing it) spreads over all of them. Ratios are taken within a round and
+reported as the median over rounds with their range. Peers (benchmarks/_peers.py) live
+in venvs of their own under .bench. Prints markdown tables; asserts nothing.
 """
 
 from __future__ import annotations
@@ -17,54 +19,27 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+from _peers import FLOOR_APP, LITSERVE_APP, mlserver_repository, venv
+
+from mlcd.bundle import open_bundle
 from mlcd.container.smoke import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLE = ROOT / "models" / "bundle"
 WORK = ROOT / ".bench"
 CONCURRENCY = (1, 16, 64)
-BARE_APP = """
-from fastapi import FastAPI, Request
-from fastapi.responses import Response
-
-app = FastAPI()
-BODY = b'{"labels":["benign"],"probabilities":[{"benign":0.9,"malignant":0.1}]}'
-
-
-@app.post("/predict")
-async def predict(request: Request) -> Response:
-    await request.body()
-    return Response(BODY, media_type="application/json")
-
-
-@app.get("/ready")
-async def ready() -> Response:
-    return Response(b"{}", media_type="application/json")
-"""
-# The same constant answer without a framework: what uvicorn, uvloop and httptools cost alone.
-BARE_ASGI_APP = """
-BODY = b'{"labels":["benign"],"probabilities":[{"benign":0.9,"malignant":0.1}]}'
-
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    more = True
-    while more:
-        more = (await receive()).get("more_body", False)
-    body = BODY if scope["path"] == "/predict" else b"{}"
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-"""
+SERVER_CORE, LOAD_CORE = "0", "1"
 WRK_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -72,24 +47,40 @@ wrk.body = [=[%s]=]
 """
 
 
-def wait_ready(url: str, timeout: float = 120) -> None:
+@dataclass(frozen=True)
+class Target:
+    label: str
+    url: str
+    body: str
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and process.poll() is None:
         try:
             urllib.request.urlopen(url, timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up within {timeout} s")
+    raise SystemExit(f"{url} did not come up within {timeout} s (exit code {process.poll()})")
 
 
 @contextmanager
-def server(args: list[str], ready_url: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+def pinned_server(
+    args: list[str], ready_url: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> Iterator[None]:
+    """`args` on the server core until the block ends; its children inherit the pin."""
     with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(args, stdout=log, stderr=log, env=env or os.environ, cwd=cwd)
+        process = subprocess.Popen(
+            ["taskset", "-c", SERVER_CORE, *args], stdout=log, stderr=log, env=env or os.environ, cwd=cwd
+        )
         try:
-            wait_ready(ready_url)
+            wait_ready(ready_url, process)
             yield
+        except SystemExit:
+            log.seek(0)
+            print(log.read().decode(errors="replace")[-3000:], file=sys.stderr)
+            raise
         finally:
             process.terminate()
             try:
@@ -98,18 +89,19 @@ def server(args: list[str], ready_url: str, env: dict[str, str] | None = None, c
                 process.kill()
 
 
-def ensure_wrk() -> str:
+def ensure_tools() -> None:
     if shutil.which("wrk") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
-    return "wrk"
 
 
-def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]:
+def wrk(target: Target, connections: int, seconds: int) -> dict[str, float]:
     script = WORK / "post.lua"
-    script.write_text(WRK_SCRIPT % body)
-    threads = min(2, connections)
+    script.write_text(WRK_SCRIPT % target.body)
     done = subprocess.run(
-        ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        [
+            *("taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"),
+            *("-s", str(script), target.url),
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -118,38 +110,32 @@ def wrk(url: str, body: str, connections: int, seconds: int) -> dict[str, float]
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1)),
-        "p99": to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1)),
+        "rps": float(_found(r"Requests/sec:\s+([\d.]+)", out)),
+        "p50": to_ms(_found(r"^\s+50%\s+(\S+)", out)),
+        "p99": to_ms(_found(r"^\s+99%\s+(\S+)", out)),
         "errors": errors,
     }
 
 
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text, re.M)
+    if match is None:
+        raise SystemExit(f"wrk's output has no {pattern!r}:\n{text}")
+    return match.group(1)
+
+
 def to_ms(text: str) -> float:
-    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    assert match, text
+    value, unit = match.groups()
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
 def mlflow_model() -> tuple[Path, Path]:
     """A venv with MLflow and an MLflow model directory holding the same trained pipeline."""
-    venv = WORK / "mlflow-venv"
-    python = venv / "bin" / "python"
-    if not python.exists():
-        subprocess.run(["uv", "venv", "-q", str(venv), "-p", sys.executable], check=True)
-        subprocess.run(
-            [
-                "uv",
-                "pip",
-                "install",
-                "-q",
-                "--python",
-                str(python),
-                "mlflow",
-                f"scikit-learn=={sklearn_version()}",
-                "skops",
-            ],
-            check=True,
-        )
+    from importlib.metadata import version
+
+    python = venv(WORK, "mlflow", ["mlflow", f"scikit-learn=={version('scikit-learn')}", "skops"])
     model_dir = WORK / "mlflow-model"
     shutil.rmtree(model_dir, ignore_errors=True)
     # Loaded with the same trusted-type check as mlcd, then saved in MLflow's format.
@@ -161,26 +147,129 @@ def mlflow_model() -> tuple[Path, Path]:
     subprocess.run(
         [str(python), "-c", code, str(ROOT / "models" / "model.skops"), str(model_dir)], check=True
     )
-    return venv, model_dir
+    return python.parent, model_dir
 
 
-def sklearn_version() -> str:
-    from importlib.metadata import version
+def start_servers(stack: ExitStack, record: dict[str, float]) -> list[Target]:
+    """Every server up, pinned; the targets to load, one per (server, protocol)."""
+    bundle = open_bundle(BUNDLE)
+    names = [f.name for f in bundle.schema.features]
+    classes = list(bundle.classes or ())
+    bin_dir = Path(sys.executable).parent
+    one = json.dumps(record)
+    tensors = json.dumps(
+        {"inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in record.items()]}
+    )
+    split = json.dumps({"dataframe_split": {"columns": list(record), "data": [list(record.values())]}})
+    targets = []
 
-    return version("scikit-learn")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    stack.enter_context(
+        pinned_server(
+            [str(bin_dir / "mlcd"), "serve", "--bundle", str(BUNDLE), "--port", str(port)], f"{base}/ready"
+        )
+    )
+    targets += [
+        Target("mlcd /predict", f"{base}/predict", one),
+        Target("mlcd /v2 infer", f"{base}/v2/models/model/infer", tensors),
+        Target("mlcd /invocations", f"{base}/invocations", split),
+    ]
+
+    (WORK / "floor_app.py").write_text(FLOOR_APP)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    uvicorn = [str(bin_dir / "uvicorn"), "floor_app:app", "--port", str(port), "--loop", "uvloop"]
+    uvicorn += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
+    env = {**os.environ, "FLOOR_BUNDLE": str(BUNDLE)}
+    stack.enter_context(pinned_server(uvicorn, f"{base}/ready", env=env, cwd=WORK))
+    targets += [
+        Target("floor /predict", f"{base}/predict", one),
+        Target("floor /v2 infer", f"{base}/v2/models/model/infer", tensors),
+    ]
+
+    python = venv(WORK, "mlserver", ["mlserver==1.7.*", "onnxruntime", "numpy"])
+    ports = (free_port(), free_port(), free_port())
+    folder = mlserver_repository(WORK, bundle.model_file, names, classes, ports)
+    base = f"http://127.0.0.1:{ports[0]}"
+    mlserver = [str(python.parent / "mlserver"), "start", str(folder)]
+    stack.enter_context(pinned_server(mlserver, f"{base}/v2/health/ready", cwd=folder))
+    targets.append(Target("MLServer 1.7 /v2 infer (ONNX)", f"{base}/v2/models/model/infer", tensors))
+
+    python = venv(WORK, "litserve", ["litserve", "onnxruntime", "numpy"])
+    (WORK / "litserve_app.py").write_text(LITSERVE_APP)
+    port = free_port()
+    spec = json.dumps({"features": names, "classes": classes, "model": str(bundle.model_file)})
+    base = f"http://127.0.0.1:{port}"
+    stack.enter_context(
+        pinned_server([str(python), "litserve_app.py", str(port), spec], f"{base}/health", cwd=WORK)
+    )
+    targets.append(Target("LitServe /predict (ONNX)", f"{base}/predict", one))
+
+    bin_mlflow, model_dir = mlflow_model()
+    port = free_port()
+    env = {
+        **os.environ,
+        "PATH": f"{bin_mlflow}{os.pathsep}{os.environ['PATH']}",
+        "MLFLOW_TRACKING_URI": str(WORK),
+    }
+    mlflow = [str(bin_mlflow / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local"]
+    mlflow += ["-p", str(port), "-h", "127.0.0.1", "-w", "1"]
+    stack.enter_context(pinned_server(mlflow, f"http://127.0.0.1:{port}/ping", env=env))
+    targets.append(
+        Target("MLflow 3 /invocations (scikit-learn)", f"http://127.0.0.1:{port}/invocations", split)
+    )
+    return targets
 
 
-def measure(name: str, url: str, body: str, seconds: int) -> dict[int, dict[str, float]]:
-    wrk(url, body, 4, 2)  # warm up
-    results = {}
-    for connections in CONCURRENCY:
-        results[connections] = wrk(url, body, connections, seconds)
-        print(f"  {name} c={connections}: {results[connections]}", file=sys.stderr)
+Results = dict[str, dict[int, list[dict[str, float]]]]  # target -> c -> one measurement per round
+
+
+def measure(targets: list[Target], rounds: int, seconds: int) -> Results:
+    results: Results = {t.label: {c: [] for c in CONCURRENCY} for t in targets}
+    for target in targets:
+        wrk(target, 4, 2)  # warm up
+    for round_ in range(rounds):
+        shift = round_ % len(targets)
+        order = targets[shift:] + targets[:shift]
+        for target in order if round_ % 2 == 0 else order[::-1]:
+            for connections in CONCURRENCY:
+                figures = wrk(target, connections, seconds)
+                results[target.label][connections].append(figures)
+                print(f"  round {round_ + 1} {target.label} c={connections}: {figures}", file=sys.stderr)
     return results
 
 
+RATIOS = (
+    ("mlcd /predict / floor /predict", "mlcd /predict", "floor /predict"),
+    ("mlcd /v2 / floor /v2", "mlcd /v2 infer", "floor /v2 infer"),
+    ("mlcd /v2 / MLServer /v2", "mlcd /v2 infer", "MLServer 1.7 /v2 infer (ONNX)"),
+    ("mlcd /predict / LitServe /predict", "mlcd /predict", "LitServe /predict (ONNX)"),
+    ("mlcd /invocations / MLflow /invocations", "mlcd /invocations", "MLflow 3 /invocations (scikit-learn)"),
+)
+
+
+def report(results: Results, seconds: int, rounds: int) -> None:
+    print(f"{rounds} rounds of {seconds} s per cell; server on core {SERVER_CORE}, wrk on core {LOAD_CORE}\n")
+    print("| server | c | req/s (median) | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for label, by_c in results.items():
+        for c, runs in by_c.items():
+            rps, p50, p99 = (statistics.median(r[key] for r in runs) for key in ("rps", "p50", "p99"))
+            errors = sum(r["errors"] for r in runs)
+            print(f"| {label} | {c} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors:.0f} |")
+    print("\nreq/s ratio, median of the rounds' ratios [range]\n")
+    print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
+    print("|---|" + "---:|" * len(CONCURRENCY))
+    for name, top, bottom in RATIOS:
+        cells = []
+        for c in CONCURRENCY:
+            each = [a["rps"] / b["rps"] for a, b in zip(results[top][c], results[bottom][c], strict=True)]
+            cells.append(f"{statistics.median(each):.2f} [{min(each):.2f}-{max(each):.2f}]")
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
 def image_figures(runs: int = 3) -> dict[str, float]:
-    sys.path.insert(0, str(ROOT / "src"))
     from mlcd.container.image import build
     from mlcd.container.smoke import running
 
@@ -197,110 +286,23 @@ def image_figures(runs: int = 3) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--no-image", action="store_true", help="skip the podman image figures")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per cell")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image", action="store_true", help="also the podman image's size and start time")
     options = parser.parse_args()
+    if (os.cpu_count() or 1) < 2:
+        raise SystemExit("needs two cores: one for the servers, one for wrk")
     WORK.mkdir(exist_ok=True)
-    ensure_wrk()
+    ensure_tools()
     record = json.loads((BUNDLE / "examples.json").read_text())["records"][0]
-    bin_dir = Path(sys.executable).parent
-    results = {}
-
-    port = free_port()
-    with server(
-        [str(bin_dir / "mlcd"), "serve", "--bundle", str(BUNDLE), "--port", str(port)],
-        f"http://127.0.0.1:{port}/ready",
-    ):
-        base = f"http://127.0.0.1:{port}"
-        results["mlcd"] = measure("mlcd", f"{base}/predict", json.dumps(record), options.seconds)
-        infer = {
-            "inputs": [{"name": k, "shape": [1], "datatype": "FP64", "data": [v]} for k, v in record.items()]
-        }
-        results["v2"] = measure("v2", f"{base}/v2/models/model/infer", json.dumps(infer), options.seconds)
-        split = {"dataframe_split": {"columns": list(record), "data": [list(record.values())]}}
-        results["invocations"] = measure(
-            "invocations", f"{base}/invocations", json.dumps(split), options.seconds
-        )
-
-    (WORK / "bare_app.py").write_text(BARE_APP)
-    (WORK / "bare_asgi_app.py").write_text(BARE_ASGI_APP)
-    for name, module in (("bare", "bare_app"), ("bare_asgi", "bare_asgi_app")):
-        port = free_port()
-        with server(
-            [
-                str(bin_dir / "uvicorn"),
-                f"{module}:app",
-                "--port",
-                str(port),
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-                "--log-level",
-                "warning",
-                "--no-access-log",
-            ],
-            f"http://127.0.0.1:{port}/ready",
-            cwd=WORK,
-        ):
-            results[name] = measure(
-                name, f"http://127.0.0.1:{port}/predict", json.dumps(record), options.seconds
-            )
-
-    venv, model_dir = mlflow_model()
-    port = free_port()
-    env = {
-        **os.environ,
-        "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}",
-        "MLFLOW_TRACKING_URI": str(WORK),
-    }
-    with server(
-        [
-            str(venv / "bin" / "mlflow"),
-            "models",
-            "serve",
-            "-m",
-            str(model_dir),
-            "--env-manager",
-            "local",
-            "-p",
-            str(port),
-            "-h",
-            "127.0.0.1",
-            "-w",
-            "1",
-        ],
-        f"http://127.0.0.1:{port}/ping",
-        env=env,
-    ):
-        body = json.dumps({"dataframe_records": [record]})
-        results["mlflow"] = measure("mlflow", f"http://127.0.0.1:{port}/invocations", body, options.seconds)
-
-    print(f"{options.seconds} s per row, 1 worker per server\n")
-    print("| server | c | req/s | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
-    rows = (
-        ("mlcd", "mlcd /predict"),
-        ("v2", "mlcd /v2 infer (JSON tensors)"),
-        ("invocations", "mlcd /invocations (dataframe_split)"),
-        ("mlflow", "MLflow models serve"),
-        ("bare", "bare endpoint (FastAPI)"),
-        ("bare_asgi", "bare endpoint (plain ASGI)"),
-    )
-    for name, label in rows:
-        for c, r in results[name].items():
-            print(f"| {label} | {c} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['errors']:.0f} |")
-    print("\n| ratio | c=1 | c=16 | c=64 |\n|---|---:|---:|---:|")
-    ratios = (
-        ("mlcd / MLflow req/s", "mlflow"),
-        ("mlcd / bare FastAPI req/s", "bare"),
-        ("mlcd / bare ASGI req/s", "bare_asgi"),
-    )
-    for label, other in ratios:
-        cells = " | ".join(f"{results['mlcd'][c]['rps'] / results[other][c]['rps']:.2f}" for c in CONCURRENCY)
-        print(f"| {label} | {cells} |")
-    if not options.no_image:
+    with ExitStack() as stack:
+        targets = start_servers(stack, record)
+        results = measure(targets, options.rounds, options.seconds)
+    report(results, options.seconds, options.rounds)
+    if options.image:
         figures = image_figures()
         print(
             f"\nimage: {figures['size_mb']:.0f} MB; container start to /ready: "

@@ -367,3 +367,57 @@ def test_error_answers_never_grow_with_the_request(client, record):
     dated = post(client, json.dumps({**record, "mean_radius": huge}))
     assert dated.status_code == 422 and len(dated.content) < 1000
     still_serving(client, record)
+
+
+def test_v2_tensors_answer_alike_whichever_way_they_are_read(client, built_project):
+    """FP64 numbers within bounds take the column-wise path; INT16/FP16 data (checked value by value)
+    and a request with an extra input take the record-by-record one. The answers must agree."""
+    frame = pd.read_parquet(built_project / "data" / "processed" / "test.parquet").drop(columns="diagnosis")
+    rows = frame.head(7)
+    names = list(rows)[::-1]  # not the model's order: the columns are matched by name
+    columns = {
+        "inputs": [{"name": n, "shape": [7], "datatype": "FP64", "data": rows[n].tolist()} for n in names]
+    }
+    fast = client.post("/v2/models/model/infer", json=columns)
+    assert fast.status_code == 200, fast.text
+    declared = json.loads(json.dumps(columns))
+    for tensor in declared["inputs"]:
+        tensor["datatype"] = "FP16"
+        tensor["data"] = [[v] for v in tensor["data"]]  # shape [rows, 1] written nested
+        tensor["shape"] = [7, 1]
+    slow = client.post("/v2/models/model/infer", json=declared)
+    assert slow.status_code == 200, slow.text
+    as_records = client.post("/predict", content=rows.to_json(orient="records"), headers=JSON).json()
+    for answer in (fast.json(), slow.json()):
+        assert answer["outputs"][0]["data"] == as_records["labels"]
+    assert fast.json()["outputs"][1]["data"] == pytest.approx(slow.json()["outputs"][1]["data"], rel=1e-3)
+
+    extra = json.loads(json.dumps(columns))
+    extra["inputs"].append({"name": "shoe_size", "shape": [7], "datatype": "FP64", "data": [1.0] * 7})
+    response = client.post("/v2/models/model/infer", json=extra)
+    assert response.status_code == 422 and "input 'shoe_size'" in response.json()["error"], response.text
+    missing = {"inputs": columns["inputs"][1:]}
+    response = client.post("/v2/models/model/infer", json=missing)
+    assert response.status_code == 422 and "field required" in response.json()["error"], response.text
+
+
+@pytest.mark.parametrize(
+    "twice",
+    [
+        '"data": [1.0], "data": [14.0]',  # inside a tensor: which value a parser keeps differs
+        '"parameters": {"a": 1, "a": 2}, "data": [14.0]',  # inside its parameters
+    ],
+)
+def test_a_v2_key_sent_twice_is_refused(client, record, twice):
+    body = json.dumps(_infer(record))
+    first = json.dumps(_infer(record)["inputs"][0])
+    twice_tensor = first.replace(f'"data": [{json.dumps(record["mean_radius"])}]', twice)
+    response = client.post("/v2/models/model/infer", content=body.replace(first, twice_tensor), headers=JSON)
+    assert response.status_code == 400 and "appears twice in one object" in response.text, response.text
+
+
+def test_a_v2_name_or_id_holding_colons_is_read_right(client, record):
+    """Colons inside strings outnumber the keys: the body is walked once more, and still served."""
+    body = {**_infer(record), "id": "a:b:c", "parameters": {"note": "12:30"}}
+    response = client.post("/v2/models/model/infer", json=body)
+    assert response.status_code == 200 and response.json()["id"] == "a:b:c", response.text

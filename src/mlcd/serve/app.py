@@ -175,8 +175,7 @@ class Api:
         return refusal(request, status, message, headers)
 
     async def guarded(self, route: Route, request: Request) -> Reply:
-        if sum(key == b"authorization" for key, _ in request.scope["headers"]) > 1:
-            # Two credentials: which one a proxy checked and which one this server reads may differ.
+        if request.authorizations > 1:
             return refusal(request, 400, "send one Authorization header, not several")
         if route.protected and self.token is not None and not self.authorized(request):
             message = "send the API token as 'Authorization: Bearer <token>'"
@@ -277,7 +276,7 @@ class Api:
 
         def answer(body: bytes) -> Reply:
             call = self.v2.parse(body, header_length)
-            batch = to_batch(call.records, self.model.layout, self.settings.max_batch)
+            batch = call.batch(self.model.layout, self.settings.max_batch)
             return json_reply(self.v2.response(call, self.predicted(batch)))
 
         return await self.work(request, answer)

@@ -102,6 +102,13 @@ def error_reply(status: int, detail: Any, headers: tuple[tuple[bytes, bytes], ..
     return json_reply({"detail": detail}, status, headers)
 
 
+# The headers the API reads. One pass over a request's headers keeps the first of each, and counts
+# Authorization headers (two credentials are refused: a proxy and this server might read different ones).
+READ_HEADERS = frozenset(
+    {b"content-type", b"content-length", b"upgrade", b"authorization", b"inference-header-content-length"}
+)
+
+
 class Request:
     def __init__(self, scope: Scope, receive: Receive) -> None:
         self.scope = scope
@@ -109,13 +116,18 @@ class Request:
         self.charged = 0  # body bytes taken from a ByteBudget, given back when answered
         self.method: str = scope["method"]
         self.path: str = scope["path"]
+        self.headers: dict[bytes, bytes] = {}
+        self.authorizations = 0
+        for key, value in scope["headers"]:
+            if key in READ_HEADERS:
+                if key == b"authorization":
+                    self.authorizations += 1
+                self.headers.setdefault(key, value)
 
     def header(self, name: bytes) -> str | None:
-        """A header's value (name in lower case), or None."""
-        for key, value in self.scope["headers"]:
-            if key == name:
-                return str(value.decode("latin-1"))
-        return None
+        """A header the API reads (READ_HEADERS; name in lower case), or None."""
+        value = self.headers.get(name)
+        return None if value is None else value.decode("latin-1")
 
     @cached_property
     def declared_length(self) -> int | None:

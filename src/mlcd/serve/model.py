@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -99,13 +101,15 @@ class Layout:
         return sum(f.width for f in self.features)
 
     @cached_property
-    def lows(self) -> np.ndarray:
-        """Each feature's lowest accepted value: its schema bound, and never below float32's range."""
-        return np.array([max(-FLOAT32_MAX, f.low if f.low is not None else -np.inf) for f in self.features])
-
-    @cached_property
-    def highs(self) -> np.ndarray:
-        return np.array([min(FLOAT32_MAX, f.high if f.high is not None else np.inf) for f in self.features])
+    def bounds(self) -> tuple[tuple[float, float], ...]:
+        """Each feature's lowest and highest accepted value: its schema bounds, within float32's range."""
+        return tuple(
+            (
+                max(-FLOAT32_MAX, f.low if f.low is not None else -math.inf),
+                min(FLOAT32_MAX, f.high if f.high is not None else math.inf),
+            )
+            for f in self.features
+        )
 
     @cached_property
     def known_texts(self) -> tuple[Feature, ...]:
@@ -137,10 +141,7 @@ class BundleModel:
                 "rebuild the bundle with `dvc repro package`"
             ) from None
         self.matrix_input = self.schema.onnx_input == "matrix"
-
-    @property
-    def is_classifier(self) -> bool:
-        return self.schema.is_classifier
+        self.is_classifier = self.schema.is_classifier
 
     @property
     def model_hash(self) -> str:
@@ -174,13 +175,14 @@ class BundleModel:
         """Labels and probabilities (or predictions); NonFiniteAnswerError rather than a NaN or infinity."""
         outputs = self.session.run(None, self.feeds(numbers, texts))
         values = outputs[-1]
-        if not np.isfinite(values).all():
-            rows = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
-            raise NonFiniteAnswerError(rows.tolist())
+        rows = values.reshape(len(values), -1).tolist()
+        # The model computes in float32, so no sum of its finite answers reaches float64's infinity:
+        # the sum is finite exactly when every answer is (cheaper than numpy for a record or a few).
+        if not math.isfinite(sum(chain.from_iterable(rows))):
+            raise NonFiniteAnswerError([i for i, row in enumerate(rows) if not all(map(math.isfinite, row))])
         if not self.is_classifier:
-            return {"predictions": outputs[0].reshape(-1).tolist()}
-        labels, proba = outputs
+            return {"predictions": [row[0] for row in rows]}
         return {
-            "labels": [str(label) for label in labels],
-            "probabilities": [dict(zip(self.classes, row, strict=True)) for row in proba.tolist()],
+            "labels": [str(label) for label in outputs[0]],
+            "probabilities": [dict(zip(self.classes, row, strict=True)) for row in rows],
         }

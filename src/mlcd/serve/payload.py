@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -30,8 +31,11 @@ class Batch:
     texts: dict[str, list[str]] = field(default_factory=dict)
 
 
-def parse_json(body: bytes) -> Any:
-    """The body as JSON; a 400 for what is not JSON, nested past reason, or has a key twice in one object."""
+def parse_json(body: bytes, keys: Callable[[Any], int] | None = None) -> Any:
+    """The body as JSON; a 400 for what is not JSON, nested past reason, or has a key twice in one object.
+
+    `keys` counts the keys of the objects a protocol nests (default: an object or a list of them);
+    only when the body's colons outnumber them is the whole body walked for a repeated key."""
     if not body:
         raise PayloadError(400, "the body is empty: send a JSON object (one record) or a list of records")
     try:
@@ -43,7 +47,7 @@ def parse_json(body: bytes) -> Any:
     # Every key has one colon outside strings. When the colons outnumber the keys parsed, either
     # a string holds one (a time of day) or a key came twice and orjson kept the last: look closer.
     colons = body.count(b":")
-    if colons != _top_key_count(payload) and colons != _key_count(payload):
+    if colons != (keys or _top_key_count)(payload) and colons != _key_count(payload):
         _python_json(body)
     return payload
 
@@ -79,14 +83,16 @@ def _top_key_count(payload: Any) -> int:
 
 
 def _key_count(value: Any) -> int:
+    """Keys of every object in `value`, however deep (a loop, not recursion: nesting is the client's)."""
     count, stack = 0, [value]
     while stack:
         item = stack.pop()
-        if isinstance(item, dict):
+        if type(item) is dict:
             count += len(item)
-            stack.extend(v for v in item.values() if isinstance(v, dict | list))
-        elif isinstance(item, list):
-            stack.extend(v for v in item if isinstance(v, dict | list))
+            item = item.values()
+        elif type(item) is not list:
+            continue
+        stack.extend([v for v in item if type(v) is dict or type(v) is list])
     return count
 
 
@@ -194,22 +200,44 @@ def to_batch(payload: Any, layout: Layout, max_batch: int) -> Batch:
 
 
 def _all_numbers(records: list[Any], layout: Layout) -> np.ndarray | None:
-    """The common case, checked for the whole batch at once: every record exactly the numeric
-    features, each a number within bounds and float32's range. None: read record by record."""
-    names, count = layout.names, len(layout.names)
-    rows = np.empty((len(records), count), dtype=np.float64)
+    """The common case: every record exactly the numeric features, each a number within its bounds
+    (which lie within float32's range). None: read record by record, naming each problem."""
+    names, bounds = layout.names, layout.bounds
+    rows = []
     try:
-        for index, record in enumerate(records):
-            values = [record[name] for name in names]
-            if len(record) != count or not set(map(type, values)) <= _NUMBER_TYPES:
+        for record in records:
+            if len(record) != len(names):
                 return None
-            rows[index] = values
-    except (KeyError, TypeError, OverflowError):  # a missing key, a non-object, an integer of 400 digits
+            values = [record[name] for name in names]
+            if not _all_fit(values, bounds):
+                return None
+            rows.append(values)
+    except (KeyError, TypeError):  # a missing key, a non-object
         return None
-    # The bounds include float32's range; NaN fails every comparison, so it is caught here too.
-    if (rows >= layout.lows).all() and (rows <= layout.highs).all():
-        return rows.astype(np.float32)
-    return None
+    return np.array(rows, dtype=np.float32)
+
+
+def numeric_columns(columns: Mapping[str, list[Any]], layout: Layout) -> np.ndarray | None:
+    """_all_numbers for values sent as columns (one per feature, all of one length): the float
+    matrix, or None when anything needs /predict's record-by-record reading."""
+    if not layout.only_numbers or len(columns) != len(layout.names):
+        return None
+    try:
+        ordered = [columns[name] for name in layout.names]
+    except KeyError:
+        return None
+    if not all(_all_fit(column, repeat(bound)) for column, bound in zip(ordered, layout.bounds, strict=True)):
+        return None
+    return np.ascontiguousarray(np.array(ordered, dtype=np.float32).T)
+
+
+def _all_fit(values: Iterable[Any], bounds: Iterable[tuple[float, float]]) -> bool:
+    """Every value a number (bool is not one: type, not isinstance) within its bounds; NaN fails
+    both comparisons. A loop, not numpy: for one record numpy's fixed cost per call is most of it."""
+    for value, (low, high) in zip(values, bounds, strict=False):  # repeat() has no end
+        if type(value) not in _NUMBER_TYPES or not low <= value <= high:
+            return False
+    return True
 
 
 def _read_record(

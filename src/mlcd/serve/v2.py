@@ -6,6 +6,10 @@ into records and validated exactly as /predict's, so every answer equals /predic
 Inputs may come as JSON or with the binary tensor extension (tritonclient's default);
 outputs are JSON, which every v2 client reads.
 
+Tensors are validated as columns: when every input is a feature with numbers in its bounds
+(the common case), the float matrix is built from the columns directly. Anything else goes
+through records and /predict's validation, which names each problem.
+
 Outputs: `label` (BYTES, [n]) and `probabilities` (FP32, [n, classes], columns in the order
 of the metadata's `classes`) for a classifier; `prediction` (FP32, [n]) for a regressor.
 """
@@ -21,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from mlcd.serve.asgi import PayloadError, ascii_length, short
-from mlcd.serve.model import BundleModel
-from mlcd.serve.payload import parse_json
+from mlcd.serve.model import BundleModel, Layout
+from mlcd.serve.payload import Batch, numeric_columns, parse_json, to_batch
 
 HEADER_LENGTH = "inference-header-content-length"
 # \Z, not $: "$" also matches before a final newline, which made ".../infer%0A" an inference.
@@ -42,11 +46,41 @@ NUMERIC_TYPES = {
 }
 
 
+# JSON data of these datatypes needs no check of its own once it is within a feature's bounds,
+# which lie within float32's range. Binary data always fits its datatype.
+_WIDE_TYPES = frozenset({"FP32", "FP64"})
+
+
+@dataclass(frozen=True)
+class Column:
+    values: list[Any]
+    datatype: str
+    from_json: bool  # JSON data: its values are the client's claim of `datatype`, still to check
+
+
 @dataclass(frozen=True)
 class InferCall:
-    records: list[dict[str, Any]]
+    columns: dict[str, Column]  # by input name, in the request's order, all of one length
     request_id: str | None
     outputs: list[str] | None  # the outputs asked for, or None for all
+
+    def batch(self, layout: Layout, max_batch: int) -> Batch:
+        """The model's inputs; a PayloadError naming the first problem, as /predict's would."""
+        rows = len(next(iter(self.columns.values())).values)
+        if 0 < rows <= max_batch and all(
+            not c.from_json or c.datatype in _WIDE_TYPES for c in self.columns.values()
+        ):
+            numbers = numeric_columns({name: c.values for name, c in self.columns.items()}, layout)
+            if numbers is not None:
+                return Batch(numbers)
+        for name, column in self.columns.items():
+            if column.from_json:
+                _check_datatype(_label(name), column.datatype, column.values)
+        records = [dict(zip(self.columns, row, strict=True)) for row in zip(*self._values(), strict=True)]
+        return to_batch(records, layout, max_batch)
+
+    def _values(self) -> list[list[Any]]:
+        return [column.values for column in self.columns.values()]
 
 
 class Protocol:
@@ -107,28 +141,27 @@ class Protocol:
                     422, f"{HEADER_LENGTH} {short(header_length)} does not fit a {len(body)}-byte body"
                 )
             body, binary = body[:length], body[length:]
-        request = parse_json(body)
+        request = parse_json(body, _tensor_key_count)
         if (
             not isinstance(request, dict)
             or not isinstance(request.get("inputs"), list)
             or not request["inputs"]
         ):
             raise PayloadError(422, 'send {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
-        columns: dict[str, list[Any]] = {}
+        columns: dict[str, Column] = {}
         offset = 0
         for index, tensor in enumerate(request["inputs"]):
-            name, values, offset = _column(tensor, index, binary, offset)
+            name, column, offset = _column(tensor, index, binary, offset)
             if name in columns:
-                raise PayloadError(422, f"input {short(name)} is sent twice")
-            columns[name] = values
+                raise PayloadError(422, f"{_label(name)} is sent twice")
+            columns[name] = column
         if offset != len(binary):
             raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
-        rows = {len(values) for values in columns.values()}
+        rows = {len(column.values) for column in columns.values()}
         if len(rows) != 1:
             raise PayloadError(422, f"the inputs have different numbers of rows: {sorted(rows)}")
-        records = [dict(zip(columns, row, strict=True)) for row in zip(*columns.values(), strict=True)]
         _parameters(request, "the request")
-        return InferCall(records, _request_id(request), _requested_outputs(request))
+        return InferCall(columns, _request_id(request), _requested_outputs(request))
 
     def response(self, call: InferCall, result: dict[str, Any]) -> dict[str, Any]:
         if "labels" in result:
@@ -189,35 +222,37 @@ def _datatype_problem(datatype: str, value: Any) -> str | None:
     )
 
 
-def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, list[Any], int]:
-    """One input tensor as a list of per-row values, and the binary offset after it."""
-    if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+def _label(name: str) -> str:
+    return f"input {short(name)}"
+
+
+def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, Column, int]:
+    """One input tensor as a column of per-row values, and the binary offset after it."""
+    if type(tensor) is not dict or type(name := tensor.get("name")) is not str:
         raise PayloadError(422, f"inputs[{index}] is not a tensor with a name")
-    name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
-    label = f"input {short(name)}"
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
-        raise PayloadError(422, f"{label}: shape must be a list of integers")
+    datatype, shape = tensor.get("datatype"), tensor.get("shape")
+    if type(shape) is not list or not all(type(d) is int for d in shape):
+        raise PayloadError(422, f"{_label(name)}: shape must be a list of integers")
     if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
         raise PayloadError(
-            422, f"{label}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
+            422, f"{_label(name)}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
         )
-    if not isinstance(datatype, str) or (datatype != "BYTES" and datatype not in NUMERIC_TYPES):
-        raise PayloadError(422, f"{label}: datatype {short(str(datatype))} is not BYTES or a number type")
-    parameters = _parameters(tensor, label)
-    size = parameters.get("binary_data_size")
+    if type(datatype) is not str or (datatype != "BYTES" and datatype not in NUMERIC_TYPES):
+        shown = short(str(datatype))
+        raise PayloadError(422, f"{_label(name)}: datatype {shown} is not BYTES or a number type")
+    size = _parameters(tensor, _label(name)).get("binary_data_size") if "parameters" in tensor else None
     if size is not None:
         if not isinstance(size, int) or size < 0 or offset + size > len(binary):
             raise PayloadError(
-                422, f"{label}: binary_data_size {short(str(size))} does not fit the binary data"
+                422, f"{_label(name)}: binary_data_size {short(str(size))} does not fit the binary data"
             )
-        values = _from_binary(label, datatype, binary[offset : offset + size])
+        column = Column(_from_binary(_label(name), datatype, binary[offset : offset + size]), datatype, False)
         offset += size
     else:
-        values = _flatten(tensor.get("data"), label)
-        _check_datatype(label, datatype, values)
-    if len(values) != shape[0]:
-        raise PayloadError(422, f"{label}: {len(values)} values for shape {shape}")
-    return name, values, offset
+        column = Column(_flatten(tensor.get("data"), name), datatype, True)
+    if len(column.values) != shape[0]:
+        raise PayloadError(422, f"{_label(name)}: {len(column.values)} values for shape {shape}")
+    return name, column, offset
 
 
 def _from_binary(label: str, datatype: str, data: bytes) -> list[Any]:
@@ -239,15 +274,15 @@ def _from_binary(label: str, datatype: str, data: bytes) -> list[Any]:
     return values
 
 
-def _flatten(data: Any, label: str) -> list[Any]:
-    if not isinstance(data, list):
-        raise PayloadError(422, f"{label}: data must be a list (or binary_data_size given)")
-    if all(not isinstance(v, list) for v in data):
+def _flatten(data: Any, name: str) -> list[Any]:
+    if type(data) is not list:
+        raise PayloadError(422, f"{_label(name)}: data must be a list (or binary_data_size given)")
+    if all(type(v) is not list for v in data):
         return data
     flat: list[Any] = []
     for value in data:  # [[v], [v], ...]: shape [rows, 1] written nested
-        if not isinstance(value, list) or len(value) != 1 or isinstance(value[0], list):
-            raise PayloadError(422, f"{label}: data is neither flat nor one value per row")
+        if type(value) is not list or len(value) != 1 or type(value[0]) is list:
+            raise PayloadError(422, f"{_label(name)}: data is neither flat nor one value per row")
         flat.append(value[0])
     return flat
 
@@ -258,6 +293,25 @@ def _parameters(holder: dict[str, Any], where: str) -> dict[str, Any]:
     if not isinstance(parameters, dict) or any(isinstance(v, dict | list) for v in parameters.values()):
         raise PayloadError(422, f"{where}: parameters must map names to strings, numbers or booleans")
     return parameters
+
+
+def _tensor_key_count(request: Any) -> int:
+    """Keys of a request as the protocol nests them: its own, its inputs' and outputs', and their
+    parameters'. parse_json compares them with the body's colons to find a key sent twice."""
+    if type(request) is not dict:
+        return 0
+    count = len(request) + _parameter_count(request)
+    for group in (request.get("inputs"), request.get("outputs")):
+        if type(group) is list:
+            for tensor in group:
+                if type(tensor) is dict:
+                    count += len(tensor) + _parameter_count(tensor)
+    return count
+
+
+def _parameter_count(holder: dict[str, Any]) -> int:
+    parameters = holder.get("parameters")
+    return len(parameters) if type(parameters) is dict else 0
 
 
 def _request_id(request: dict[str, Any]) -> str | None:
