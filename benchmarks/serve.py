@@ -150,7 +150,7 @@ def mlflow_model() -> tuple[Path, Path]:
     return python.parent, model_dir
 
 
-def start_servers(stack: ExitStack, record: dict[str, float]) -> list[Target]:
+def start_servers(stack: ExitStack, record: dict[str, float], peers: bool = True) -> list[Target]:
     """Every server up, pinned; the targets to load, one per (server, protocol)."""
     bundle = open_bundle(BUNDLE)
     names = [f.name for f in bundle.schema.features]
@@ -187,6 +187,8 @@ def start_servers(stack: ExitStack, record: dict[str, float]) -> list[Target]:
         Target("floor /predict", f"{base}/predict", one),
         Target("floor /v2 infer", f"{base}/v2/models/model/infer", tensors),
     ]
+    if not peers:
+        return targets
 
     python = venv(WORK, "mlserver", ["mlserver==1.7.*", "onnxruntime", "numpy"])
     ports = (free_port(), free_port(), free_port())
@@ -262,6 +264,8 @@ def report(results: Results, seconds: int, rounds: int) -> None:
     print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
     print("|---|" + "---:|" * len(CONCURRENCY))
     for name, top, bottom in RATIOS:
+        if bottom not in results:
+            continue
         cells = []
         for c in CONCURRENCY:
             each = [a["rps"] / b["rps"] for a, b in zip(results[top][c], results[bottom][c], strict=True)]
@@ -292,6 +296,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=5, help="wrk's duration per cell")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--image", action="store_true", help="also the podman image's size and start time")
+    parser.add_argument("--quick", action="store_true", help="mlcd and the floor only (no peers)")
     options = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: one for the servers, one for wrk")
@@ -299,7 +304,7 @@ def main() -> None:
     ensure_tools()
     record = json.loads((BUNDLE / "examples.json").read_text())["records"][0]
     with ExitStack() as stack:
-        targets = start_servers(stack, record)
+        targets = start_servers(stack, record, peers=not options.quick)
         results = measure(targets, options.rounds, options.seconds)
     report(results, options.seconds, options.rounds)
     if options.image:

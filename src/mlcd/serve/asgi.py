@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import orjson
@@ -129,10 +128,6 @@ class Request:
         value = self.headers.get(name)
         return None if value is None else value.decode("latin-1")
 
-    @cached_property
-    def declared_length(self) -> int | None:
-        return ascii_length(self.header(b"content-length"))
-
     @property
     def media_type(self) -> str:
         return (self.header(b"content-type") or "").split(";")[0].strip().lower()
@@ -140,7 +135,7 @@ class Request:
     async def body(self, limit: int, budget: ByteBudget | None = None) -> bytes:
         """The whole body; 413 past `limit` bytes (declared or streamed); ClientDisconnectedError;
         BusyError when `budget` cannot take the bytes arrived."""
-        declared = self.declared_length
+        declared = ascii_length(self.header(b"content-length"))
         if declared is not None and declared > limit:
             raise PayloadError(413, f"the body is {declared:,} bytes; the limit is {limit:,}")
         chunks: list[bytes] = []

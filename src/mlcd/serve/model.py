@@ -141,6 +141,7 @@ class BundleModel:
                 "rebuild the bundle with `dvc repro package`"
             ) from None
         self.matrix_input = self.schema.onnx_input == "matrix"
+        self.output_names = [output.name for output in self.session.get_outputs()]  # once, not per call
         self.is_classifier = self.schema.is_classifier
 
     @property
@@ -173,7 +174,7 @@ class BundleModel:
 
     def predict(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, Any]:
         """Labels and probabilities (or predictions); NonFiniteAnswerError rather than a NaN or infinity."""
-        outputs = self.session.run(None, self.feeds(numbers, texts))
+        outputs = self.session.run(self.output_names, self.feeds(numbers, texts))
         values = outputs[-1]
         rows = values.reshape(len(values), -1).tolist()
         # The model computes in float32, so no sum of its finite answers reaches float64's infinity:

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -202,19 +201,14 @@ def to_batch(payload: Any, layout: Layout, max_batch: int) -> Batch:
 def _all_numbers(records: list[Any], layout: Layout) -> np.ndarray | None:
     """The common case: every record exactly the numeric features, each a number within its bounds
     (which lie within float32's range). None: read record by record, naming each problem."""
-    names, bounds = layout.names, layout.bounds
-    rows = []
+    names = layout.names
     try:
-        for record in records:
-            if len(record) != len(names):
-                return None
-            values = [record[name] for name in names]
-            if not _all_fit(values, bounds):
-                return None
-            rows.append(values)
+        if any(len(record) != len(names) for record in records):
+            return None
+        rows = [[record[name] for name in names] for record in records]
     except (KeyError, TypeError):  # a missing key, a non-object
         return None
-    return np.array(rows, dtype=np.float32)
+    return _number_matrix(rows, layout)
 
 
 def numeric_columns(columns: Mapping[str, list[Any]], layout: Layout) -> np.ndarray | None:
@@ -226,18 +220,19 @@ def numeric_columns(columns: Mapping[str, list[Any]], layout: Layout) -> np.ndar
         ordered = [columns[name] for name in layout.names]
     except KeyError:
         return None
-    if not all(_all_fit(column, repeat(bound)) for column, bound in zip(ordered, layout.bounds, strict=True)):
-        return None
-    return np.ascontiguousarray(np.array(ordered, dtype=np.float32).T)
+    return _number_matrix(list(zip(*ordered, strict=True)), layout)
 
 
-def _all_fit(values: Iterable[Any], bounds: Iterable[tuple[float, float]]) -> bool:
-    """Every value a number (bool is not one: type, not isinstance) within its bounds; NaN fails
-    both comparisons. A loop, not numpy: for one record numpy's fixed cost per call is most of it."""
-    for value, (low, high) in zip(values, bounds, strict=False):  # repeat() has no end
-        if type(value) not in _NUMBER_TYPES or not low <= value <= high:
-            return False
-    return True
+def _number_matrix(rows: Sequence[Sequence[Any]], layout: Layout) -> np.ndarray | None:
+    """Rows of feature values as the float32 matrix, if every value is a number (bool is not one:
+    type, not isinstance) within its feature's bounds; NaN fails both comparisons. A loop, not
+    numpy: for the one record most requests carry, numpy's fixed cost per call is most of the time."""
+    bounds = layout.bounds
+    for row in rows:
+        for value, (low, high) in zip(row, bounds, strict=True):
+            if type(value) not in _NUMBER_TYPES or not low <= value <= high:
+                return None
+    return np.array(rows, dtype=np.float32)
 
 
 def _read_record(

@@ -46,41 +46,31 @@ NUMERIC_TYPES = {
 }
 
 
+DATATYPES = frozenset({"BYTES", *NUMERIC_TYPES})
 # JSON data of these datatypes needs no check of its own once it is within a feature's bounds,
 # which lie within float32's range. Binary data always fits its datatype.
 _WIDE_TYPES = frozenset({"FP32", "FP64"})
 
 
 @dataclass(frozen=True)
-class Column:
-    values: list[Any]
-    datatype: str
-    from_json: bool  # JSON data: its values are the client's claim of `datatype`, still to check
-
-
-@dataclass(frozen=True)
 class InferCall:
-    columns: dict[str, Column]  # by input name, in the request's order, all of one length
+    columns: dict[str, list[Any]]  # values by input name, in the request's order, all of one length
+    json_datatypes: dict[str, str]  # inputs sent as JSON: the datatype their values must fit
     request_id: str | None
     outputs: list[str] | None  # the outputs asked for, or None for all
 
     def batch(self, layout: Layout, max_batch: int) -> Batch:
         """The model's inputs; a PayloadError naming the first problem, as /predict's would."""
-        rows = len(next(iter(self.columns.values())).values)
-        if 0 < rows <= max_batch and all(
-            not c.from_json or c.datatype in _WIDE_TYPES for c in self.columns.values()
-        ):
-            numbers = numeric_columns({name: c.values for name, c in self.columns.items()}, layout)
+        rows = len(next(iter(self.columns.values())))
+        if 0 < rows <= max_batch and _WIDE_TYPES.issuperset(self.json_datatypes.values()):
+            numbers = numeric_columns(self.columns, layout)
             if numbers is not None:
                 return Batch(numbers)
-        for name, column in self.columns.items():
-            if column.from_json:
-                _check_datatype(_label(name), column.datatype, column.values)
-        records = [dict(zip(self.columns, row, strict=True)) for row in zip(*self._values(), strict=True)]
+        for name, datatype in self.json_datatypes.items():
+            _check_datatype(_label(name), datatype, self.columns[name])
+        values = self.columns.values()
+        records = [dict(zip(self.columns, row, strict=True)) for row in zip(*values, strict=True)]
         return to_batch(records, layout, max_batch)
-
-    def _values(self) -> list[list[Any]]:
-        return [column.values for column in self.columns.values()]
 
 
 class Protocol:
@@ -148,20 +138,25 @@ class Protocol:
             or not request["inputs"]
         ):
             raise PayloadError(422, 'send {"inputs": [{"name", "shape", "datatype", "data"}, ...]}')
-        columns: dict[str, Column] = {}
+        columns: dict[str, list[Any]] = {}
+        json_datatypes: dict[str, str] = {}
         offset = 0
         for index, tensor in enumerate(request["inputs"]):
-            name, column, offset = _column(tensor, index, binary, offset)
+            name, datatype, values, size = _column(tensor, index, binary, offset)
             if name in columns:
                 raise PayloadError(422, f"{_label(name)} is sent twice")
-            columns[name] = column
+            columns[name] = values
+            if size is None:
+                json_datatypes[name] = datatype
+            else:
+                offset += size
         if offset != len(binary):
             raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
-        rows = {len(column.values) for column in columns.values()}
+        rows = {len(values) for values in columns.values()}
         if len(rows) != 1:
             raise PayloadError(422, f"the inputs have different numbers of rows: {sorted(rows)}")
         _parameters(request, "the request")
-        return InferCall(columns, _request_id(request), _requested_outputs(request))
+        return InferCall(columns, json_datatypes, _request_id(request), _requested_outputs(request))
 
     def response(self, call: InferCall, result: dict[str, Any]) -> dict[str, Any]:
         if "labels" in result:
@@ -226,18 +221,18 @@ def _label(name: str) -> str:
     return f"input {short(name)}"
 
 
-def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, Column, int]:
-    """One input tensor as a column of per-row values, and the binary offset after it."""
+def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, str, list[Any], int | None]:
+    """One input tensor: its name, datatype, per-row values and, for binary data, its size in bytes.
+    Written for the common tensor ([rows] of JSON numbers): a request carries one per feature."""
     if type(tensor) is not dict or type(name := tensor.get("name")) is not str:
         raise PayloadError(422, f"inputs[{index}] is not a tensor with a name")
-    datatype, shape = tensor.get("datatype"), tensor.get("shape")
-    if type(shape) is not list or not all(type(d) is int for d in shape):
-        raise PayloadError(422, f"{_label(name)}: shape must be a list of integers")
-    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
-        raise PayloadError(
-            422, f"{_label(name)}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
-        )
-    if type(datatype) is not str or (datatype != "BYTES" and datatype not in NUMERIC_TYPES):
+    shape = tensor.get("shape")
+    if type(shape) is list and len(shape) == 1 and type(shape[0]) is int and shape[0] >= 0:
+        rows = shape[0]
+    else:
+        rows = _rows(name, shape)
+    datatype = tensor.get("datatype")
+    if type(datatype) is not str or datatype not in DATATYPES:
         shown = short(str(datatype))
         raise PayloadError(422, f"{_label(name)}: datatype {shown} is not BYTES or a number type")
     size = _parameters(tensor, _label(name)).get("binary_data_size") if "parameters" in tensor else None
@@ -246,13 +241,27 @@ def _column(tensor: Any, index: int, binary: bytes, offset: int) -> tuple[str, C
             raise PayloadError(
                 422, f"{_label(name)}: binary_data_size {short(str(size))} does not fit the binary data"
             )
-        column = Column(_from_binary(_label(name), datatype, binary[offset : offset + size]), datatype, False)
-        offset += size
+        values = _from_binary(_label(name), datatype, binary[offset : offset + size])
     else:
-        column = Column(_flatten(tensor.get("data"), name), datatype, True)
-    if len(column.values) != shape[0]:
-        raise PayloadError(422, f"{_label(name)}: {len(column.values)} values for shape {shape}")
-    return name, column, offset
+        data = tensor.get("data")
+        if type(data) is not list:
+            raise PayloadError(422, f"{_label(name)}: data must be a list (or binary_data_size given)")
+        values = _unnest(data, name) if list in map(type, data) else data
+    if len(values) != rows:
+        raise PayloadError(422, f"{_label(name)}: {len(values)} values for shape {shape}")
+    return name, datatype, values, size
+
+
+def _rows(name: str, shape: Any) -> int:
+    """The rows of a shape other than [rows]: [rows, 1], or a 422 saying what is wrong with it."""
+    if type(shape) is not list or not all(type(d) is int for d in shape):
+        raise PayloadError(422, f"{_label(name)}: shape must be a list of integers")
+    if len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1) or shape[0] < 0:
+        raise PayloadError(
+            422, f"{_label(name)}: shape {shape} is not [rows] or [rows, 1]; send one input per feature"
+        )
+    rows: int = shape[0]
+    return rows
 
 
 def _from_binary(label: str, datatype: str, data: bytes) -> list[Any]:
@@ -274,13 +283,10 @@ def _from_binary(label: str, datatype: str, data: bytes) -> list[Any]:
     return values
 
 
-def _flatten(data: Any, name: str) -> list[Any]:
-    if type(data) is not list:
-        raise PayloadError(422, f"{_label(name)}: data must be a list (or binary_data_size given)")
-    if all(type(v) is not list for v in data):
-        return data
+def _unnest(data: list[Any], name: str) -> list[Any]:
+    """[[v], [v], ...] (shape [rows, 1] written nested) as [v, v, ...]."""
     flat: list[Any] = []
-    for value in data:  # [[v], [v], ...]: shape [rows, 1] written nested
+    for value in data:
         if type(value) is not list or len(value) != 1 or type(value[0]) is list:
             raise PayloadError(422, f"{_label(name)}: data is neither flat nor one value per row")
         flat.append(value[0])
@@ -305,7 +311,9 @@ def _tensor_key_count(request: Any) -> int:
         if type(group) is list:
             for tensor in group:
                 if type(tensor) is dict:
-                    count += len(tensor) + _parameter_count(tensor)
+                    count += len(tensor)
+                    if "parameters" in tensor:
+                        count += _parameter_count(tensor)
     return count
 
 
