@@ -141,6 +141,57 @@ class RidgeParams(Section):
     alpha: float = Field(1.0, ge=0)
 
 
+class ValueRange(Section):
+    """`{range: [start, stop, step]}`: start, start + step, ... up to stop, both ends included."""
+
+    range: tuple[float, float, float]
+
+    @model_validator(mode="after")
+    def _steps_forward(self) -> ValueRange:
+        start, stop, step = self.range
+        if step <= 0 or stop < start or (stop - start) / step > 10_000:
+            raise ValueError(
+                "range is [start, stop, step] with stop >= start, step > 0, at most 10,000 values"
+            )
+        return self
+
+    def values(self) -> list[float | int]:
+        start, stop, step = self.range
+        count = int(round((stop - start) / step, 9)) + 1
+        values = [start + i * step for i in range(count)]
+        whole = all(float(v).is_integer() for v in (start, stop, step))
+        return [int(v) for v in values] if whole else [round(v, 12) for v in values]
+
+
+class LogUniform(Section):
+    """`{log_uniform: [low, high]}`: random search only, a value between low and high on a log scale."""
+
+    log_uniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LogUniform:
+        if self.log_uniform[1] <= self.log_uniform[0]:
+            raise ValueError("log_uniform is [low, high] with high > low > 0")
+        return self
+
+
+SearchValues = list[float | int | str | bool | None] | ValueRange | LogUniform
+
+
+class SearchParams(Section):
+    """train.search: a hyperparameter search before the final fit (README "Hyperparameter search").
+    The best candidate's values are fitted exactly as if they were set in params.yaml."""
+
+    kind: Literal["none", "grid", "random"] = "none"
+    n_iter: int = Field(10, ge=1, le=10_000)  # random: candidates drawn
+    seed: int = Field(42, ge=0)
+    cv_folds: int = Field(5, ge=2, le=20)
+    # A scikit-learn scorer name; null: the gate's first metric for the task (TASK_MAX_DROP).
+    scoring: str | None = None
+    # Per estimator: its scikit-learn parameter names, each a list, a range or (random) a log-uniform.
+    space: dict[EstimatorName, dict[str, SearchValues]] = {}
+
+
 class TrainParams(Section):
     task: Task = "classification"
     estimator: EstimatorName = "logistic_regression"
@@ -152,6 +203,7 @@ class TrainParams(Section):
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
     ridge: RidgeParams = RidgeParams()
+    search: SearchParams = SearchParams()
 
     @model_validator(mode="after")
     def _estimator_fits_task(self) -> TrainParams:
@@ -164,6 +216,20 @@ class TrainParams(Section):
             )
         if self.class_weight is not None and self.task == "regression":
             raise ValueError("class_weight is for classification; set it to null for a regression task")
+        search = self.search
+        if search.kind != "none":
+            space = search.space.get(self.estimator) or {}
+            if not space:
+                raise ValueError(
+                    f"search.kind is {search.kind!r} but search.space has no values for {self.estimator!r}; "
+                    f"add search.space.{self.estimator} (a parameter name and its values), or set kind: none"
+                )
+            continuous = [name for name, values in space.items() if isinstance(values, LogUniform)]
+            if search.kind == "grid" and continuous:
+                raise ValueError(
+                    f"a grid needs values to try, not a distribution: {', '.join(continuous)}; "
+                    "give a list or a range, or use kind: random"
+                )
         return self
 
 
@@ -386,6 +452,14 @@ class ProjectPaths:
     @property
     def train_metrics(self) -> Path:
         return self.metrics_dir / "train.json"
+
+    @property
+    def search_metrics(self) -> Path:
+        return self.metrics_dir / "search.json"
+
+    @property
+    def search_candidates(self) -> Path:
+        return self.metrics_dir / "search_candidates.json"
 
     @property
     def metrics(self) -> Path:

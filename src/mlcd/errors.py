@@ -79,3 +79,7 @@ class ServeError(MlcdError):
 
 class TrackingError(MlcdError):
     """The MLflow tracking server is not configured, does not answer or refuses; git and DVC are unchanged."""
+
+
+class ClusterError(MlcdError):
+    """The Dask scheduler MLCD_DASK_SCHEDULER names cannot be reached, or runs other versions."""

@@ -63,3 +63,18 @@ def test_a_changed_positive_class_is_said_not_drawn_as_a_collapse():
     same = sides(binary, binary)
     same[0].positive_class = same[1].positive_class = "fraud"
     assert set_aside_other_positive_class(*same) is None and same[0].metrics == binary
+
+
+def test_the_searchs_winner_is_in_the_report_beside_bases():
+    base, head = sides({}, {})
+    found = {"kind": "grid", "candidates": 6, "folds": 3, "scoring": "roc_auc", "best_score": 0.9912}
+    head.search = {**found, "best": {"C": 0.1, "max_iter": 300}}
+    base.search = {**found, "best": {"C": 1.0, "max_iter": 300}, "best_score": 0.9901}
+    text = markdown(base, head, "HEAD", "a test", metric_rows(base, head), [], [], None, {})
+    assert "### Hyperparameter search" in text
+    assert (
+        "grid search over 6 candidates (3-fold roc_auc): best `C=0.1`, `max_iter=300`, score 0.9912" in text
+    )
+    assert "base's best `C=1.0`, `max_iter=300`, score 0.9901" in text
+    head.search = {"kind": "none"}
+    assert "Hyperparameter search" not in markdown(base, head, "HEAD", "a test", [], [], [], None, {})

@@ -104,7 +104,7 @@ def test_dvc_yaml_outputs_match_config_paths():
         "ingest": {paths.raw_data},
         "validate": {paths.data_profile},
         "preprocess": {paths.train_data, paths.test_data},
-        "train": {paths.model, paths.train_metrics},
+        "train": {paths.model, paths.train_metrics, paths.search_metrics, paths.search_candidates},
         "evaluate": {paths.metrics, paths.per_class_metrics, paths.plots, paths.figures},
         "package": {paths.bundle},
     }

@@ -19,7 +19,7 @@ FLOORS: list[set[str]] = [
     {"modeling", "versions", "deploy", "reproducibility"},
     {"data", "container", "serve"},
     {"dvcfiles", "params_edit", "provenance"},
-    {"config", "git", "bundle", "http_client", "system", "ci_variables", "metrics_lines"},
+    {"config", "git", "bundle", "http_client", "system", "ci_variables", "metrics_lines", "cluster"},
     {"extras", "files", "datetimes", "console", "blas", "errors", "tolerance", "__init__"},
 ]
 FLOOR_OF = {room: len(FLOORS) - depth for depth, rooms in enumerate(FLOORS) for room in rooms}

@@ -131,6 +131,15 @@ def cross_validation(pipeline: Pipeline, x: Any, y: Any, params: TrainParams) ->
     }
 
 
+def write_search(searched: dict[str, Any], paths: ProjectPaths) -> None:
+    """metrics/search.json (a DVC metric: the winner and its score) and search_candidates.json
+    (a DVC plot: score against each searched value); written when no search ran too, as DVC outputs."""
+    from mlcd.modeling.search import candidate_points
+
+    write_json(paths.search_metrics, searched)
+    write_json(paths.search_candidates, candidate_points(searched))
+
+
 def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dict[str, Any]:
     with stage("train") as log:
         schema = load_schema(paths.schema(data)).for_model()
@@ -142,6 +151,16 @@ def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dic
         x, y = read_split(paths.train_data, schema)
         pipeline = build_pipeline(schema, params)
         summary: dict[str, Any] = {"estimator": params.estimator, "train_rows": len(x)}
+        searched: dict[str, Any] = {"kind": "none"}
+        if params.search.kind != "none":
+            from mlcd.cluster import engine
+            from mlcd.modeling.search import run_search
+
+            with engine() as where:
+                searched = run_search(pipeline, x, y, params, where)
+            summary["search"] = {"best": searched["best"], "best_score": searched["best_score"]}
+            scored = f"{searched['scoring']} {searched['best_score']}"
+            log.add(f"{searched['kind']} search on {where.describe()}: best {searched['best']} ({scored})")
         if params.cv_folds:
             summary["cv"] = cross_validation(pipeline, x, y, params)
             log.add(f"CV {params.cv_folds} folds")
@@ -150,6 +169,7 @@ def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dic
             thresholds_as_float32(pipeline)
         save_model(pipeline, paths.model)
         write_json(paths.train_metrics, summary)
+        write_search(searched, paths)
         log.add(f"{params.estimator} on {len(x):,} rows x {x.shape[1]} features")
         log.add(f"-> {paths.model} ({human_size(paths.model.stat().st_size)})")
         return summary

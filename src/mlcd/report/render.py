@@ -77,6 +77,24 @@ def warnings_list(base: Side, head: Side) -> list[str]:
     ]
 
 
+def search_lines(base: Side, head: Side) -> list[str]:
+    """train.search's winner on head (and base's, when it searched too); nothing when head did not search."""
+    found = head.search
+    if found.get("kind", "none") == "none":
+        return []
+    line = (
+        f"{found['kind']} search over {found['candidates']} candidates ({found['folds']}-fold "
+        f"{found['scoring']}): best {_values(found['best'])}, score {_num(found['best_score'])}"
+    )
+    if base.search.get("best"):
+        line += f"; base's best {_values(base.search['best'])}, score {_num(base.search.get('best_score'))}"
+    return ["### Hyperparameter search", "", line, ""]
+
+
+def _values(values: dict[str, Any]) -> str:
+    return ", ".join(f"`{name}={value}`" for name, value in values.items())
+
+
 def markdown(
     base: Side,
     head: Side,
@@ -110,7 +128,8 @@ def markdown(
         lines += [f"| {k} | {NONE if b is None else b} | {NONE if h is None else h} |" for k, b, h in params]
     else:
         lines.append("No parameter changed.")
-    lines += ["", *_pairs("Data", "", data), "", *warnings_list(base, head)]
+    lines += ["", *search_lines(base, head)]
+    lines += [*_pairs("Data", "", data), "", *warnings_list(base, head)]
     lines += [
         "### Model bundle",
         "",

@@ -41,6 +41,7 @@ class Side:
     bundle_dir: Path | None = None  # where its bundle can be loaded, while the report runs
     latency_ms: float | None = None
     positive_class: str | None = None  # from the bundle's schema.json; None if unknown or not binary
+    search: dict[str, Any] = field(default_factory=dict)  # metrics/search.json: train.search's result
     missing: list[str] = field(default_factory=list)
 
 
@@ -154,6 +155,7 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
     except Exception:  # old commits may have no params.yaml; the diff then shows every key as new
         side.params = {}
     side.profile = _json_at(fs, paths.data_profile.as_posix()) or {}
+    side.search = _json_at(fs, paths.search_metrics.as_posix()) or {}
     for path in PROCESSED:
         try:
             side.data_hashes[path] = fs.info(path).get("dvc_info", {}).get("md5")
