@@ -23,6 +23,7 @@ from sklearn import metrics as skm
 from starlette.testclient import TestClient
 
 from mlcd.serve.app import ServeSettings, create_app
+from mlcd.serve.batch import LABEL_COLUMN, VALUE_COLUMN, predict_table
 from mlcd.serve.server import load
 
 from ..helpers import Repo, new_repo
@@ -262,6 +263,14 @@ def served_records(repo: Repo, features: list[str], target: str) -> tuple[list[d
     return [{k: sent(v) for k, v in row.items()} for row in rows], test[target]
 
 
+def batch_scored(repo: Repo, bundle: Path, target: str, folder: Path) -> pd.DataFrame:
+    """`mlcd predict` on the test split as stored (dates as timestamps, gaps as the table has them)."""
+    source = folder / "to-score.parquet"
+    pd.read_parquet(repo.path / "data" / "processed" / "test.parquet").drop(columns=target).to_parquet(source)
+    predict_table(source, folder / "scores.parquet", bundle, batch_rows=64)
+    return pd.read_parquet(folder / "scores.parquet")
+
+
 @pytest.mark.parametrize("table", TABLES, ids=[t.name for t in TABLES])
 def test_the_own_data_flow_serves_right(tmp_path, table: Table):
     repo = new_repo(tmp_path / "repo")
@@ -325,6 +334,11 @@ def test_the_own_data_flow_serves_right(tmp_path, table: Table):
                 if line.startswith("mlcd_training_class_share{")
             }
             assert set(schema["target"]["classes"]) | set(answer["labels"]) <= listed
+        scored = batch_scored(repo, bundle, table.target, tmp_path)
+        if "labels" in answer:
+            assert list(scored[LABEL_COLUMN]) == answer["labels"]
+        else:
+            assert scored[VALUE_COLUMN].tolist() == pytest.approx(answer["predictions"], rel=1e-6, abs=1e-6)
         odd = dict(records[0])
         odd.update(table.unseen)
         odd.update(table.dates)

@@ -275,3 +275,24 @@ def test_the_mlflow_signature_follows_the_schema_with_text_and_gaps(bundle, held
     # MLflow's own input check accepts the test rows as a client sends them (gaps as missing values).
     enforced = _enforce_schema(pd.DataFrame(as_sent(held_out_frame)), inputs)
     assert len(enforced) == len(held_out_frame)
+
+
+def test_batch_scoring_answers_gaps_and_unseen_categories_as_predict(
+    bundle, client, held_out_frame, tmp_path
+):
+    """`mlcd predict` on the team's own kind of file: a CSV with empty cells and a region never seen."""
+    from mlcd.serve.batch import LABEL_COLUMN, PROBABILITY_PREFIX, predict_table
+
+    records = as_sent(held_out_frame)
+    records[0][REGION] = "atlantis"  # unseen in training
+    records[1][GAPPY] = None
+    records[2][REGION] = None
+    source = tmp_path / "to-score.csv"
+    pd.DataFrame(records).to_csv(source, index=False)  # gaps become empty cells
+    predict_table(source, tmp_path / "scores.parquet", bundle, batch_rows=5)
+    scored = pd.read_parquet(tmp_path / "scores.parquet")
+    answer = predict(client, records)
+    assert list(scored[LABEL_COLUMN]) == answer["labels"]
+    for name in CULTIVARS.values():
+        expected = [row[name] for row in answer["probabilities"]]
+        assert scored[f"{PROBABILITY_PREFIX}{name}"].tolist() == pytest.approx(expected, abs=1e-6)

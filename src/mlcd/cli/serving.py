@@ -15,6 +15,34 @@ image_app = typer.Typer(help="Build and smoke-test the model API image with podm
 
 def register(app: typer.Typer) -> None:
     app.command()(reports_errors(serve))
+    app.command()(reports_errors(predict))
+
+
+def predict(
+    source: Annotated[
+        Path, typer.Argument(metavar="INPUT", help="a CSV or Parquet file, or a folder of them.")
+    ],
+    target: Annotated[
+        Path, typer.Argument(metavar="OUTPUT", help="where the predictions go: a .csv or .parquet file.")
+    ],
+    bundle: BundleOption = None,
+    batch_rows: Annotated[
+        int, typer.Option(metavar="INTEGER", min=1, help="rows read, checked and scored at a time.")
+    ] = 10_000,
+    repo: RootOption = Path(),
+) -> None:
+    """Score a table of any size with the bundle's model, batch by batch (batch scoring).
+
+    Every row is validated and answered as /predict would; a row /predict would refuse stops
+    the run naming it, and OUTPUT is written whole or not at all. Input columns that are not
+    features (IDs, keys) are copied beside predicted_label and probability_<class> (or
+    predicted_value for a regression).
+    """
+    from mlcd.serve.batch import predict_table
+
+    scored = predict_table(source, target, bundle_in(repo, bundle), batch_rows)
+    kept = f"; kept {', '.join(scored.keys)}" if scored.keys else ""
+    console.print(f"[green]scored[/] {scored.rows:,} rows -> {target} ({', '.join(scored.columns)}{kept})")
 
 
 def serve(

@@ -1,0 +1,91 @@
+"""`mlcd predict`: a table scored batch by batch gives /predict's answers, or names the rows it refuses."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from starlette.testclient import TestClient
+from typer.testing import CliRunner
+
+from mlcd.cli import app
+from mlcd.errors import DataValidationError, SourceError
+from mlcd.serve.app import ServeSettings, create_app
+from mlcd.serve.batch import LABEL_COLUMN, PROBABILITY_PREFIX, predict_table
+from mlcd.serve.server import load
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def served(built_project):
+    bundle = built_project / "models" / "bundle"
+    settings = ServeSettings(bundle=bundle, max_batch=10_000)
+    with TestClient(create_app(load(settings), settings)) as client:
+        yield bundle, client
+
+
+@pytest.fixture(scope="module")
+def table(built_project) -> pd.DataFrame:
+    frame = pd.read_parquet(built_project / "data" / "processed" / "test.parquet")
+    return frame.assign(patient=[f"p{i}" for i in range(len(frame))])  # a key column, not a feature
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_the_batches_answer_as_predict_with_the_keys_beside(served, table, tmp_path, suffix):
+    bundle, client = served
+    source = tmp_path / f"in{suffix}"
+    table.to_parquet(source) if suffix == ".parquet" else table.to_csv(source, index=False)
+    target = tmp_path / f"out{suffix}"
+    scored = predict_table(source, target, bundle, batch_rows=7)  # 17 batches, the last one short
+    assert scored.rows == len(table) and scored.keys == ["diagnosis", "patient"]
+    out = pd.read_parquet(target) if suffix == ".parquet" else pd.read_csv(target)
+    assert list(out["patient"]) == list(table["patient"])
+    features = table.drop(columns=["diagnosis", "patient"])
+    answer = client.post("/predict", content=features.to_json(orient="records"), headers=JSON).json()
+    assert list(out[LABEL_COLUMN]) == answer["labels"]
+    for name in ("benign", "malignant"):
+        expected = [row[name] for row in answer["probabilities"]]
+        assert out[f"{PROBABILITY_PREFIX}{name}"].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_row_predict_refuses_is_named_and_nothing_is_written(served, table, tmp_path):
+    bundle, _ = served
+    bad = table.copy()
+    bad.loc[10, "mean_radius"] = -1.0
+    source = tmp_path / "in.parquet"
+    bad.to_parquet(source)
+    target = tmp_path / "out.parquet"
+    target.write_bytes(b"yesterday's scores")
+    with pytest.raises(DataValidationError) as raised:
+        predict_table(source, target, bundle, batch_rows=4)
+    assert "row 11, column 'mean_radius': must be >= 0" in str(raised.value)
+    assert target.read_bytes() == b"yesterday's scores"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet", "out.parquet"], "a temp file stayed"
+
+
+def test_missing_features_and_odd_files_are_one_line_each(served, table, tmp_path):
+    bundle, _ = served
+    source = tmp_path / "in.parquet"
+    table.drop(columns=["mean_radius"]).to_parquet(source)
+    with pytest.raises(DataValidationError, match="lacks the model's feature columns: mean_radius"):
+        predict_table(source, tmp_path / "out.parquet", bundle)
+    with pytest.raises(SourceError, match="use a file ending in"):
+        predict_table(source, tmp_path / "out.xlsx", bundle)
+    clashing = tmp_path / "clash.parquet"
+    table.assign(predicted_label="x").to_parquet(clashing)
+    with pytest.raises(DataValidationError, match="already has columns named like the predictions"):
+        predict_table(clashing, tmp_path / "out.parquet", bundle)
+
+
+def test_the_command_scores_a_folder(served, table, tmp_path):
+    bundle, _ = served
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    table.iloc[:50].to_parquet(folder / "a.parquet")
+    table.iloc[50:].to_parquet(folder / "b.parquet")
+    result = CliRunner().invoke(
+        app, ["predict", str(folder), str(tmp_path / "out.csv"), "--bundle", str(bundle)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"scored {len(table)} rows" in " ".join(result.output.split())
+    assert len(pd.read_csv(tmp_path / "out.csv")) == len(table)
