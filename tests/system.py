@@ -1,5 +1,5 @@
 """Setting the test machine up: Debian packages installed with apt-get when a test needs them,
-and what the suite's two processes (pytest-xdist) share.
+and what the suite's test processes (pytest-xdist) share.
 
 mlcd never installs anything (it names the packages and exits 2); preparing a machine
 belongs here and in .ci/setup. Each installer is a no-op when the programs are present.
