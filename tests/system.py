@@ -39,7 +39,7 @@ T = TypeVar("T")
 
 def built_once(name: str, factory: pytest.TempPathFactory, build: Callable[[Path], T]) -> T:
     """What `build(folder)` returns, built once per test session: under pytest-xdist the first process
-    to ask builds it in a folder of the session's that both processes see, the other waits and gets
+    to ask builds it in a folder of the session's that every process sees, the others wait and get
     the same result (pickled). For what tests only read or copy (clone_repo), never change in place."""
     if "PYTEST_XDIST_WORKER" not in os.environ:
         return build(factory.mktemp(name))
