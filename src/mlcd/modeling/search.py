@@ -95,12 +95,7 @@ def run_search(pipeline: Pipeline, x: Any, y: Any, params: TrainParams, engine: 
     ):
         searcher.fit(x, y)
     results = searcher.cv_results_
-    best = int(np.argmin(results["rank_test_score"]))  # the first of equals: a tie goes the same way
-    best_values = {
-        key.removeprefix(f"{MODEL_STEP}__"): _plain(v) for key, v in results["params"][best].items()
-    }
-    pipeline.set_params(**{f"{MODEL_STEP}__{k}": v for k, v in best_values.items()})
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "params": {k.removeprefix(f"{MODEL_STEP}__"): _plain(v) for k, v in candidate.items()},
             "mean_score": round(float(results["mean_test_score"][i]), 6),
@@ -109,6 +104,9 @@ def run_search(pipeline: Pipeline, x: Any, y: Any, params: TrainParams, engine: 
         }
         for i, candidate in enumerate(results["params"])
     ]
+    best = int(np.argmin(results["rank_test_score"]))  # the first of equals: a tie goes the same way
+    best_values = rows[best]["params"]
+    pipeline.set_params(**{f"{MODEL_STEP}__{k}": v for k, v in best_values.items()})
     return {
         "kind": search.kind,
         "scoring": scoring,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from mlcd.errors import DataValidationError, SourceError
 from mlcd.files import atomic_path
 from mlcd.serve.asgi import PayloadError
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
-from mlcd.serve.payload import to_batch
+from mlcd.serve.payload import problem_place, to_batch
 from mlcd.serve.selfcheck import self_check
 
 BATCH_ROWS = 10_000
@@ -82,9 +83,7 @@ def _problem_lines(detail: Any, first_row: int) -> list[str]:
         return [detail]
     lines = []
     for problem in detail[:SHOWN_PROBLEMS]:
-        where = list(problem["loc"][1:])
-        row = next((p for p in where if isinstance(p, int)), None)
-        field = next((p for p in where if isinstance(p, str)), None)
+        row, field = problem_place(problem["loc"])
         place = f"row {first_row + row + 1:,}" if row is not None else "input"
         lines.append(f"{place}{f', column {field!r}' if field else ''}: {problem['msg']}")
     return lines
@@ -99,31 +98,30 @@ def predict_table(source: Path, target: Path, bundle: Path, batch_rows: int = BA
     self_check(model)
     dataset = _dataset(source)
     present = set(dataset.schema.names)
-    features = [f.name for f in model.features]
     absent = [f.name for f in model.features if f.name not in present and not f.may_be_missing]
     if absent:
         raise DataValidationError(f"{source} lacks the model's feature columns: {', '.join(absent)}")
-    keys = [name for name in dataset.schema.names if name not in features]
-    answer_columns = (
-        [LABEL_COLUMN, *(f"{PROBABILITY_PREFIX}{c}" for c in model.classes)]
-        if model.is_classifier
-        else [VALUE_COLUMN]
-    )
-    clash = sorted(set(keys) & set(answer_columns))
+    features = [f.name for f in model.features if f.name in present]
+    keys = [name for name in dataset.schema.names if name not in model.layout.names]
+    answers = _answer_fields(model)
+    clash = sorted(set(keys) & {field.name for field in answers})
     if clash:
         raise DataValidationError(
             f"{source} already has columns named like the predictions: {', '.join(clash)}"
         )
-    total = dataset.count_rows()
+    schema = pa.schema([*(dataset.schema.field(k) for k in keys), *answers])
     done = 0
-    with atomic_path(target) as tmp, progress() as bar, _Writer(tmp, writer_format) as writer:
-        task = bar.add_task(f"scoring {source.name}", total=total)
-        for batch in dataset.to_batches(
-            columns=[*keys, *(f for f in features if f in present)], batch_size=batch_rows
-        ):
+    with (
+        atomic_path(target) as tmp,
+        progress() as bar,
+        closing(_writer(tmp, writer_format, schema)) as writer,
+    ):
+        task = bar.add_task(f"scoring {source.name}", total=dataset.count_rows())
+        for batch in dataset.to_batches(columns=[*keys, *features], batch_size=batch_rows):
             if batch.num_rows == 0:
                 continue
-            records = [{k: _sent(v) for k, v in row.items() if k not in keys} for row in batch.to_pylist()]
+            rows = batch.select(features).to_pylist()
+            records = [{k: _sent(v) for k, v in row.items()} for row in rows]
             try:
                 inputs = to_batch(records, model.layout, len(records))
                 result = model.predict(inputs.numbers, inputs.texts)
@@ -133,26 +131,24 @@ def predict_table(source: Path, target: Path, bundle: Path, batch_rows: int = BA
                     _problem_lines(exc.detail, done),
                 ) from None
             except NonFiniteAnswerError as exc:
-                rows = ", ".join(f"{done + r + 1:,}" for r in exc.rows[:SHOWN_PROBLEMS])
+                shown = ", ".join(f"{done + r + 1:,}" for r in exc.rows[:SHOWN_PROBLEMS])
                 raise DataValidationError(
-                    f"{source}: the model gives no finite answer for rows {rows}"
+                    f"{source}: the model gives no finite answer for rows {shown}"
                 ) from None
-            columns = {name: batch.column(name) for name in keys}
+            columns = [batch.column(name) for name in keys]
             if model.is_classifier:
-                columns[LABEL_COLUMN] = pa.array(result["labels"], pa.string())
-                for name in model.classes:
-                    column = [row[name] for row in result["probabilities"]]
-                    columns[f"{PROBABILITY_PREFIX}{name}"] = pa.array(column, pa.float32())
+                columns.append(result["labels"])
+                columns += [[row[name] for row in result["probabilities"]] for name in model.classes]
             else:
-                columns[VALUE_COLUMN] = pa.array(result["predictions"], pa.float32())
-            writer.write(pa.table(columns))
+                columns.append(result["predictions"])
+            writer.write_table(pa.table(columns, schema=schema))
             done += batch.num_rows
             bar.advance(task, batch.num_rows)
-        writer.finish(pa.schema([*(dataset.schema.field(k) for k in keys), *_answer_fields(model)]))
-    return Scored(done, keys, answer_columns)
+    return Scored(done, keys, [field.name for field in answers])
 
 
 def _answer_fields(model: BundleModel) -> list[Any]:
+    """The prediction columns, in the order they are written: one place for their names and types."""
     import pyarrow as pa
 
     if not model.is_classifier:
@@ -161,35 +157,9 @@ def _answer_fields(model: BundleModel) -> list[Any]:
     return [pa.field(LABEL_COLUMN, pa.string()), *probabilities]
 
 
-class _Writer:
-    """Parquet or CSV, opened on the first batch (its schema), or empty with `finish`'s schema."""
+def _writer(path: Path, kind: str, schema: Any) -> Any:
+    """A Parquet or CSV writer of `schema` at `path`: a file with the columns even when no row comes."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
 
-    def __init__(self, path: Path, kind: str) -> None:
-        self.path, self.kind = path, kind
-        self.writer: Any = None
-
-    def __enter__(self) -> _Writer:
-        return self
-
-    def write(self, table: Any) -> None:
-        if self.writer is None:
-            self._open(table.schema)
-        self.writer.write_table(table)
-
-    def finish(self, schema: Any) -> None:
-        if self.writer is None:  # no rows: still a file with the columns
-            self._open(schema)
-
-    def _open(self, schema: Any) -> None:
-        import pyarrow.csv as pcsv
-        import pyarrow.parquet as pq
-
-        self.writer = (
-            pq.ParquetWriter(self.path, schema)
-            if self.kind == "parquet"
-            else pcsv.CSVWriter(self.path, schema)
-        )
-
-    def __exit__(self, *exc: object) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    return pq.ParquetWriter(path, schema) if kind == "parquet" else pcsv.CSVWriter(path, schema)

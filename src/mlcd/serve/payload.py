@@ -139,6 +139,14 @@ _NUMBER_TYPES = frozenset({int, float})
 _MAX_MESSAGE = 300
 
 
+def problem_place(loc: Sequence[Any]) -> tuple[int | None, str | None]:
+    """(record index, field name) of a problem's `loc` (["body", 3, "mean_radius"]), each None if absent."""
+    parts = loc[1:]
+    row = next((p for p in parts if isinstance(p, int)), None)
+    name = next((p for p in parts if isinstance(p, str)), None)
+    return row, name
+
+
 class Problems:
     """Bad fields, kept up to MAX_ERRORS and counted beyond: a flood costs a count, not a list."""
 

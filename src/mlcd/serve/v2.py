@@ -26,7 +26,7 @@ import numpy as np
 
 from mlcd.serve.asgi import PayloadError, ascii_length, short
 from mlcd.serve.model import BundleModel, Layout
-from mlcd.serve.payload import Batch, numeric_columns, parse_json, to_batch
+from mlcd.serve.payload import Batch, numeric_columns, parse_json, problem_place, to_batch
 
 HEADER_LENGTH = "inference-header-content-length"
 # \Z, not $: "$" also matches before a final newline, which made ".../infer%0A" an inference.
@@ -347,9 +347,7 @@ def error_text(detail: list[dict[str, Any]] | str) -> str:
 
 def _where(loc: list[Any]) -> str:
     """["body", 3, "mean_radius"] -> "input 'mean_radius', row 3"."""
-    parts = loc[1:]
-    row = next((p for p in parts if isinstance(p, int)), None)
-    name = next((p for p in parts if isinstance(p, str)), None)
+    row, name = problem_place(loc)
     if name is None:
         return f"row {row}" if row is not None else "request"
     return f"input {name!r}" + (f", row {row}" if row is not None else "")
