@@ -22,8 +22,11 @@ from mlcd.errors import ClusterError
 
 SCHEDULER_ENV = "MLCD_DASK_SCHEDULER"
 LOCAL_WORKERS = 2
-# How long to wait for a scheduler before saying it cannot be reached.
+# How long to wait for a scheduler, or for its first worker, before saying it cannot be reached.
 CONNECT_SECONDS = 10
+# Packages a result depends on, compared beside Python and distributed's own (dask, distributed,
+# msgpack, cloudpickle, tornado, toolz, numpy, pandas, lz4).
+RESULT_PACKAGES = ("scikit-learn", "scipy", "joblib", "pyarrow")
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,17 @@ def engine() -> Iterator[Engine]:
     with cluster as started:
         client = _connect(started if local else address)
         try:
+            _has_workers(client)
             _same_versions(client)
             workers = len(client.scheduler_info()["workers"])
             with joblib.parallel_config(backend="dask"):
                 yield Engine(client.scheduler.address, workers)
+        except _lost_work_errors() as exc:
+            raise ClusterError(
+                f"a Dask worker of {client.scheduler.address} died while it held part of the work "
+                f"({type(exc).__name__}); nothing was written. Look in the workers' logs (memory "
+                "limit?), then run again"
+            ) from None
         finally:
             client.close()
 
@@ -110,14 +120,62 @@ def _connect(target: Any) -> Any:
         raise ClusterError(f"{SCHEDULER_ENV}={target!r} is not a scheduler address: {exc}") from None
 
 
-def _same_versions(client: Any) -> None:
-    """distributed's own check: Python and the packages it cares about, client against scheduler and
-    workers. Results computed with other versions would not be this lock's."""
+def _has_workers(client: Any) -> None:
+    """A scheduler without workers would take the work and never run it."""
     try:
-        client.get_versions(check=True)
-    except ValueError as exc:
-        first = str(exc).strip().splitlines()
+        client.wait_for_workers(1, timeout=CONNECT_SECONDS)
+    except TimeoutError:
         raise ClusterError(
-            f"the Dask cluster at {client.scheduler.address} runs other versions than this environment: "
-            f"{' '.join(first[:6])}; give its workers this project's environment (uv sync, or the image)"
+            f"the Dask scheduler at {client.scheduler.address} has no workers after {CONNECT_SECONDS} s; "
+            f"start some (`dask worker {client.scheduler.address}`) or unset {SCHEDULER_ENV}"
         ) from None
+
+
+def _same_versions(client: Any) -> None:
+    """Python, distributed's own packages and those a result depends on, here against the scheduler
+    and every worker: a fit made with another scikit-learn or numpy is not the fit this lock records.
+    (distributed's `get_versions(check=True)` only warns, however far apart the versions are.)"""
+    from distributed.versions import scheduler_relevant_packages
+
+    found = client.get_versions(packages=list(RESULT_PACKAGES))
+    here: dict[str, str | None] = found["client"]["packages"]
+    places = {"the scheduler": found["scheduler"]["packages"]}
+    places.update({f"worker {name}": info["packages"] for name, info in found["workers"].items()})
+    differences = []
+    for package, version in sorted(here.items()):
+        elsewhere: dict[str, list[str]] = {}
+        for place, theirs in places.items():
+            if place == "the scheduler" and package not in scheduler_relevant_packages:
+                continue  # the scheduler runs no fits
+            other = (theirs or {}).get(package, "unknown")
+            if other != version:
+                elsewhere.setdefault(_shown(other), []).append(place)
+        differences += [
+            f"{package} {_shown(version)} here, {other} on {_places(where)}"
+            for other, where in elsewhere.items()
+        ]
+    if differences:
+        raise ClusterError(
+            f"the Dask cluster at {client.scheduler.address} runs other versions than this environment "
+            f"({'; '.join(differences)}); give its scheduler and workers this project's environment "
+            "(uv sync, or the image)"
+        )
+
+
+def _places(where: list[str]) -> str:
+    return where[0] if len(where) == 1 else f"{len(where)} places"
+
+
+def _shown(version: str | None) -> str:
+    return "not installed" if version is None else version
+
+
+def _lost_work_errors() -> tuple[type[BaseException], ...]:
+    """What a task's future raises when the worker running it, or holding its data, died: the
+    scheduler gave up on it (KilledWorker), or cancelled it for the data it lost with the worker
+    (joblib scatters the training data to one worker, and scattered data cannot be recomputed)."""
+    from concurrent.futures import CancelledError
+
+    from distributed.scheduler import KilledWorker
+
+    return (KilledWorker, CancelledError)

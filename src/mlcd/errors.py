@@ -82,4 +82,5 @@ class TrackingError(MlcdError):
 
 
 class ClusterError(MlcdError):
-    """The Dask scheduler MLCD_DASK_SCHEDULER names cannot be reached, or runs other versions."""
+    """The Dask scheduler MLCD_DASK_SCHEDULER names cannot be reached, has no workers, runs other
+    versions, or lost a worker while it held part of the work; nothing was written."""
