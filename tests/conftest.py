@@ -5,6 +5,7 @@ Helpers (Repo, new_repo, run, ...) live in tests/helpers.py; import them from th
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,3 +70,16 @@ def built_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = copy_params_and_data(tmp_path_factory.mktemp("built"))
     run_pipeline_in_process(project, {"train": {"cv_folds": 0}})
     return project
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 16 KiB filesystem (tmpfs; the tests run as root, as CI does)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], capture_output=True
+    )
+    assert done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr.decode()}"
+    yield mount
+    subprocess.run(["umount", "--lazy", str(mount)], check=True)

@@ -5,7 +5,6 @@ Each case checks that nothing was lost or half-written and that the one line pri
 
 import shutil
 import socket
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -29,19 +28,6 @@ def test_an_empty_dvc_lock_names_the_fix_and_report_prints_no_traceback(repo_cop
     assert "warning: dvc.lock is empty" in warned.stderr
     repo_copy.run("git", "checkout", "HEAD", "--", "dvc.lock")  # the fix it names
     assert repo_copy.dvc("status").stdout.strip() == "Data and pipelines are up to date."
-
-
-@pytest.fixture
-def small_disk(tmp_path: Path):
-    """A real 16 KiB filesystem (tmpfs; the tests run as root, as CI does)."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)], capture_output=True
-    )
-    assert done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr.decode()}"
-    yield mount
-    subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_full_disk_during_a_stage_is_one_line_and_publishes_nothing(project: Path, small_disk: Path):

@@ -100,6 +100,17 @@ def serve(
         bool,
         typer.Option("--docs", metavar="", help="serve Swagger UI at /docs (its scripts come from a CDN)."),
     ] = False,
+    log_dir: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="DIR",
+            help="log every answer (request id, inputs, outputs) to Parquet files here, 0600, "
+            "rotated by size and hour; records that would wait on the disk are dropped and counted.",
+        ),
+    ] = None,
+    log_sample: Annotated[
+        float, typer.Option(metavar="SHARE", min=0.0, max=1.0, help="share of requests logged (0 to 1).")
+    ] = 1.0,
     repo: RootOption = Path(),
 ) -> None:
     """Serve the bundle over HTTP: /predict, /v2 (Open Inference Protocol), /invocations (MLflow), probes.
@@ -111,6 +122,7 @@ def serve(
     """
     from mlcd.provenance import serving_commit
     from mlcd.serve.app import ServeSettings
+    from mlcd.serve.prediction_log import LogSettings
     from mlcd.serve.protocol import ConnectionLimits
     from mlcd.serve.server import serve as run_server
 
@@ -123,6 +135,7 @@ def serve(
         max_inflight_bytes=max_inflight_bytes,
         git_commit=serving_commit(repo, served, git_commit),
         docs=docs,
+        log=LogSettings(log_dir.absolute(), sample=log_sample) if log_dir is not None else None,
     )
     limits = ConnectionLimits(
         keepalive_seconds=keepalive,

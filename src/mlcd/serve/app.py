@@ -22,6 +22,7 @@ from mlcd.serve import mlflow_scoring, openapi, prometheus, v2
 from mlcd.serve.asgi import (
     CLIENT_CLOSED,
     JSON,
+    REQUEST_ID_HEADER,
     BusyError,
     ByteBudget,
     ClientDisconnectedError,
@@ -38,6 +39,7 @@ from mlcd.serve.asgi import (
 )
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
 from mlcd.serve.payload import Batch, parse_json, to_batch
+from mlcd.serve.prediction_log import LogSettings, PredictionLog
 
 # Bodies past this size are parsed, validated and run on a worker thread, so the event loop
 # keeps answering /health and small requests meanwhile.
@@ -63,6 +65,8 @@ class ServeSettings:
     api_token: str | None = field(default_factory=lambda: os.environ.get(TOKEN_ENV) or None)
     # Swagger UI at /docs loads its scripts from a public CDN, so it is off unless asked for.
     docs: bool = False
+    # Where and how answers are logged (`mlcd serve --log-dir`); None: not logged.
+    log: LogSettings | None = None
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -89,6 +93,11 @@ class Api:
             "git_commit": settings.git_commit,
         }
         self.v2 = v2.Protocol(model)
+        self.log = (
+            PredictionLog(settings.log, model.layout, model.model_hash, settings.git_commit, model.classes)
+            if settings.log is not None
+            else None
+        )
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
         self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
@@ -119,7 +128,7 @@ class Api:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await lifespan(receive, send)
+            await lifespan(receive, send, self.close)
             return
         if scope["type"] != "http":
             # A WebSocket upgrade (uvicorn offers one when a WebSocket library is installed): closing
@@ -143,7 +152,9 @@ class Api:
             prometheus.observe(route.label if route else "other", request.method, 500, started)
             raise
         if reply.status != CLIENT_CLOSED:
-            await send_reply(send, reply)
+            # Every answer to a body of work names its request id, refusals too (a client's logs).
+            extra = ((REQUEST_ID_HEADER, request.request_id.encode()),) if route and route.work else ()
+            await send_reply(send, reply, extra)
         prometheus.observe(route.label if route else "other", request.method, reply.status, started)
 
     def route(self, request: Request) -> Route | None:
@@ -211,8 +222,13 @@ class Api:
         except PayloadError as exc:
             return refusal(request, exc.status, exc.detail)
 
-    def predicted(self, batch: Batch) -> dict[str, Any]:
-        """The model's answer for a validated batch, counted in the metrics; 422 if not finite."""
+    def close(self) -> None:
+        """The server stops: the prediction log writes what it holds."""
+        if self.log is not None:
+            self.log.close()
+
+    def predicted(self, batch: Batch, request: Request, endpoint: str) -> dict[str, Any]:
+        """The model's answer for a validated batch, counted in the metrics and logged; 422 if not finite."""
         try:
             result = self.model.predict(batch.numbers, batch.texts)
         except NonFiniteAnswerError as exc:
@@ -225,6 +241,8 @@ class Api:
         prometheus.count_predictions(result.get("labels", ()))
         for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
+        if self.log is not None:
+            self.log.record(request.request_id, endpoint, batch, result)
         return result
 
     # --- /predict and MLflow's /invocations
@@ -236,7 +254,8 @@ class Api:
 
         def answer(body: bytes) -> Reply:
             batch = to_batch(parse_json(body), self.model.layout, self.settings.max_batch)
-            return json_reply({**self.predicted(batch), "model": self.model_ref})
+            result = self.predicted(batch, request, "/predict")
+            return json_reply({**result, "model": self.model_ref, "request_id": request.request_id})
 
         return await self.work(request, answer)
 
@@ -250,7 +269,8 @@ class Api:
         def answer(body: bytes) -> Reply:
             records = mlflow_scoring.records(body, media_type, self.model.layout)
             batch = to_batch(records, self.model.layout, self.settings.max_batch)
-            return json_reply(mlflow_scoring.answer(self.predicted(batch), self.model_ref))
+            result = self.predicted(batch, request, "/invocations")
+            return json_reply(mlflow_scoring.answer(result, self.model_ref, request.request_id))
 
         return await self.work(request, answer)
 
@@ -277,7 +297,8 @@ class Api:
         def answer(body: bytes) -> Reply:
             call = self.v2.parse(body, header_length)
             batch = call.batch(self.model.layout, self.settings.max_batch)
-            return json_reply(self.v2.response(call, self.predicted(batch)))
+            result = self.predicted(batch, request, "/v2/infer")
+            return json_reply(self.v2.response(call, result, request.request_id))
 
         return await self.work(request, answer)
 

@@ -8,8 +8,12 @@ fixed routes.
 
 from __future__ import annotations
 
+import itertools
+import re
+import secrets
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import orjson
@@ -104,8 +108,24 @@ def error_reply(status: int, detail: Any, headers: tuple[tuple[bytes, bytes], ..
 # The headers the API reads. One pass over a request's headers keeps the first of each, and counts
 # Authorization headers (two credentials are refused: a proxy and this server might read different ones).
 READ_HEADERS = frozenset(
-    {b"content-type", b"content-length", b"upgrade", b"authorization", b"inference-header-content-length"}
+    {
+        b"content-type",
+        b"content-length",
+        b"upgrade",
+        b"authorization",
+        b"inference-header-content-length",
+        b"x-request-id",
+    }
 )
+
+REQUEST_ID_HEADER = b"x-request-id"
+# A client's request id is kept when it is a plain token (a proxy's UUID, a trace id); anything
+# else (long, spaces, control characters) would carry into logs and headers, so it is replaced.
+_SANE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+# Generated ids: a random prefix per process and a counter, unique across workers and restarts
+# without a UUID's cost per request.
+_ID_PREFIX = secrets.token_hex(6)
+_next_id = itertools.count(1).__next__
 
 
 class Request:
@@ -122,6 +142,14 @@ class Request:
                 if key == b"authorization":
                     self.authorizations += 1
                 self.headers.setdefault(key, value)
+
+    @cached_property
+    def request_id(self) -> str:
+        """The client's X-Request-Id when sane, else one made here."""
+        given = self.headers.get(REQUEST_ID_HEADER)
+        if given is not None and _SANE_REQUEST_ID.fullmatch(given):
+            return given.decode("ascii")
+        return f"{_ID_PREFIX}-{_next_id():x}"
 
     def header(self, name: bytes) -> str | None:
         """A header the API reads (READ_HEADERS; name in lower case), or None."""
@@ -156,22 +184,24 @@ class Request:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_reply(send: Send, reply: Reply) -> None:
+async def send_reply(send: Send, reply: Reply, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
     headers = [
         (b"content-type", reply.content_type.encode("latin-1")),
         (b"content-length", str(len(reply.body)).encode("latin-1")),
         *reply.headers,
+        *extra,
     ]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 
 
-async def lifespan(receive: Receive, send: Send) -> None:
-    """Nothing to start or stop (the model loads before the server starts); acknowledge both."""
+async def lifespan(receive: Receive, send: Send, on_shutdown: Callable[[], None] = lambda: None) -> None:
+    """Nothing to start (the model loads before the server starts); `on_shutdown` when stopping."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            on_shutdown()
             await send({"type": "lifespan.shutdown.complete"})
             return

@@ -45,10 +45,15 @@ def records(body: bytes, media_type: str, layout: Layout) -> list[Any]:
     return _tensor_records(formats[0], data, layout)
 
 
-def answer(result: dict[str, Any], model_ref: dict[str, Any]) -> dict[str, Any]:
+def answer(result: dict[str, Any], model_ref: dict[str, Any], request_id: str) -> dict[str, Any]:
     if "labels" in result:
-        return {"predictions": result["labels"], "probabilities": result["probabilities"], "model": model_ref}
-    return {"predictions": result["predictions"], "model": model_ref}
+        return {
+            "predictions": result["labels"],
+            "probabilities": result["probabilities"],
+            "model": model_ref,
+            "request_id": request_id,
+        }
+    return {"predictions": result["predictions"], "model": model_ref, "request_id": request_id}
 
 
 def _split_records(data: Any, layout: Layout) -> list[Any]:

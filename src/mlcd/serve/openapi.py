@@ -88,7 +88,7 @@ def document(model: BundleModel, max_batch: int, v2_name: str, token: bool = Fal
                     JSON: {"schema": {"$ref": REF + "MlflowRequest"}},
                     "text/csv": {"schema": {"type": "string"}},
                 },
-                {"type": "object", "required": ["predictions", "model"]},
+                {"type": "object", "required": ["predictions", "model", "request_id"]},
                 _WORK_ERRORS,
                 security,
             )
@@ -166,6 +166,7 @@ def _operation(
     errors: tuple[int, ...],
     security: list[dict[str, list[str]]],
 ) -> dict[str, Any]:
+    """An operation; one with a body is a body of work, whose every answer names its request id."""
     responses: dict[str, Any] = {"200": {"description": "The answer", "content": {JSON: {"schema": answer}}}}
     for status in errors:
         if status == 401 and not security:
@@ -177,6 +178,17 @@ def _operation(
     operation: dict[str, Any] = {"summary": summary, "responses": responses, "security": security}
     if body is not None:
         operation["requestBody"] = {"required": True, "content": body}
+        operation["parameters"] = [
+            {
+                "name": "X-Request-Id",
+                "in": "header",
+                "required": False,
+                "description": "kept when 1 to 128 of A-Z a-z 0-9 . _ : -, else replaced",
+                "schema": {"type": "string"},
+            }
+        ]
+        for response in responses.values():
+            response["headers"] = {"X-Request-Id": {"required": True, "schema": REQUEST_ID}}
     return operation
 
 
@@ -192,7 +204,7 @@ def _v2_operation(
         if status != "200":
             response["content"][JSON]["schema"] = {"$ref": REF + "V2Error"}
     if parameters:
-        operation["parameters"] = parameters
+        operation["parameters"] = [*operation.get("parameters", ()), *parameters]
         operation["responses"]["404"] = {
             "description": "No such model or version on this server",
             "content": {JSON: {"schema": {"$ref": REF + "V2Error"}}},
@@ -226,8 +238,12 @@ def _answer_schema(model: BundleModel) -> dict[str, Any]:
     if not model.is_classifier:
         return {
             "type": "object",
-            "properties": {"predictions": {"type": "array", "items": {"type": "number"}}, "model": ref},
-            "required": ["predictions", "model"],
+            "properties": {
+                "predictions": {"type": "array", "items": {"type": "number"}},
+                "model": ref,
+                "request_id": REQUEST_ID,
+            },
+            "required": ["predictions", "model", "request_id"],
         }
     classes = model.classes
     row = {
@@ -241,10 +257,14 @@ def _answer_schema(model: BundleModel) -> dict[str, Any]:
             "labels": {"type": "array", "items": {"type": "string", "enum": classes}},
             "probabilities": {"type": "array", "items": row},
             "model": ref,
+            "request_id": REQUEST_ID,
         },
-        "required": ["labels", "probabilities", "model"],
+        "required": ["labels", "probabilities", "model", "request_id"],
     }
 
+
+# The X-Request-Id header of an answer, also in its body: /feedback and the prediction log use it.
+REQUEST_ID = {"type": "string", "minLength": 1, "maxLength": 128}
 
 SCALAR = {"type": ["number", "string", "boolean", "null"]}
 # A record of feature values, a row of them, and a column of them: every shape the two

@@ -37,6 +37,14 @@ UNSEEN_CATEGORIES = Counter(
 # Refused by the HTTP protocol before the app saw a request (serve/protocol.py): headers too
 # large, or a request that did not arrive in time.
 REFUSED = Counter("mlcd_refused_requests_total", "Requests refused before routing, by reason.", ["reason"])
+# The prediction log (serve/prediction_log.py): records written, and records dropped rather than
+# slow an answer (the writer's queue was full) or because the disk refused them.
+LOG_RECORDS = Counter("mlcd_prediction_log_records_total", "Answered records written to the prediction log.")
+LOG_DROPPED = Counter(
+    "mlcd_prediction_log_dropped_total",
+    "Answered records the prediction log dropped, by reason (queue_full, write_error).",
+    ["reason"],
+)
 MODEL_INFO = Gauge(
     "mlcd_model_info",
     "The model being served (always 1), labelled with its hash.",

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from mlcd.errors import ServeError
 from mlcd.serve.app import Api, ServeSettings, create_app
 from mlcd.serve.model import BundleModel
+from mlcd.serve.prediction_log import check_directory
 from mlcd.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
 from mlcd.serve.selfcheck import self_check
 
@@ -59,6 +60,8 @@ def serve(
     announce: Callable[[], None] = lambda: None,
 ) -> None:
     model = load(settings)  # a bad bundle fails here, before any port is opened
+    if settings.log is not None:
+        check_directory(settings.log.directory)
     listening = bind(host, port)
     announce()
     limits = dataclasses.replace(limits, max_connections=connection_cap(limits.max_connections))

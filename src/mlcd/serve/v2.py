@@ -158,7 +158,8 @@ class Protocol:
         _parameters(request, "the request")
         return InferCall(columns, json_datatypes, _request_id(request), _requested_outputs(request))
 
-    def response(self, call: InferCall, result: dict[str, Any]) -> dict[str, Any]:
+    def response(self, call: InferCall, result: dict[str, Any], request_id: str) -> dict[str, Any]:
+        """The protocol's answer; `id` echoes the client's, the server's request id is a parameter."""
         if "labels" in result:
             labels = result["labels"]
             probabilities = [[row[name] for name in self.model.classes] for row in result["probabilities"]]
@@ -180,7 +181,12 @@ class Protocol:
                 names = ", ".join(o["name"] for o in outputs)
                 raise PayloadError(422, f"no output named {sorted(unknown)}; this model has {names}")
             outputs = [o for o in outputs if o["name"] in call.outputs]
-        answer = {"model_name": self.name, "model_version": self.version, "outputs": outputs}
+        answer = {
+            "model_name": self.name,
+            "model_version": self.version,
+            "outputs": outputs,
+            "parameters": {"request_id": request_id},
+        }
         return {**answer, "id": call.request_id} if call.request_id is not None else answer
 
 
