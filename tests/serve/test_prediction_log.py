@@ -21,7 +21,8 @@ from starlette.testclient import TestClient
 
 from mlcd.errors import ServeError
 from mlcd.serve.app import ServeSettings, create_app
-from mlcd.serve.prediction_log import CLOSED_SUFFIX, OPEN_SUFFIX, LogSettings, check_directory, closed_files
+from mlcd.serve.prediction_log import logged_files
+from mlcd.serve.rotating_log import CLOSED_SUFFIX, OPEN_SUFFIX, LogSettings, check_directory
 from mlcd.serve.server import load
 
 from ..helpers import run
@@ -47,7 +48,7 @@ def _client(bundle: Path, log: LogSettings | None) -> TestClient:
 
 
 def _logged(directory: Path) -> pd.DataFrame:
-    files = closed_files(directory)
+    files = logged_files(directory)
     assert files, f"no closed log file in {directory}: {sorted(p.name for p in directory.iterdir())}"
     return pd.concat([pq.read_table(f).to_pandas() for f in files], ignore_index=True)
 
@@ -107,7 +108,7 @@ def test_the_log_holds_what_was_answered(bundle, records, tmp_path):
         }
         client.post("/predict", json={"no_such_feature": 1})  # refused: not an answer, not logged
     assert not list(directory.glob(f"*{OPEN_SUFFIX}")), "the server closed its open file at shutdown"
-    for file in closed_files(directory):
+    for file in logged_files(directory):
         assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
     logged = _logged(directory).sort_values(["time", "row"], kind="stable").reset_index(drop=True)
     assert list(logged["request_id"]) == ["p"] * 10 + ["m"] * 10 + ["v"] * 10
@@ -131,7 +132,7 @@ def test_files_rotate_by_size_and_every_closed_file_reads(bundle, records, tmp_p
         for index in range(6):
             client.post("/predict", json=records[:5], headers={"x-request-id": f"r{index}"})
             time.sleep(0.06)  # a flush between requests: each closes the file the last one wrote
-    files = closed_files(directory)
+    files = logged_files(directory)
     assert len(files) >= 3, [f.name for f in files]
     assert sorted(_logged(directory)["request_id"].unique()) == [f"r{i}" for i in range(6)]
 
@@ -170,7 +171,7 @@ def test_kill_9_loses_at_most_the_unflushed_records_and_never_a_closed_file(bund
     directory = tmp_path / "log"
     with served(bundle, "--log-dir", str(directory)) as (port, _):
         _post(port, records[:4], "closed-before")
-    closed_before = {f: f.read_bytes() for f in closed_files(directory)}
+    closed_before = {f: f.read_bytes() for f in logged_files(directory)}
     assert len(closed_before) == 1
     with served(bundle, "--log-dir", str(directory)) as (port, process):
         for index in range(5):
@@ -206,7 +207,7 @@ def test_a_full_disk_drops_and_counts_and_the_api_keeps_answering(bundle, record
             time.sleep(0.1)
         assert statuses == [200] * 40
         assert _post(port, records[:1], "after") == 200
-    for file in closed_files(small_disk):  # whatever was closed reads whole
+    for file in logged_files(small_disk):  # whatever was closed reads whole
         pq.read_table(file)
 
 

@@ -122,8 +122,8 @@ def serve(
     """
     from mlcd.provenance import serving_commit
     from mlcd.serve.app import ServeSettings
-    from mlcd.serve.prediction_log import LogSettings
     from mlcd.serve.protocol import ConnectionLimits
+    from mlcd.serve.rotating_log import LogSettings
     from mlcd.serve.server import serve as run_server
 
     served = bundle_in(repo, bundle)

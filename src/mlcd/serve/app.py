@@ -37,9 +37,11 @@ from mlcd.serve.asgi import (
     lifespan,
     send_reply,
 )
+from mlcd.serve.feedback import FeedbackLog, Label, LivePerformance, RecentAnswers, parse_labels
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
 from mlcd.serve.payload import Batch, parse_json, to_batch
-from mlcd.serve.prediction_log import LogSettings, PredictionLog
+from mlcd.serve.prediction_log import PredictionLog
+from mlcd.serve.rotating_log import LogSettings
 
 # Bodies past this size are parsed, validated and run on a worker thread, so the event loop
 # keeps answering /health and small requests meanwhile.
@@ -93,11 +95,17 @@ class Api:
             "git_commit": settings.git_commit,
         }
         self.v2 = v2.Protocol(model)
-        self.log = (
-            PredictionLog(settings.log, model.layout, model.model_hash, settings.git_commit, model.classes)
-            if settings.log is not None
-            else None
-        )
+        classes = model.classes if model.is_classifier else None
+        self.log: PredictionLog | None = None
+        self.feedback_log: FeedbackLog | None = None
+        self.recent: RecentAnswers | None = None
+        if settings.log is not None:
+            self.log = PredictionLog(
+                settings.log, model.layout, model.model_hash, settings.git_commit, classes
+            )
+            self.feedback_log = FeedbackLog(settings.log, classes)
+            self.recent = RecentAnswers()
+        self.live = LivePerformance(classes, model.schema.positive_class)
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
         self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
@@ -110,6 +118,7 @@ class Api:
         self.routes: dict[tuple[str, str], Route] = {
             ("POST", "/predict"): Route(self.predict, "/predict", protected=True, work=True),
             ("POST", "/invocations"): Route(self.invocations, "/invocations", protected=True, work=True),
+            ("POST", "/feedback"): Route(self.feedback, "/feedback", protected=True, work=True),
             ("GET", "/health"): Route(self.health, "/health"),
             ("GET", "/ready"): Route(self.ready, "/ready"),
             ("GET", "/metrics"): Route(self.metrics, "/metrics"),
@@ -223,9 +232,10 @@ class Api:
             return refusal(request, exc.status, exc.detail)
 
     def close(self) -> None:
-        """The server stops: the prediction log writes what it holds."""
-        if self.log is not None:
-            self.log.close()
+        """The server stops: the logs write what they hold."""
+        for log in (self.log, self.feedback_log):
+            if log is not None:
+                log.close()
 
     def predicted(self, batch: Batch, request: Request, endpoint: str) -> dict[str, Any]:
         """The model's answer for a validated batch, counted in the metrics and logged; 422 if not finite."""
@@ -241,8 +251,11 @@ class Api:
         prometheus.count_predictions(result.get("labels", ()))
         for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
-        if self.log is not None:
+        if self.log is not None and self.recent is not None:
             self.log.record(request.request_id, endpoint, batch, result)
+            self.recent.add(
+                request.request_id, result["labels"] if "labels" in result else result["predictions"]
+            )
         return result
 
     # --- /predict and MLflow's /invocations
@@ -271,6 +284,32 @@ class Api:
             batch = to_batch(records, self.model.layout, self.settings.max_batch)
             result = self.predicted(batch, request, "/invocations")
             return json_reply(mlflow_scoring.answer(result, self.model_ref, request.request_id))
+
+        return await self.work(request, answer)
+
+    # --- delayed labels
+
+    async def feedback(self, request: Request) -> Reply:
+        if request.media_type != JSON:
+            shown = request.header(b"content-type") or "none"
+            return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")
+        recent, feedback_log = self.recent, self.feedback_log
+        if recent is None or feedback_log is None:
+            return error_reply(
+                409, "this server keeps no prediction log to match labels with: start it with --log-dir"
+            )
+
+        def answer(body: bytes) -> Reply:
+            parsed = parse_labels(parse_json(body), self.live.classes, self.settings.max_batch)
+            labels = [Label(rid, row, truth, recent.get(rid, row)) for rid, row, truth in parsed]
+            feedback_log.record(labels)
+            matched = sum(label.predicted is not None for label in labels)
+            prometheus.FEEDBACK.labels("matched").inc(matched)
+            prometheus.FEEDBACK.labels("unknown").inc(len(labels) - matched)
+            live = self.live.add(labels)
+            return json_reply(
+                {"received": len(labels), "matched": matched, "unknown": len(labels) - matched, "live": live}
+            )
 
         return await self.work(request, answer)
 

@@ -7,6 +7,7 @@ limited to float32's range, which the model computes in.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from mlcd.config import FLOAT32_MAX
@@ -15,6 +16,8 @@ from mlcd.serve.payload import record_json_schema
 from mlcd.serve.v2 import NUMERIC_TYPES
 
 JSON = "application/json"
+# Finite JSON numbers: the largest a float holds.
+FLOAT64_MAX = sys.float_info.max
 REF = "#/components/schemas/"
 SWAGGER_PAGE = b"""<!doctype html>
 <html><head><title>mlcd model API</title>
@@ -34,6 +37,7 @@ _ERRORS = {
         "batch is over its limit; or the model has no finite answer for values that are extreme together"
     ),
     503: "The server is busy with other large requests; retry after the Retry-After header's seconds",
+    409: "The server keeps no prediction log (start it with --log-dir) to match labels with",
 }
 _WORK_ERRORS = (400, 401, 413, 415, 422, 503)
 
@@ -68,6 +72,7 @@ def document(model: BundleModel, max_batch: int, v2_name: str, token: bool = Fal
         },
         "V2Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
         "MlflowRequest": _mlflow_request_schema(),
+        "Feedback": _feedback_schema(model),
         "V2InferRequest": _v2_request_schema(model),
     }
     security: list[dict[str, list[str]]] = [{"bearer": []}] if token else []
@@ -90,6 +95,38 @@ def document(model: BundleModel, max_batch: int, v2_name: str, token: bool = Fal
                 },
                 {"type": "object", "required": ["predictions", "model", "request_id"]},
                 _WORK_ERRORS,
+                security,
+            )
+        },
+        "/feedback": {
+            "post": _operation(
+                "True labels (or values) for answered records, by request id: live performance",
+                {
+                    JSON: {
+                        "schema": {
+                            "oneOf": [
+                                {"$ref": REF + "Feedback"},
+                                {
+                                    "type": "array",
+                                    "items": {"$ref": REF + "Feedback"},
+                                    "minItems": 1,
+                                    "maxItems": max_batch,
+                                },
+                            ]
+                        }
+                    }
+                },
+                {
+                    "type": "object",
+                    "properties": {
+                        "received": {"type": "integer"},
+                        "matched": {"type": "integer"},
+                        "unknown": {"type": "integer"},
+                        "live": {"type": "object", "additionalProperties": {"type": "number"}},
+                    },
+                    "required": ["received", "matched", "unknown", "live"],
+                },
+                (*_WORK_ERRORS, 409),
                 security,
             )
         },
@@ -227,6 +264,24 @@ def _name_parameter(name: str) -> dict[str, Any]:
 def _version_parameter(model: BundleModel) -> dict[str, Any]:
     versions = [model.model_hash[:12], model.model_hash]
     return {"name": "version", "in": "path", "required": True, "schema": {"type": "string", "enum": versions}}
+
+
+def _feedback_schema(model: BundleModel) -> dict[str, Any]:
+    truth = (
+        {"label": {"type": "string", "enum": model.classes}}
+        if model.is_classifier
+        else {"value": {"type": "number", "minimum": -FLOAT64_MAX, "maximum": FLOAT64_MAX}}
+    )
+    return {
+        "type": "object",
+        "properties": {
+            "request_id": REQUEST_ID,
+            "row": {"type": "integer", "minimum": 0, "description": "the record's place in its request"},
+            **truth,
+        },
+        "required": ["request_id", *truth],
+        "additionalProperties": False,
+    }
 
 
 def _answer_schema(model: BundleModel) -> dict[str, Any]:

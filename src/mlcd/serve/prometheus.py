@@ -45,6 +45,26 @@ LOG_DROPPED = Counter(
     "Answered records the prediction log dropped, by reason (queue_full, write_error).",
     ["reason"],
 )
+# Delayed labels (serve/feedback.py): how they matched, the feedback log, and the model's live
+# performance over the last labelled records each worker matched.
+FEEDBACK = Counter(
+    "mlcd_feedback_total", "Labels received on /feedback, by outcome (matched, unknown).", ["outcome"]
+)
+FEEDBACK_LOG_RECORDS = Counter("mlcd_feedback_log_records_total", "Labels written to the feedback log.")
+FEEDBACK_LOG_DROPPED = Counter(
+    "mlcd_feedback_log_dropped_total", "Labels the feedback log dropped, by reason.", ["reason"]
+)
+LIVE_PERFORMANCE = Gauge(
+    "mlcd_live_performance",
+    "The model's performance on the last labelled records (accuracy, f1 or macro_f1; mae, r2).",
+    ["metric"],
+    multiprocess_mode="liveall",
+)
+LIVE_LABELLED = Gauge(
+    "mlcd_live_labelled_records",
+    "Labelled records the live performance is computed on.",
+    multiprocess_mode="liveall",
+)
 MODEL_INFO = Gauge(
     "mlcd_model_info",
     "The model being served (always 1), labelled with its hash.",

@@ -17,8 +17,8 @@ from collections.abc import Callable
 from mlcd.errors import ServeError
 from mlcd.serve.app import Api, ServeSettings, create_app
 from mlcd.serve.model import BundleModel
-from mlcd.serve.prediction_log import check_directory
 from mlcd.serve.protocol import ConnectionLimits, GuardedHttpToolsProtocol
+from mlcd.serve.rotating_log import check_directory
 from mlcd.serve.selfcheck import self_check
 
 DEFAULT_LIMITS = ConnectionLimits()
