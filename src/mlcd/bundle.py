@@ -21,6 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from mlcd.config import DriftMethod
 from mlcd.errors import BundleError
 from mlcd.files import sha256_file
 from mlcd.tolerance import within
@@ -30,7 +31,8 @@ MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 SCHEMA_FILE = "schema.json"
 EXAMPLES_FILE = "examples.json"
-BUNDLE_FILES = (MODEL_FILE, SCHEMA_FILE, EXAMPLES_FILE)
+REFERENCE_FILE = "reference.json"  # bundles before the reference profile lack it: drift is off
+BUNDLE_FILES = (MODEL_FILE, SCHEMA_FILE, EXAMPLES_FILE, REFERENCE_FILE)
 
 # The format this mlcd writes and the newest it reads; raise it only when an older reader would
 # misread a bundle (a new field with a default does not need it).
@@ -130,6 +132,37 @@ class Parity(_Part):
     target_scale: float | None = None  # regression: what the tolerance is relative to
 
 
+class DriftTest(_Part):
+    """How one feature (or the predictions) is compared with the training split."""
+
+    method: DriftMethod
+    threshold: float
+
+
+class NumericReference(_Part):
+    sample: list[float]  # up to monitor.reference_rows training values (missing ones left out)
+    quantiles: list[float]  # the training values' deciles, 0 to 1: for panels and reports
+
+
+class Reference(_Part):
+    """reference.json: the training split as live traffic is compared with it, and how."""
+
+    rows: int  # training rows: decides the default tests, as Evidently does
+    window: int
+    min_window: int
+    interval_seconds: float
+    drift_share: float
+    numeric: dict[str, NumericReference] = {}
+    categorical: dict[str, dict[str, int]] = {}  # text features: training rows per level
+    tests: dict[str, DriftTest] = {}  # per feature, and PREDICTION for the model's answers
+    predicted_labels: dict[str, int] | None = None  # classifiers: the model's labels on training rows
+    predicted_values: list[float] | None = None  # regressors: a sample of its answers on them
+
+
+# The predictions' entry in Reference.tests.
+PREDICTION = "prediction"
+
+
 class Manifest(_Part):
     """manifest.json: the sha256 of every file, and where the model came from."""
 
@@ -154,6 +187,7 @@ class Bundle:
     manifest: Manifest
     schema: BundleSchema
     examples: Examples
+    reference: Reference | None = None  # None: packaged before the reference profile existed
 
     @property
     def model_file(self) -> Path:
@@ -252,7 +286,8 @@ def open_bundle(bundle: Path) -> Bundle:
     def read(name: str, model: type[_Model]) -> _Model:
         return _parse(model, _load_json(bundle / name, REBUILD), bundle / name, written_by)
 
-    return Bundle(bundle, manifest, read(SCHEMA_FILE, BundleSchema), read(EXAMPLES_FILE, Examples))
+    reference = read(REFERENCE_FILE, Reference) if REFERENCE_FILE in manifest.files else None
+    return Bundle(bundle, manifest, read(SCHEMA_FILE, BundleSchema), read(EXAMPLES_FILE, Examples), reference)
 
 
 def as_examples(answer: dict[str, Any], classes: list[str]) -> dict[str, Any]:

@@ -244,6 +244,35 @@ class PackageParams(Section):
     onnx_opset: int = Field(17, ge=13, le=21)
 
 
+# How drift is measured (monitor/drift.py): Evidently's tests and distances.
+DriftMethod = Literal["ks", "chisquare", "z", "wasserstein", "jensenshannon"]
+
+
+class FeatureMonitorParams(Section):
+    """One feature's drift test, in place of the default for its kind and the reference's size."""
+
+    method: DriftMethod | None = None
+    threshold: float | None = Field(None, gt=0)  # a p-value below it, or a distance at or above it
+
+
+class MonitorParams(Section):
+    """What the server measures of live traffic against the training split (package stores it in
+    the bundle's reference.json, so a model carries the monitoring it was released with)."""
+
+    window: int = Field(1000, ge=10, le=1_000_000)  # the last records compared with the reference
+    min_window: int = Field(200, ge=10)  # fewer records in the window: no verdict yet
+    interval_seconds: float = Field(10.0, ge=0.1, le=3600)  # how often the scores are computed
+    reference_rows: int = Field(5000, ge=100, le=1_000_000)  # training values kept per feature
+    drift_share: float = Field(0.5, gt=0, le=1)  # share of drifted features that is dataset drift
+    features: dict[str, FeatureMonitorParams] = {}
+
+    @model_validator(mode="after")
+    def _window_holds_the_minimum(self) -> MonitorParams:
+        if self.min_window > self.window:
+            raise ValueError(f"min_window ({self.min_window}) must not exceed window ({self.window})")
+        return self
+
+
 # The gate's metric rules for a task whose metrics gate.max_drop does not name (the
 # default names classification metrics): a regression is held to R², a multiclass
 # model to macro F1 and balanced accuracy as well as accuracy.
@@ -285,6 +314,7 @@ class Params(Section):
     evaluate: EvaluateParams = EvaluateParams()
     package: PackageParams = PackageParams()
     gate: GateParams = GateParams()
+    monitor: MonitorParams = MonitorParams()
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)

@@ -60,6 +60,7 @@ def test_bundle_and_metrics_are_in_place(reproduced_repo):
         "examples.json",
         "manifest.json",
         "model.onnx",
+        "reference.json",
         "schema.json",
     ]
     manifest = yaml.safe_load((bundle / "manifest.json").read_text())

@@ -18,7 +18,7 @@ FLOORS: list[set[str]] = [
     {"report", "tracking", "ci"},
     {"modeling", "versions", "deploy", "reproducibility"},
     {"data", "container", "serve"},
-    {"dvcfiles", "params_edit", "provenance"},
+    {"dvcfiles", "params_edit", "provenance", "monitor"},
     {"config", "git", "bundle", "http_client", "system", "ci_variables", "metrics_lines", "cluster"},
     {"extras", "files", "datetimes", "console", "blas", "errors", "tolerance", "__init__"},
 ]

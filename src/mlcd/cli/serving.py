@@ -111,6 +111,14 @@ def serve(
     log_sample: Annotated[
         float, typer.Option(metavar="SHARE", min=0.0, max=1.0, help="share of requests logged (0 to 1).")
     ] = 1.0,
+    drift: Annotated[
+        bool,
+        typer.Option(
+            "--drift/--no-drift",
+            help="measure each feature's drift against the bundle's reference (needs scipy; "
+            "params.yaml's monitor section sets the window and tests).",
+        ),
+    ] = True,
     repo: RootOption = Path(),
 ) -> None:
     """Serve the bundle over HTTP: /predict, /v2 (Open Inference Protocol), /invocations (MLflow), probes.
@@ -136,6 +144,7 @@ def serve(
         git_commit=serving_commit(repo, served, git_commit),
         docs=docs,
         log=LogSettings(log_dir.absolute(), sample=log_sample) if log_dir is not None else None,
+        drift=drift,
     )
     limits = ConnectionLimits(
         keepalive_seconds=keepalive,

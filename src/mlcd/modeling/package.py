@@ -29,6 +29,7 @@ from mlcd.bundle import (
     MANIFEST,
     MATRIX_INPUT,
     MODEL_FILE,
+    REFERENCE_FILE,
     SCHEMA_FILE,
     BundleSchema,
     DataSummary,
@@ -46,6 +47,7 @@ from mlcd.errors import BundleError, ModelError, ParityError
 from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
+from mlcd.modeling.reference import reference_profile
 from mlcd.serve.model import BundleModel
 from mlcd.serve.selfcheck import self_check
 
@@ -335,6 +337,10 @@ def run_package(params: Params, paths: ProjectPaths) -> Manifest:
             EXAMPLES_FILE: _json(
                 examples(session, x, schema, example_records(paths, dataset_schema, params.package.examples))
             ),
+            # Data rather than something to read: one line, half the bytes of an indented file.
+            REFERENCE_FILE: reference_profile(paths.train_data, dataset_schema, model, params.monitor)
+            .model_dump_json(exclude_none=True)
+            .encode(),
         }
         with atomic_dir(paths.bundle) as tmp:
             for name, payload in contents.items():

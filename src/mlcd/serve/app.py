@@ -37,7 +37,15 @@ from mlcd.serve.asgi import (
     lifespan,
     send_reply,
 )
-from mlcd.serve.feedback import FeedbackLog, Label, LivePerformance, RecentAnswers, parse_labels
+from mlcd.serve.drift_window import DriftPublisher, DriftWindow, drift_available
+from mlcd.serve.feedback import (
+    FeedbackLog,
+    Label,
+    LivePerformance,
+    RecentAnswers,
+    parse_labels,
+    performance_floors,
+)
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
 from mlcd.serve.payload import Batch, parse_json, to_batch
 from mlcd.serve.prediction_log import PredictionLog
@@ -69,6 +77,8 @@ class ServeSettings:
     docs: bool = False
     # Where and how answers are logged (`mlcd serve --log-dir`); None: not logged.
     log: LogSettings | None = None
+    # Drift against the bundle's reference profile, when it has one and scipy is installed.
+    drift: bool = True
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
@@ -106,6 +116,15 @@ class Api:
             self.feedback_log = FeedbackLog(settings.log, classes)
             self.recent = RecentAnswers()
         self.live = LivePerformance(classes, model.schema.positive_class)
+        for metric, floor in performance_floors(
+            model.manifest.metrics, model.manifest.params.get("gate")
+        ).items():
+            prometheus.LIVE_FLOOR.labels(metric).set(floor)
+        self.drift: DriftWindow | None = None
+        self.drift_publisher: DriftPublisher | None = None
+        if settings.drift and model.reference is not None and drift_available():
+            self.drift = DriftWindow(model.reference, model.layout)
+            self.drift_publisher = DriftPublisher(self.drift)
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
         self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
@@ -233,9 +252,9 @@ class Api:
 
     def close(self) -> None:
         """The server stops: the logs write what they hold."""
-        for log in (self.log, self.feedback_log):
-            if log is not None:
-                log.close()
+        for part in (self.log, self.feedback_log, self.drift_publisher):
+            if part is not None:
+                part.close()
 
     def predicted(self, batch: Batch, request: Request, endpoint: str) -> dict[str, Any]:
         """The model's answer for a validated batch, counted in the metrics and logged; 422 if not finite."""
@@ -251,6 +270,8 @@ class Api:
         prometheus.count_predictions(result.get("labels", ()))
         for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
+        if self.drift is not None:
+            self.drift.add(batch, result)
         if self.log is not None and self.recent is not None:
             self.log.record(request.request_id, endpoint, batch, result)
             self.recent.add(

@@ -100,6 +100,22 @@ class LivePerformance:
         return values
 
 
+# A live metric and the evaluate metric it is held to (multiclass F1 is evaluate's macro F1).
+_EVALUATED_AS = {"accuracy": "accuracy", "f1": "f1", "macro_f1": "f1", "r2": "r2"}
+
+
+def performance_floors(metrics: dict[str, float | None], gate: Any) -> dict[str, float]:
+    """Per live metric, the lowest value the gate would pass: the test score the bundle was
+    released with, less the gate's max_drop for it (mlcd_live_performance_floor)."""
+    max_drop = gate.get("max_drop", {}) if isinstance(gate, dict) else {}
+    floors = {}
+    for live, evaluated in _EVALUATED_AS.items():
+        score, drop = metrics.get(evaluated), max_drop.get(evaluated)
+        if isinstance(score, int | float) and isinstance(drop, int | float):
+            floors[live] = float(score) - float(drop)
+    return floors
+
+
 def _f1(predicted: np.ndarray, truth: np.ndarray, label: Any) -> float:
     hits = float(np.sum((predicted == label) & (truth == label)))
     claimed, actual = float(np.sum(predicted == label)), float(np.sum(truth == label))

@@ -123,6 +123,7 @@ class BundleModel:
     def __init__(self, bundle: Path, threads: int = 1) -> None:
         opened = open_bundle(bundle)  # refuse tampered files before loading any
         self.manifest, self.schema, self.examples = opened.manifest, opened.schema, opened.examples
+        self.reference = opened.reference
         missing_category = self.schema.missing_category
         self.features = [Feature.from_schema(f, missing_category) for f in self.schema.features]
         self.layout = Layout(tuple(self.features))

@@ -60,10 +60,48 @@ LIVE_PERFORMANCE = Gauge(
     ["metric"],
     multiprocess_mode="liveall",
 )
+LIVE_FLOOR = Gauge(
+    "mlcd_live_performance_floor",
+    "The lowest live performance the gate would pass: the bundle's test score less gate.max_drop.",
+    ["metric"],
+    multiprocess_mode="liveall",
+)
 LIVE_LABELLED = Gauge(
     "mlcd_live_labelled_records",
     "Labelled records the live performance is computed on.",
     multiprocess_mode="liveall",
+)
+# Drift of live traffic against the training split (serve/drift_window.py), per feature: the
+# test's score (a p-value, or a distance; the method label says which) and its verdict.
+FEATURE_DRIFT_SCORE = Gauge(
+    "mlcd_feature_drift_score",
+    "Drift score of a feature over the window: a p-value (ks, chisquare, z) or a distance.",
+    ["feature", "method"],
+    multiprocess_mode="liveall",
+)
+FEATURE_DRIFTED = Gauge(
+    "mlcd_feature_drifted",
+    "1 when the feature drifted over the window.",
+    ["feature"],
+    multiprocess_mode="liveall",
+)
+DRIFTED_SHARE = Gauge(
+    "mlcd_drifted_features_share", "Share of watched features that drifted.", multiprocess_mode="liveall"
+)
+DATASET_DRIFT = Gauge(
+    "mlcd_dataset_drift", "1 when the drifted share reaches monitor.drift_share.", multiprocess_mode="liveall"
+)
+PREDICTION_DRIFT_SCORE = Gauge(
+    "mlcd_prediction_drift_score",
+    "Drift score of the model's answers over the window against its answers on the training split.",
+    ["method"],
+    multiprocess_mode="liveall",
+)
+PREDICTION_DRIFTED = Gauge(
+    "mlcd_prediction_drifted", "1 when the model's answers drifted.", multiprocess_mode="liveall"
+)
+DRIFT_WINDOW = Gauge(
+    "mlcd_drift_window_records", "Served records in the drift window.", multiprocess_mode="liveall"
 )
 MODEL_INFO = Gauge(
     "mlcd_model_info",

@@ -1,0 +1,84 @@
+"""The bundle's reference profile: the training split as the server compares live traffic with it.
+
+Per numeric feature a sample of training values (every one up to monitor.reference_rows) and
+its deciles; per text feature the training rows of each level; the model's own answers on the
+training rows; and each feature's drift test, Evidently's default for its kind and the
+split's size unless params.yaml's monitor.features names another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mlcd.bundle import PREDICTION, DriftTest, NumericReference, Reference
+from mlcd.config import MonitorParams
+from mlcd.data.model_input import read_split
+from mlcd.data.schema import DatasetSchema
+from mlcd.errors import ConfigError
+from mlcd.monitor.drift import DEFAULT_THRESHOLDS, counts, default_method
+
+# The sample is drawn with a fixed seed: the same split gives the same reference.json.
+SAMPLE_SEED = 0
+
+
+def reference_profile(
+    train_data: Path, dataset_schema: DatasetSchema, model: Any, monitor: MonitorParams
+) -> Reference:
+    """Numbers and text of `dataset_schema` (datetime features are not profiled)."""
+    schema = dataset_schema.for_model()
+    x, _ = read_split(train_data, schema, float32=False)  # exact training values
+    rows = len(x)
+    keep = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[: monitor.reference_rows])
+    numeric: dict[str, NumericReference] = {}
+    categorical: dict[str, dict[str, int]] = {}
+    tests: dict[str, DriftTest] = {}
+    for name in dataset_schema.numeric:
+        values = x[name].to_numpy(np.float64)
+        present = values[~np.isnan(values)]
+        sample = values[keep]
+        numeric[name] = NumericReference(
+            sample=sample[~np.isnan(sample)].tolist(),
+            quantiles=np.quantile(present, np.linspace(0, 1, 11)).tolist() if len(present) else [],
+        )
+        tests[name] = _test(monitor, name, default_method(rows, len(np.unique(present)), categorical=False))
+    for name in dataset_schema.categorical:
+        categorical[name] = {str(k): v for k, v in counts(x[name].astype(str).to_numpy()).items()}
+        tests[name] = _test(monitor, name, default_method(rows, len(categorical[name]), categorical=True))
+    model_input = x.astype(dict.fromkeys(schema.numeric, "float32"))  # as the model was fit
+    answers = model.predict(model_input)
+    predicted_labels = predicted_values = None
+    if schema.task == "classification":
+        predicted_labels = {str(k): v for k, v in counts(answers.astype(str)).items()}
+        method = default_method(rows, len(predicted_labels), categorical=True)
+    else:
+        predicted_values = answers.astype(np.float64)[keep].tolist()
+        method = default_method(rows, len(np.unique(answers)), categorical=False)
+    tests[PREDICTION] = _test(monitor, PREDICTION, method)
+    unknown = sorted(set(monitor.features) - set(tests))
+    if unknown:
+        raise ConfigError(
+            f"monitor.features names {', '.join(unknown)}, which the bundle cannot watch; "
+            f"watched: {', '.join(tests)} (datetime features are not)"
+        )
+    return Reference(
+        rows=rows,
+        window=monitor.window,
+        min_window=monitor.min_window,
+        interval_seconds=monitor.interval_seconds,
+        drift_share=monitor.drift_share,
+        numeric=numeric,
+        categorical=categorical,
+        tests=tests,
+        predicted_labels=predicted_labels,
+        predicted_values=predicted_values,
+    )
+
+
+def _test(monitor: MonitorParams, name: str, default: str) -> DriftTest:
+    chosen = monitor.features.get(name)
+    method = (chosen.method if chosen else None) or default
+    threshold = (chosen.threshold if chosen else None) or DEFAULT_THRESHOLDS[method]
+    return DriftTest(method=method, threshold=threshold)  # type: ignore[arg-type]

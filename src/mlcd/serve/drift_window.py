@@ -1,0 +1,145 @@
+"""Live drift: the last `window` served records, compared with the bundle's reference profile every
+`interval_seconds` on a thread of their own, published as Prometheus gauges per feature.
+
+The request path copies a batch's watched columns into a ring (numbers) or a bounded deque
+(text, answers): memory is fixed by the window, whatever the traffic. The scores are computed
+off the request path by monitor/drift.py, which the offline report uses too.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+import numpy as np
+
+from mlcd.bundle import PREDICTION, Reference
+from mlcd.monitor import drift
+from mlcd.serve import prometheus
+from mlcd.serve.model import Layout
+from mlcd.serve.payload import Batch
+
+
+def drift_available() -> bool:
+    """scipy computes the statistics; the serving image leaves it out, and serves without drift."""
+    try:
+        import scipy.stats  # noqa: F401
+    except ModuleNotFoundError:
+        return False
+    return True
+
+
+class DriftWindow:
+    def __init__(self, reference: Reference, layout: Layout) -> None:
+        self.reference = reference
+        self.size = reference.window
+        columns, column = {}, 0
+        for feature in layout.features:
+            if feature.name in reference.numeric and feature.numeric and not feature.is_datetime:
+                columns[feature.name] = column
+            column += feature.width
+        self.numeric_names = list(columns)
+        self._columns = np.array(list(columns.values()), dtype=np.intp)
+        self.text_names = [f.name for f in layout.features if f.is_text and f.name in reference.categorical]
+        self._numbers = np.full((self.size, len(self.numeric_names)), np.nan, dtype=np.float32)
+        self._texts: dict[str, deque[str]] = {name: deque(maxlen=self.size) for name in self.text_names}
+        self._answers: deque[Any] = deque(maxlen=self.size)
+        self._next = 0
+        self._filled = 0
+        self._lock = threading.Lock()
+
+    def add(self, batch: Batch, result: dict[str, Any]) -> None:
+        """The request path: the batch's watched values into the window (its last `size` records)."""
+        numbers = batch.numbers[-self.size :, self._columns] if len(self._columns) else None
+        answers = result["labels"] if "labels" in result else result["predictions"]
+        rows = min(len(answers), self.size)
+        with self._lock:
+            if numbers is not None:
+                where = (self._next + np.arange(rows)) % self.size
+                self._numbers[where] = numbers
+            self._next = (self._next + rows) % self.size
+            self._filled = min(self.size, self._filled + rows)
+            for name in self.text_names:
+                self._texts[name].extend(batch.texts[name][-rows:])
+            self._answers.extend(answers[-rows:])
+
+    def snapshot(self) -> tuple[np.ndarray, dict[str, list[str]], list[Any]]:
+        with self._lock:
+            numbers = (
+                self._numbers[: self._filled].copy() if self._filled < self.size else self._numbers.copy()
+            )
+            return numbers, {n: list(v) for n, v in self._texts.items()}, list(self._answers)
+
+    @property
+    def filled(self) -> int:
+        return self._filled
+
+
+def scores(
+    reference: Reference,
+    numbers: np.ndarray,
+    numeric_names: list[str],
+    texts: dict[str, list[str]],
+    answers: list[Any],
+) -> dict[str, tuple[str, float, bool]]:
+    """(method, score, drifted) per watched feature and for PREDICTION."""
+    found: dict[str, tuple[str, float, bool]] = {}
+    for index, name in enumerate(numeric_names):
+        test = reference.tests[name]
+        sample = np.asarray(reference.numeric[name].sample, dtype=np.float64)
+        score = drift.numeric_score(test.method, sample, numbers[:, index].astype(np.float64))
+        found[name] = (test.method, score, drift.is_drifted(test.method, score, test.threshold))
+    for name, values in texts.items():
+        test = reference.tests[name]
+        score = drift.categorical_score(test.method, reference.categorical[name], drift.counts(values))
+        found[name] = (test.method, score, drift.is_drifted(test.method, score, test.threshold))
+    test = reference.tests[PREDICTION]
+    if reference.predicted_labels is not None:
+        score = drift.categorical_score(test.method, reference.predicted_labels, drift.counts(answers))
+    else:
+        predicted = np.asarray(reference.predicted_values or [], dtype=np.float64)
+        score = drift.numeric_score(test.method, predicted, np.asarray(answers, dtype=np.float64))
+    found[PREDICTION] = (test.method, score, drift.is_drifted(test.method, score, test.threshold))
+    return found
+
+
+class DriftPublisher:
+    """Every interval, the window's scores into the gauges; nothing until min_window records."""
+
+    def __init__(self, window: DriftWindow) -> None:
+        self.window = window
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlcd-drift", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.window.reference.interval_seconds):
+            try:
+                self.publish()
+            except Exception as exc:  # a bug here must not stop the server answering
+                print(f"mlcd: drift: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    def publish(self) -> dict[str, tuple[str, float, bool]]:
+        window, reference = self.window, self.window.reference
+        prometheus.DRIFT_WINDOW.set(window.filled)
+        if window.filled < reference.min_window:
+            return {}
+        numbers, texts, answers = window.snapshot()
+        found = scores(reference, numbers, window.numeric_names, texts, answers)
+        features = {name: value for name, value in found.items() if name != PREDICTION}
+        for name, (method, score, drifted) in features.items():
+            prometheus.FEATURE_DRIFT_SCORE.labels(name, method).set(score)
+            prometheus.FEATURE_DRIFTED.labels(name).set(int(drifted))
+        share = sum(d for _, _, d in features.values()) / len(features) if features else 0.0
+        prometheus.DRIFTED_SHARE.set(share)
+        prometheus.DATASET_DRIFT.set(int(share >= reference.drift_share))
+        method, score, drifted = found[PREDICTION]
+        prometheus.PREDICTION_DRIFT_SCORE.labels(method).set(score)
+        prometheus.PREDICTION_DRIFTED.set(int(drifted))
+        return found
