@@ -84,3 +84,8 @@ class TrackingError(MlcdError):
 class ClusterError(MlcdError):
     """The Dask scheduler MLCD_DASK_SCHEDULER names cannot be reached, has no workers, runs other
     versions, or lost a worker while it held part of the work; nothing was written."""
+
+
+class MonitorError(MlcdError):
+    """The served model's logs cannot be read, hold nothing to report on, or their labelled rows
+    do not fit the dataset's schema; nothing was written."""

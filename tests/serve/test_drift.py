@@ -18,8 +18,9 @@ from statsmodels.stats.proportion import proportions_ztest
 
 from mlcd.bundle import PREDICTION, Reference, open_bundle
 from mlcd.monitor import drift
+from mlcd.monitor.drift import scores
 from mlcd.serve.app import ServeSettings, create_app
-from mlcd.serve.drift_window import DriftWindow, scores
+from mlcd.serve.drift_window import DriftWindow
 from mlcd.serve.payload import Batch
 from mlcd.serve.server import load
 

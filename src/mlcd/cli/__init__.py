@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from mlcd.blas import pin_blas_kernel
-from mlcd.cli import ci, data, deploys, registry, results, serving, stages
+from mlcd.cli import ci, data, deploys, monitoring, registry, results, serving, stages
 from mlcd.cli.base import DEBUG_VARIABLE, set_traceback, warn_about_interrupted_work
 
 app = typer.Typer(
@@ -35,6 +35,7 @@ app.add_typer(serving.image_app, name="image")
 app.add_typer(ci.ci_app, name="ci")
 app.add_typer(ci.remote_app, name="remote")
 app.add_typer(results.mlflow_app, name="mlflow")
+app.add_typer(monitoring.monitor_app, name="monitor")
 
 __all__ = ["DEBUG_VARIABLE", "app", "main"]
 

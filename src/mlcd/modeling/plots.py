@@ -80,6 +80,49 @@ def scatter(series: Series, path: Path) -> Path:
     return _save(fig, path)
 
 
+def numeric_drift(name: str, reference: np.ndarray, current: np.ndarray, verdict: str, path: Path) -> Path:
+    """Training values against served ones, as shares over the same bins."""
+    reference, current = reference[~np.isnan(reference)], current[~np.isnan(current)]
+    edges = np.histogram_bin_edges(np.concatenate([reference, current]), bins=30)
+    fig = Figure(figsize=(6, 3.8))
+    ax = fig.subplots()
+    for label, values in (("training", reference), ("served", current)):
+        weights = np.full(len(values), 1 / max(len(values), 1))
+        ax.hist(
+            values,
+            bins=list(edges),
+            weights=weights,
+            alpha=0.55,
+            label=f"{label} ({len(values):,})",
+        )
+    ax.set(xlabel=name, ylabel="share of records", title=f"{name}: {verdict}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def categorical_drift(
+    name: str, reference: Mapping[Any, int], current: Mapping[Any, int], verdict: str, path: Path
+) -> Path:
+    """Each level's share in training and in served traffic, side by side."""
+    levels = sorted(set(reference) | set(current), key=lambda level: -reference.get(level, 0))[:30]
+    x = np.arange(len(levels))
+    fig = Figure(figsize=(max(5, 0.5 * len(levels) + 2), 3.8))
+    ax = fig.subplots()
+    for offset, (label, counts) in zip(
+        (-0.2, 0.2), (("training", reference), ("served", current)), strict=True
+    ):
+        total = max(sum(counts.values()), 1)
+        ax.bar(x + offset, [counts.get(level, 0) / total for level in levels], width=0.4, label=label)
+    ax.set_xticks(x, [str(level) for level in levels], rotation=45 if len(levels) > 6 else 0, ha="right")
+    ax.set(ylabel="share of records", title=f"{name}: {verdict}")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def confusion_matrix(y: np.ndarray, predicted: np.ndarray, classes: list[str]) -> np.ndarray:
     index = {c: i for i, c in enumerate(classes)}
     matrix = np.zeros((len(classes), len(classes)), dtype=np.int64)

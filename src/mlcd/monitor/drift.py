@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from mlcd.bundle import PREDICTION, Reference
 from mlcd.config import DriftMethod
 
 P_VALUE_METHODS: frozenset[str] = frozenset({"ks", "chisquare", "z"})
@@ -104,9 +105,32 @@ def categorical_score(method: str, reference: Mapping[Any, int], current: Mappin
     raise ValueError(f"{method} does not compare categories")  # ks and wasserstein need numbers
 
 
-def _plain(level: object) -> Hashable:
-    """A numpy scalar as the Python value (a level's key in JSON and in a dict)."""
-    return level.item() if isinstance(level, np.generic) else level
+def scores(
+    reference: Reference,
+    numbers: np.ndarray,
+    numeric_names: list[str],
+    texts: dict[str, list[str]],
+    answers: list[Any],
+) -> dict[str, tuple[str, float, bool]]:
+    """(method, score, drifted) per watched feature and for PREDICTION."""
+    found: dict[str, tuple[str, float, bool]] = {}
+    for index, name in enumerate(numeric_names):
+        test = reference.tests[name]
+        sample = np.asarray(reference.numeric[name].sample, dtype=np.float64)
+        score = numeric_score(test.method, sample, numbers[:, index].astype(np.float64))
+        found[name] = (test.method, score, is_drifted(test.method, score, test.threshold))
+    for name, values in texts.items():
+        test = reference.tests[name]
+        score = categorical_score(test.method, reference.categorical[name], counts(values))
+        found[name] = (test.method, score, is_drifted(test.method, score, test.threshold))
+    test = reference.tests[PREDICTION]
+    if reference.predicted_labels is not None:
+        score = categorical_score(test.method, reference.predicted_labels, counts(answers))
+    else:
+        predicted = np.asarray(reference.predicted_values or [], dtype=np.float64)
+        score = numeric_score(test.method, predicted, np.asarray(answers, dtype=np.float64))
+    found[PREDICTION] = (test.method, score, is_drifted(test.method, score, test.threshold))
+    return found
 
 
 def _nonzero(shares: np.ndarray) -> np.ndarray:

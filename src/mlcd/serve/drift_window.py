@@ -77,34 +77,6 @@ class DriftWindow:
         return self._filled
 
 
-def scores(
-    reference: Reference,
-    numbers: np.ndarray,
-    numeric_names: list[str],
-    texts: dict[str, list[str]],
-    answers: list[Any],
-) -> dict[str, tuple[str, float, bool]]:
-    """(method, score, drifted) per watched feature and for PREDICTION."""
-    found: dict[str, tuple[str, float, bool]] = {}
-    for index, name in enumerate(numeric_names):
-        test = reference.tests[name]
-        sample = np.asarray(reference.numeric[name].sample, dtype=np.float64)
-        score = drift.numeric_score(test.method, sample, numbers[:, index].astype(np.float64))
-        found[name] = (test.method, score, drift.is_drifted(test.method, score, test.threshold))
-    for name, values in texts.items():
-        test = reference.tests[name]
-        score = drift.categorical_score(test.method, reference.categorical[name], drift.counts(values))
-        found[name] = (test.method, score, drift.is_drifted(test.method, score, test.threshold))
-    test = reference.tests[PREDICTION]
-    if reference.predicted_labels is not None:
-        score = drift.categorical_score(test.method, reference.predicted_labels, drift.counts(answers))
-    else:
-        predicted = np.asarray(reference.predicted_values or [], dtype=np.float64)
-        score = drift.numeric_score(test.method, predicted, np.asarray(answers, dtype=np.float64))
-    found[PREDICTION] = (test.method, score, drift.is_drifted(test.method, score, test.threshold))
-    return found
-
-
 class DriftPublisher:
     """Every interval, the window's scores into the gauges; nothing until min_window records."""
 
@@ -131,7 +103,7 @@ class DriftPublisher:
         if window.filled < reference.min_window:
             return {}
         numbers, texts, answers = window.snapshot()
-        found = scores(reference, numbers, window.numeric_names, texts, answers)
+        found = drift.scores(reference, numbers, window.numeric_names, texts, answers)
         features = {name: value for name, value in found.items() if name != PREDICTION}
         for name, (method, score, drifted) in features.items():
             prometheus.FEATURE_DRIFT_SCORE.labels(name, method).set(score)
