@@ -39,6 +39,14 @@ def test_rules_pick_the_jobs_of_each_pipeline(gitlab: GitlabCiLocal):
     }
     # Tag pipelines, one per registry event: tests/ci/test_registry_events.py.
 
+    # Alertmanager's webhook through the trigger API (TRIGGER_PAYLOAD set): the loop's retrain only.
+    trigger = {
+        "CI_PIPELINE_SOURCE": "trigger",
+        "CI_COMMIT_BRANCH": "main",
+        "TRIGGER_PAYLOAD": "/tmp/alerts.json",
+    }
+    assert when(gitlab.list_jobs(trigger)) == {"retrain": "on_success"}
+
     # A push to a branch with an open MR: the MR pipeline runs, no duplicate branch pipeline.
     assert when(gitlab.list_jobs({"CI_COMMIT_BRANCH": "feature", "CI_OPEN_MERGE_REQUESTS": "g/p!3"})) == {}
     assert when(gitlab.list_jobs({"CI_COMMIT_BRANCH": "feature"})) == {}

@@ -26,6 +26,7 @@ JOB_OF_STAGE = {
     "Deploy staging": "deploy-staging",
     "Deploy production": "deploy-production",
     "Release": "release",
+    "Retrain": "retrain",
 }
 _MLCD = re.compile(r"^\s*-?\s*(mlcd\s[^#\n]*?)\s*(?:#.*)?$", re.M)
 

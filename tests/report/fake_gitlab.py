@@ -30,6 +30,8 @@ class FakeGitLab:
     requests: list[Recorded] = field(default_factory=list)
     notes: dict[int, str] = field(default_factory=dict)
     uploads: list[str] = field(default_factory=list)
+    opened: list[dict[str, Any]] = field(default_factory=list)  # merge requests opened through the API
+    triggered: list[Recorded] = field(default_factory=list)  # pipeline trigger calls (webhooks)
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         time.sleep(self.delay)
@@ -47,6 +49,12 @@ class FakeGitLab:
                 "full_path": f"/group/project{url}",
                 "markdown": f"![{name}]({url})",
             }
+        if method == "POST" and path == f"{base}/merge_requests":
+            self.opened.append(json.loads(body))
+            return 201, {"iid": self.merge_request, **self.opened[-1]}
+        if method == "POST" and re.fullmatch(rf"{base}/ref/[^/]+/trigger/pipeline", path.split("?")[0]):
+            self.triggered.append(Recorded(method, path, {}, body))
+            return 201, {"id": 1000 + len(self.triggered), "status": "created"}
         if method == "GET" and path.split("?")[0] == notes:
             return 200, [{"id": i, "body": b, "system": False} for i, b in self.notes.items()]
         if method == "POST" and path == notes:

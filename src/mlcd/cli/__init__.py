@@ -27,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",
 )
-for group in (stages, registry, serving, results, deploys):
+for group in (stages, registry, serving, results, deploys, monitoring):
     group.register(app)
 app.add_typer(data.schema_app, name="schema")
 app.add_typer(data.data_app, name="data")

@@ -44,3 +44,40 @@ def report(
     made = monitor_report(bundle_in(repo, bundle), log_dir, out, parse_since(since) if since else None)
     drifted = ", ".join(made.drifted) or "none"
     console.print(f"[green]reported[/] {made.rows:,} records -> {made.summary}; drifted: {drifted}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(reports_errors(retrain))
+
+
+def retrain(
+    log_dir: LogDirOption,
+    target: Annotated[
+        str, typer.Option(metavar="BRANCH", help="the branch the merge request goes into.")
+    ] = "main",
+    push: Annotated[
+        bool,
+        typer.Option("--push/--no-push", help="push data, outputs and the branch, and open a merge request."),
+    ] = True,
+    alerts: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE", help="Alertmanager's webhook JSON (GitLab's $TRIGGER_PAYLOAD), named in the MR."
+        ),
+    ] = None,
+    repo: RootOption = Path(),
+) -> None:
+    """Retrain on the served answers that got labels: the CI job a drift alert triggers runs this.
+
+    Labelled log rows newer than data/retrained.json become a new DVC version of data.source;
+    `dvc repro` runs on a new branch retrain/<time>, which is committed, pushed (with `dvc push`)
+    and opened as a merge request (GITLAB_TOKEN, CI_SERVER_URL, CI_PROJECT_ID) whose note is the
+    usual report plus the drift report. The gate decides as for any merge request.
+    """
+    from mlcd.ci.retrain import retrain as run
+
+    done = run(repo, log_dir, target, push, alerts)
+    console.print(
+        f"[green]retrained[/] on {done.appended.rows_added:,} labelled rows -> branch {done.branch}; "
+        f"{done.said}"
+    )

@@ -128,14 +128,14 @@ def _same_bytes(file: Path, source: Path) -> bool:
 def _copy_and_track(file: Path, source: Path, root: Path) -> None:
     """Copy the file into data/external/ and `dvc add` it; if DVC refuses, put back what was there."""
     if source.resolve() == file.resolve():
-        _dvc_add(root, source)
+        dvc_add(root, source)
         return
     backup = source.with_name(source.name + ".mlcd-backup")
     if source.exists():  # --force over a file of the same name
         source.replace(backup)
     shutil.copy2(file, source)
     try:
-        _dvc_add(root, source)
+        dvc_add(root, source)
     except BaseException:
         source.unlink(missing_ok=True)
         if backup.exists():
@@ -144,7 +144,7 @@ def _copy_and_track(file: Path, source: Path, root: Path) -> None:
     backup.unlink(missing_ok=True)
 
 
-def _dvc_add(root: Path, source: Path) -> None:
+def dvc_add(root: Path, source: Path) -> None:
     """Track the file with DVC (a .dvc file beside it, the data in the cache and .gitignore'd)."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo

@@ -49,7 +49,9 @@ class NotPostedError(Exception):
     """Why the note was not posted; the report itself is still written."""
 
 
-def target_from_env() -> Target:
+def target_from_env(merge_request_needed: bool = True) -> Target:
+    """Where to post, from CI's variables; without merge_request_needed, the project alone
+    (merge_request 0), for opening one."""
     from mlcd.ci_variables import MERGE_REQUEST, PROJECT, SERVER_URL, ci_environment
 
     env = os.environ
@@ -59,11 +61,15 @@ def target_from_env() -> Target:
             "project access token with api scope as a CI/CD variable)"
         )
     ci = ci_environment()
-    if not (ci.server_url and ci.project and ci.merge_request):
-        needed = {SERVER_URL: ci.server_url, PROJECT: ci.project, MERGE_REQUEST: ci.merge_request}
-        absent = [" or ".join(names) for names, value in needed.items() if not value]
-        raise NotPostedError(f"not a merge-request pipeline ({'; '.join(absent)} unset)")
-    return Target(ci.server_url, ci.project, int(ci.merge_request), env["GITLAB_TOKEN"])
+    needed: dict[tuple[str, ...], str | None] = {SERVER_URL: ci.server_url, PROJECT: ci.project}
+    if merge_request_needed:
+        needed[MERGE_REQUEST] = ci.merge_request
+    absent = [" or ".join(names) for names, value in needed.items() if not value]
+    if absent:
+        what = "a merge-request pipeline" if merge_request_needed else "a GitLab pipeline"
+        raise NotPostedError(f"not {what} ({'; '.join(absent)} unset)")
+    assert ci.server_url and ci.project  # checked above; for mypy
+    return Target(ci.server_url, ci.project, int(ci.merge_request or 0), env["GITLAB_TOKEN"])
 
 
 def _explain(exc: Exception, target: Target) -> str:
@@ -103,6 +109,17 @@ def post(target: Target, images: list[Path], body_for: Callable[[dict[str, str]]
         return _post(client, target, images, body_for)
     except (gitlab.exceptions.GitlabError, requests.exceptions.RequestException) as exc:
         raise NotPostedError(_explain(exc, target)) from None
+
+
+def open_merge_request(target: Target, source: str, into: str, title: str, description: str) -> int:
+    """Open a merge request of branch `source` into `into`; its iid."""
+    client = gitlab.Gitlab(target.url, private_token=target.token, timeout=timeout_seconds())
+    request = {"source_branch": source, "target_branch": into, "title": title, "description": description}
+    try:
+        created = client.projects.get(target.project, lazy=True).mergerequests.create(request)
+    except (gitlab.exceptions.GitlabError, requests.exceptions.RequestException) as exc:
+        raise NotPostedError(_explain(exc, target)) from None
+    return int(created.iid)
 
 
 def _field(answer: object, key: str) -> str:

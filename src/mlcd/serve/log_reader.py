@@ -13,12 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from mlcd.data.schema import DatasetSchema
 from mlcd.errors import MonitorError
 from mlcd.serve import feedback, prediction_log
 from mlcd.serve.rotating_log import closed_files
 
 # The column the joined truth lands in: the log's "label" or "value".
 TRUTH_COLUMNS = ("label", "value")
+LABELLED_AT = "labelled_at"
 
 
 @dataclass(frozen=True)
@@ -28,8 +30,8 @@ class Logged:
     other_models: int  # rows answered by another model (left out)
 
 
-def read_predictions(directory: Path, model_hash: str, since: datetime | None = None) -> Logged:
-    """Every closed prediction-log row of `model_hash` at or after `since`."""
+def read_predictions(directory: Path, model_hash: str | None, since: datetime | None = None) -> Logged:
+    """Every closed prediction-log row of `model_hash` (None: of any model) at or after `since`."""
     import pyarrow.parquet as pq
 
     if not directory.is_dir():
@@ -48,7 +50,7 @@ def read_predictions(directory: Path, model_hash: str, since: datetime | None = 
             raise MonitorError(f"{path} is not a readable prediction log ({exc}); move it aside") from exc
         if since is not None:
             frame = frame[frame["time"] >= pd.Timestamp(since)]
-        mine = frame["model_hash"] == model_hash
+        mine = frame["model_hash"] == model_hash if model_hash else pd.Series(True, index=frame.index)
         other += int((~mine).sum())
         if mine.any():
             frames.append(frame[mine])
@@ -60,7 +62,7 @@ def read_predictions(directory: Path, model_hash: str, since: datetime | None = 
 
 def labelled(directory: Path, predictions: pd.DataFrame) -> pd.DataFrame:
     """The logged rows that have a label, with the label (or value) in a "label" (or "value")
-    column; a row labelled twice keeps its latest label."""
+    column and when it arrived in LABELLED_AT; a row labelled twice keeps its latest label."""
     import pyarrow.parquet as pq
 
     files = closed_files(directory, feedback.PREFIX)
@@ -69,5 +71,23 @@ def labelled(directory: Path, predictions: pd.DataFrame) -> pd.DataFrame:
     labels = pd.concat([pq.read_table(path).to_pandas() for path in files], ignore_index=True)
     truth = next(name for name in TRUTH_COLUMNS if name in labels.columns)
     latest = labels.sort_values("time", kind="stable").drop_duplicates(["request_id", "row"], keep="last")
-    joined = predictions.merge(latest[["request_id", "row", truth]], on=["request_id", "row"], how="inner")
+    latest = latest.rename(columns={"time": LABELLED_AT})[["request_id", "row", truth, LABELLED_AT]]
+    joined = predictions.merge(latest, on=["request_id", "row"], how="inner")
     return joined.reset_index(drop=True)
+
+
+def dataset_rows(joined: pd.DataFrame, schema: DatasetSchema, missing_text: str) -> pd.DataFrame:
+    """Labelled log rows as the dataset's own columns: features as the model received them (numbers
+    in float32's precision, a missing text level as missing again) and the target."""
+    if schema.datetimes:
+        raise MonitorError(
+            f"datetime features ({', '.join(schema.datetimes)}) are logged as their parts and cannot "
+            "be rebuilt into rows; add labelled rows to the source by hand"
+        )
+    truth = next(name for name in TRUTH_COLUMNS if name in joined.columns)
+    rows = pd.DataFrame(index=joined.index)
+    for name in schema.feature_names:
+        logged = joined[f"input.{name}"]
+        rows[name] = logged.mask(logged == missing_text) if name in schema.categorical else logged
+    rows[schema.target.name] = joined[truth]
+    return rows
