@@ -32,7 +32,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         fixtures = set(getattr(item, "fixturenames", ()))
         if marked & SLOW_MARKERS or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        group = "podman" if marked & PODMAN_MARKERS else item.nodeid.split("::")[0]
+        if marked & PODMAN_MARKERS:
+            group = "podman"
+        elif "spread" in marked:  # tests that share no module fixture: either process may take each
+            group = item.nodeid
+        else:
+            group = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
 
 

@@ -28,7 +28,8 @@ from mlcd.serve.server import load
 
 from ..helpers import Repo, new_repo
 
-pytestmark = pytest.mark.e2e
+# Twelve full `dvc repro` runs, each in its own repository: both test processes take some.
+pytestmark = [pytest.mark.e2e, pytest.mark.spread]
 JSON = {"content-type": "application/json"}
 
 
