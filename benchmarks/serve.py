@@ -1,6 +1,6 @@
 """Serving throughput and latency: mlcd's three protocols against a model-running floor and three peers.
 
-Run: uv run python benchmarks/serve.py [--seconds 5] [--rounds 3] [--image]
+Run: uv run python benchmarks/serve.py [--seconds 5] [--rounds 3] [--image] [--quick] [--loop]
 Needs the pipeline outputs (`uv run dvc repro`) and two cores. Every server gets one
 process (LitServe: its API process and one inference worker) pinned to core 0 with
 taskset; wrk (one thread) runs on core 1, on loopback, at concurrency 1, 16 and 64,
@@ -10,6 +10,10 @@ each round measures every target in a rotated order, so drift in the machine's s
 (another job sharing it) spreads over all of them. Ratios are taken within a round and
 reported as the median over rounds with their range. Peers (benchmarks/_peers.py) live
 in venvs of their own under .bench. Prints markdown tables; asserts nothing.
+
+--loop adds a second mlcd server with the closed loop on (`--log-dir`: every answer logged;
+drift over the last 1,000 records every 10 s, as params.yaml's monitor section says) and
+reports its throughput against the plain one, and both servers' resident memory after the load.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180)
 @contextmanager
 def pinned_server(
     args: list[str], ready_url: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> Iterator[None]:
+) -> Iterator[subprocess.Popen[bytes]]:
     """`args` on the server core until the block ends; its children inherit the pin."""
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -76,7 +80,7 @@ def pinned_server(
         )
         try:
             wait_ready(ready_url, process)
-            yield
+            yield process
         except SystemExit:
             log.seek(0)
             print(log.read().decode(errors="replace")[-3000:], file=sys.stderr)
@@ -150,7 +154,12 @@ def mlflow_model() -> tuple[Path, Path]:
     return python.parent, model_dir
 
 
-def start_servers(stack: ExitStack, record: dict[str, float], peers: bool = True) -> list[Target]:
+MEMORY: dict[str, subprocess.Popen[bytes]] = {}  # label -> server process, for --loop's memory figures
+
+
+def start_servers(
+    stack: ExitStack, record: dict[str, float], peers: bool = True, loop: bool = False
+) -> list[Target]:
     """Every server up, pinned; the targets to load, one per (server, protocol)."""
     bundle = open_bundle(BUNDLE)
     names = [f.name for f in bundle.schema.features]
@@ -165,11 +174,20 @@ def start_servers(stack: ExitStack, record: dict[str, float], peers: bool = True
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    stack.enter_context(
-        pinned_server(
-            [str(bin_dir / "mlcd"), "serve", "--bundle", str(BUNDLE), "--port", str(port)], f"{base}/ready"
+    mlcd = [str(bin_dir / "mlcd"), "serve", "--bundle", str(BUNDLE)]
+    # Drift off, as in the image (which has no scipy); --loop's server turns it and the log on.
+    plain = [*mlcd, "--no-drift", "--port", str(port)]
+    MEMORY["mlcd"] = stack.enter_context(pinned_server(plain, f"{base}/ready"))
+    if loop:
+        logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlcd-bench-log-")))
+        loop_port = free_port()
+        loop_base = f"http://127.0.0.1:{loop_port}"
+        MEMORY["mlcd, log + drift"] = stack.enter_context(
+            pinned_server(
+                [*mlcd, "--port", str(loop_port), "--log-dir", str(logs), "--drift"], f"{loop_base}/ready"
+            )
         )
-    )
+        targets.append(Target("mlcd /predict, log + drift", f"{loop_base}/predict", one))
     targets += [
         Target("mlcd /predict", f"{base}/predict", one),
         Target("mlcd /v2 infer", f"{base}/v2/models/model/infer", tensors),
@@ -243,6 +261,7 @@ def measure(targets: list[Target], rounds: int, seconds: int) -> Results:
 
 
 RATIOS = (
+    ("mlcd /predict log + drift / mlcd /predict", "mlcd /predict, log + drift", "mlcd /predict"),
     ("mlcd /predict / floor /predict", "mlcd /predict", "floor /predict"),
     ("mlcd /v2 / floor /v2", "mlcd /v2 infer", "floor /v2 infer"),
     ("mlcd /v2 / MLServer /v2", "mlcd /v2 infer", "MLServer 1.7 /v2 infer (ONNX)"),
@@ -273,6 +292,19 @@ def report(results: Results, seconds: int, rounds: int) -> None:
         print(f"| {name} | " + " | ".join(cells) + " |")
 
 
+def resident_mb(pid: int) -> float:
+    """The server's resident set (taskset execs it, so the pid is the server's), children included."""
+    pids = [
+        pid,
+        *map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()),
+    ]
+    total = 0
+    for each in pids:
+        status = Path(f"/proc/{each}/status").read_text()
+        total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
+    return total / 1024
+
+
 def image_figures(runs: int = 3) -> dict[str, float]:
     from mlcd.container.image import build
     from mlcd.container.smoke import running
@@ -297,6 +329,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--image", action="store_true", help="also the podman image's size and start time")
     parser.add_argument("--quick", action="store_true", help="mlcd and the floor only (no peers)")
+    parser.add_argument("--loop", action="store_true", help="also mlcd with the prediction log and drift on")
     options = parser.parse_args()
     if (os.cpu_count() or 1) < 2:
         raise SystemExit("needs two cores: one for the servers, one for wrk")
@@ -304,9 +337,14 @@ def main() -> None:
     ensure_tools()
     record = json.loads((BUNDLE / "examples.json").read_text())["records"][0]
     with ExitStack() as stack:
-        targets = start_servers(stack, record, peers=not options.quick)
+        targets = start_servers(stack, record, peers=not options.quick, loop=options.loop)
         results = measure(targets, options.rounds, options.seconds)
+        memory = (
+            {label: resident_mb(process.pid) for label, process in MEMORY.items()} if options.loop else {}
+        )
     report(results, options.seconds, options.rounds)
+    for label, megabytes in memory.items():
+        print(f"\nresident memory after the load, {label}: {megabytes:.0f} MB")
     if options.image:
         figures = image_figures()
         print(

@@ -32,6 +32,7 @@ from mlcd.report.gitlab import NotPostedError, Target, open_merge_request, post,
 from mlcd.report.monitoring import SUMMARY_FILE, monitor_report
 from mlcd.report.run import run_report
 from mlcd.serve.log_reader import LABELLED_AT, dataset_rows, labelled, read_predictions
+from mlcd.serve.log_shipping import local_logs
 
 MARK_FILE = "data/retrained.json"
 BRANCH_PREFIX = "retrain/"
@@ -51,8 +52,18 @@ class Retrained:
 
 
 def retrain(
-    root: Path, log_dir: Path, target_branch: str = "main", push: bool = True, alerts: Path | None = None
+    root: Path,
+    log_location: str | Path,
+    target_branch: str = "main",
+    push: bool = True,
+    alerts: Path | None = None,
 ) -> Retrained:
+    """From the logs in a directory, or under an s3:// location (`mlcd serve --log-remote`)."""
+    with local_logs(log_location) as log_dir:
+        return _retrain(root, log_dir, target_branch, push, alerts)
+
+
+def _retrain(root: Path, log_dir: Path, target_branch: str, push: bool, alerts: Path | None) -> Retrained:
     paths = ProjectPaths(root)
     fired = firing_alerts(alerts) if alerts else []
     params = load_params(paths.params)

@@ -15,7 +15,12 @@ monitor_app = typer.Typer(
 )
 
 LogDirOption = Annotated[
-    Path, typer.Option("--log-dir", metavar="DIR", help="the directory `mlcd serve --log-dir` wrote to.")
+    str,
+    typer.Option(
+        "--log-dir",
+        metavar="DIR",
+        help="the directory `mlcd serve --log-dir` wrote to, or the s3:// location of --log-remote.",
+    ),
 ]
 
 

@@ -111,6 +111,14 @@ def serve(
     log_sample: Annotated[
         float, typer.Option(metavar="SHARE", min=0.0, max=1.0, help="share of requests logged (0 to 1).")
     ] = 1.0,
+    log_remote: Annotated[
+        str | None,
+        typer.Option(
+            metavar="S3_URL",
+            help="ship each closed log file to s3://bucket/prefix (boto3's credentials and "
+            "AWS_ENDPOINT_URL from the environment), where CI reads them.",
+        ),
+    ] = None,
     drift: Annotated[
         bool,
         typer.Option(
@@ -131,7 +139,7 @@ def serve(
     from mlcd.provenance import serving_commit
     from mlcd.serve.app import ServeSettings
     from mlcd.serve.protocol import ConnectionLimits
-    from mlcd.serve.rotating_log import LogSettings
+    from mlcd.serve.rotating_log import log_settings
     from mlcd.serve.server import serve as run_server
 
     served = bundle_in(repo, bundle)
@@ -143,7 +151,7 @@ def serve(
         max_inflight_bytes=max_inflight_bytes,
         git_commit=serving_commit(repo, served, git_commit),
         docs=docs,
-        log=LogSettings(log_dir.absolute(), sample=log_sample) if log_dir is not None else None,
+        log=log_settings(log_dir, log_sample, log_remote),
         drift=drift,
     )
     limits = ConnectionLimits(

@@ -22,6 +22,7 @@ from mlcd.modeling import plots
 from mlcd.monitor import drift
 from mlcd.serve.feedback import LivePerformance, performance_floors
 from mlcd.serve.log_reader import Logged, labelled, read_predictions
+from mlcd.serve.log_shipping import local_logs
 
 SUMMARY_FILE = "monitor.md"
 _AGO = re.compile(r"(\d+)([mhd])")
@@ -54,8 +55,14 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 
 def monitor_report(
-    bundle_path: Path, log_dir: Path, out: Path, since: datetime | None = None
+    bundle_path: Path, log_location: str | Path, out: Path, since: datetime | None = None
 ) -> MonitorReport:
+    """Over the logs in a directory, or under an s3:// location (`mlcd serve --log-remote`)."""
+    with local_logs(log_location) as log_dir:
+        return _report(bundle_path, log_dir, out, since)
+
+
+def _report(bundle_path: Path, log_dir: Path, out: Path, since: datetime | None) -> MonitorReport:
     bundle = open_bundle(bundle_path)
     if bundle.reference is None:
         raise MonitorError(

@@ -165,7 +165,11 @@ class FeedbackLog:
             PREFIX,
             feedback_schema(classes),
             self._columns,
-            Counters(prometheus.FEEDBACK_LOG_RECORDS, prometheus.FEEDBACK_LOG_DROPPED),
+            Counters(
+                prometheus.FEEDBACK_LOG_RECORDS,
+                prometheus.FEEDBACK_LOG_DROPPED,
+                lambda outcome: prometheus.LOG_FILES_SHIPPED.labels("feedback", outcome),
+            ),
         )
 
     def record(self, labels: list[Label]) -> None:

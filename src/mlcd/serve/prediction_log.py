@@ -51,7 +51,11 @@ class PredictionLog:
             PREFIX,
             log_schema(layout, classes),
             self._columns,
-            Counters(prometheus.LOG_RECORDS, prometheus.LOG_DROPPED),
+            Counters(
+                prometheus.LOG_RECORDS,
+                prometheus.LOG_DROPPED,
+                lambda outcome: prometheus.LOG_FILES_SHIPPED.labels("predictions", outcome),
+            ),
         )
 
     def record(self, request_id: str, endpoint: str, batch: Batch, result: dict[str, Any]) -> None:

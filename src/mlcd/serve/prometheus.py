@@ -50,6 +50,11 @@ LOG_DROPPED = Counter(
 FEEDBACK = Counter(
     "mlcd_feedback_total", "Labels received on /feedback, by outcome (matched, unknown).", ["outcome"]
 )
+LOG_FILES_SHIPPED = Counter(
+    "mlcd_log_files_shipped_total",
+    "Closed log files uploaded to --log-remote, by log (predictions, feedback) and outcome.",
+    ["log", "outcome"],
+)
 FEEDBACK_LOG_RECORDS = Counter("mlcd_feedback_log_records_total", "Labels written to the feedback log.")
 FEEDBACK_LOG_DROPPED = Counter(
     "mlcd_feedback_log_dropped_total", "Labels the feedback log dropped, by reason.", ["reason"]

@@ -44,14 +44,31 @@ class LogSettings:
     # Records waiting for the writer; past it, new ones are dropped (memory stays bounded).
     max_queued_records: int = 50_000
     flush_seconds: float = 0.5
+    remote: str | None = None  # s3://bucket/prefix: closed files are shipped there (log_shipping.py)
+
+
+def log_settings(directory: Path | None, sample: float, remote: str | None) -> LogSettings | None:
+    """What `mlcd serve --log-dir --log-sample --log-remote` asks for (None: no log)."""
+    if directory is None:
+        if remote is not None:
+            raise ServeError("--log-remote ships the files --log-dir writes: give --log-dir too")
+        return None
+    if remote is not None:
+        from mlcd.serve.log_shipping import Remote, client
+
+        Remote.parse(remote)
+        client()  # boto3 is there
+    return LogSettings(directory.absolute(), sample=sample, remote=remote)
 
 
 @dataclass(frozen=True)
 class Counters:
-    """Prometheus counters of one log: records written; records dropped, by reason."""
+    """Prometheus counters of one log: records written; records dropped, by reason; files shipped
+    to the remote, by outcome."""
 
     written: Any
     dropped: Any
+    shipped: Callable[[str], Any] | None = None  # outcome -> its counter
 
 
 class RotatingLog(Generic[Entry]):
@@ -81,6 +98,7 @@ class RotatingLog(Generic[Entry]):
         self._hour = ""
         self._serial = 0
         self._warned = -60.0
+        self._s3: Any = None  # the S3 client, made on the writer thread at the first upload
         self._pa = pa
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"mlcd-log-{prefix}", daemon=True)
@@ -104,6 +122,7 @@ class RotatingLog(Generic[Entry]):
     # --- the writer thread
 
     def _run(self) -> None:
+        self._ship()  # what an earlier run closed and could not ship
         while True:
             stopping = self._stop.wait(self.settings.flush_seconds)
             self._flush()
@@ -135,9 +154,14 @@ class RotatingLog(Generic[Entry]):
             self._abandon_file()
 
     def _open_file(self, hour: str) -> None:
-        self._serial += 1
-        name = f"{self.prefix}{hour}-{os.getpid()}-{self._serial:05d}{OPEN_SUFFIX}"
-        path = self.settings.directory / name
+        # A restarted server may get its predecessor's pid (in a container it is always 1): a name an
+        # earlier file has, open or closed, is skipped, or closing would take the old file for ours.
+        while True:
+            self._serial += 1
+            stem = f"{self.prefix}{hour}-{os.getpid()}-{self._serial:05d}"
+            path = self.settings.directory / f"{stem}{OPEN_SUFFIX}"
+            if not path.exists() and not path.with_suffix(CLOSED_SUFFIX).exists():
+                break
         file = private_file(path)
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # held while open: not an orphan
         self._file, self._path, self._hour = file, path, hour
@@ -156,6 +180,31 @@ class RotatingLog(Generic[Entry]):
         finally:
             file.close()
         self._file = self._stream = self._path = None
+        self._ship()
+
+    def _ship(self) -> None:
+        """Every closed file not yet shipped, to the remote; a failure waits for the next close."""
+        if self.settings.remote is None:
+            return
+        from mlcd.serve import log_shipping
+
+        remote = log_shipping.Remote.parse(self.settings.remote)
+        for path in log_shipping.unshipped(closed_files(self.settings.directory, self.prefix)):
+            try:
+                log_shipping.ship(remote, path, self._s3 or self._connect())
+            except Exception as exc:  # botocore's errors, a full disk for the marker: tried again later
+                if self._counters.shipped is not None:
+                    self._counters.shipped("failed").inc()
+                self._warn(f"could not ship {path.name} to {remote}: {exc}; it is tried again later")
+                return
+            if self._counters.shipped is not None:
+                self._counters.shipped("shipped").inc()
+
+    def _connect(self) -> Any:
+        from mlcd.serve import log_shipping
+
+        self._s3 = log_shipping.client()
+        return self._s3
 
     def _abandon_file(self) -> None:
         """After a failed write the stream may end in a partial batch: close it; recovery keeps its
