@@ -4,9 +4,6 @@ made from, a built-in table becomes a file, and a refusal writes nothing."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pandas as pd
 import pytest
 import yaml
@@ -19,25 +16,7 @@ from mlcd.data.schema import load_schema
 from mlcd.data.sources import breast_cancer_frame
 from mlcd.errors import MonitorError
 
-from ..helpers import copy_params_and_data
-
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def dvc_template(tmp_path_factory):
-    project = copy_params_and_data(tmp_path_factory.mktemp("append") / "project")
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
-        subprocess.run(command, cwd=project, check=True)
-    return project
-
-
-@pytest.fixture
-def dvc_project(dvc_template, tmp_path, monkeypatch):
-    project = tmp_path / "project"
-    shutil.copytree(dvc_template, project, symlinks=True)
-    monkeypatch.chdir(project)
-    return project
 
 
 def _md5(dvc_file):
