@@ -144,6 +144,17 @@ class NumericReference(_Part):
     quantiles: list[float]  # the training values' deciles, 0 to 1: for panels and reports
 
 
+class Calibration(_Part):
+    """A binary classifier's positive-class probability mapped to how often the positive class is
+    true: isotonic regression on out-of-fold probabilities of the training split, as points of a
+    piecewise-linear curve. The server estimates accuracy from it before labels arrive."""
+
+    positive: str
+    folds: int
+    probabilities: list[float]  # increasing
+    rates: list[float]  # the observed share of the positive class at each probability
+
+
 class Reference(_Part):
     """reference.json: the training split as live traffic is compared with it, and how."""
 
@@ -157,6 +168,7 @@ class Reference(_Part):
     tests: dict[str, DriftTest] = {}  # per feature, and PREDICTION for the model's answers
     predicted_labels: dict[str, int] | None = None  # classifiers: the model's labels on training rows
     predicted_values: list[float] | None = None  # regressors: a sample of its answers on them
+    calibration: Calibration | None = None  # binary classifiers, unless monitor.calibration_folds is 0
 
 
 # The predictions' entry in Reference.tests.

@@ -264,12 +264,17 @@ class MonitorParams(Section):
     interval_seconds: float = Field(10.0, ge=0.1, le=3600)  # how often the scores are computed
     reference_rows: int = Field(5000, ge=100, le=1_000_000)  # training values kept per feature
     drift_share: float = Field(0.5, gt=0, le=1)  # share of drifted features that is dataset drift
+    # Binary classifiers: folds of the out-of-fold probabilities the estimate's calibration is
+    # fitted on (the model refit that many times by package); 0: no estimate before labels.
+    calibration_folds: int = Field(5, ge=0, le=20)
     features: dict[str, FeatureMonitorParams] = {}
 
     @model_validator(mode="after")
     def _window_holds_the_minimum(self) -> MonitorParams:
         if self.min_window > self.window:
             raise ValueError(f"min_window ({self.min_window}) must not exceed window ({self.window})")
+        if self.calibration_folds == 1:
+            raise ValueError("calibration_folds must be 0 (no estimate) or 2 or more (one fold fits nothing)")
         return self
 
 

@@ -331,6 +331,11 @@ def run_package(params: Params, paths: ProjectPaths) -> Manifest:
             x_model = x.astype(dict.fromkeys(schema.numeric, "float32"))
             parity = check_parity(model, session, x_model, schema, tolerance, parity_scale(stats.target_std))
         profile = read_json(paths.data_profile)
+        folds = params.monitor.calibration_folds if schema.positive_class is not None else 0
+        with working(
+            "profiling the training split" + (f" and calibrating on {folds} folds" if folds else "")
+        ):
+            reference = reference_profile(paths.train_data, dataset_schema, model, params.monitor)
         contents = {
             MODEL_FILE: model_bytes,
             SCHEMA_FILE: _json(bundle_schema(dataset_schema, stats, model, session)),
@@ -338,9 +343,7 @@ def run_package(params: Params, paths: ProjectPaths) -> Manifest:
                 examples(session, x, schema, example_records(paths, dataset_schema, params.package.examples))
             ),
             # Data rather than something to read: one line, half the bytes of an indented file.
-            REFERENCE_FILE: reference_profile(paths.train_data, dataset_schema, model, params.monitor)
-            .model_dump_json(exclude_none=True)
-            .encode(),
+            REFERENCE_FILE: reference.model_dump_json(exclude_none=True).encode(),
         }
         with atomic_dir(paths.bundle) as tmp:
             for name, payload in contents.items():

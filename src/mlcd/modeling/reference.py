@@ -3,7 +3,8 @@
 Per numeric feature a sample of training values (every one up to monitor.reference_rows) and
 its deciles; per text feature the training rows of each level; the model's own answers on the
 training rows; and each feature's drift test, Evidently's default for its kind and the
-split's size unless params.yaml's monitor.features names another.
+split's size unless params.yaml's monitor.features names another. For a binary classifier also
+the calibration that estimates its accuracy before labels arrive (monitor/estimation.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.isotonic import IsotonicRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from mlcd.bundle import PREDICTION, DriftTest, NumericReference, Reference
+from mlcd.bundle import PREDICTION, Calibration, DriftTest, NumericReference, Reference
 from mlcd.config import MonitorParams
 from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema
@@ -29,7 +34,7 @@ def reference_profile(
 ) -> Reference:
     """Numbers and text of `dataset_schema` (datetime features are not profiled)."""
     schema = dataset_schema.for_model()
-    x, _ = read_split(train_data, schema, float32=False)  # exact training values
+    x, y = read_split(train_data, schema, float32=False)  # exact training values
     rows = len(x)
     keep = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[: monitor.reference_rows])
     numeric: dict[str, NumericReference] = {}
@@ -57,6 +62,10 @@ def reference_profile(
         predicted_values = answers.astype(np.float64)[keep].tolist()
         method = default_method(rows, len(np.unique(answers)), categorical=False)
     tests[PREDICTION] = _test(monitor, PREDICTION, method)
+    positive = schema.positive_class
+    calibration = None
+    if positive is not None and monitor.calibration_folds:
+        calibration = fit_calibration(model, model_input, y.astype(str), positive, monitor.calibration_folds)
     unknown = sorted(set(monitor.features) - set(tests))
     if unknown:
         raise ConfigError(
@@ -74,6 +83,30 @@ def reference_profile(
         tests=tests,
         predicted_labels=predicted_labels,
         predicted_values=predicted_values,
+        calibration=calibration,
+    )
+
+
+def fit_calibration(
+    model: Any, x: pd.DataFrame, y: pd.Series, positive: str, folds: int
+) -> Calibration | None:
+    """Isotonic regression of the positive class's truth on its out-of-fold probability: the model
+    refit on all folds but one, `folds` times, so no probability comes from a row it was fitted on
+    (NannyML fits its calibrator on data the model did not see, for the same reason). None when a
+    class has a single training row: no fold could hold it out."""
+    folds = min(folds, int(y.value_counts().min()))  # StratifiedKFold needs each class in every fold
+    if folds < 2:
+        return None
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SAMPLE_SEED)
+    probabilities = cross_val_predict(clone(model), x, y, cv=splitter, method="predict_proba")
+    classes = sorted(y.unique())  # scikit-learn's column order for the labels
+    isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+    isotonic.fit(probabilities[:, classes.index(positive)], (y == positive).to_numpy(np.float64))
+    return Calibration(
+        positive=positive,
+        folds=folds,
+        probabilities=isotonic.X_thresholds_.tolist(),
+        rates=isotonic.y_thresholds_.tolist(),
     )
 
 

@@ -3,7 +3,9 @@
 
 The request path copies a batch's watched columns into a ring (numbers) or a bounded deque
 (text, answers): memory is fixed by the window, whatever the traffic. The scores are computed
-off the request path by monitor/drift.py, which the offline report uses too.
+off the request path by monitor/drift.py, which the offline report uses too. A binary classifier
+whose bundle carries a calibration also keeps its positive-class probabilities, from which
+monitor/estimation.py estimates the window's accuracy and F1 before labels arrive.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mlcd.bundle import PREDICTION, Reference
-from mlcd.monitor import drift
+from mlcd.monitor import drift, estimation
 from mlcd.serve import prometheus
 from mlcd.serve.model import Layout
 from mlcd.serve.payload import Batch
@@ -46,6 +48,9 @@ class DriftWindow:
         self._numbers = np.full((self.size, len(self.numeric_names)), np.nan, dtype=np.float32)
         self._texts: dict[str, deque[str]] = {name: deque(maxlen=self.size) for name in self.text_names}
         self._answers: deque[Any] = deque(maxlen=self.size)
+        self.calibration = reference.calibration
+        self._positive = np.full(self.size, np.nan, dtype=np.float32)  # probability of the positive class
+        self._said_positive = np.zeros(self.size, dtype=bool)  # answered the positive class
         self._next = 0
         self._filled = 0
         self._lock = threading.Lock()
@@ -56,9 +61,13 @@ class DriftWindow:
         answers = result["labels"] if "labels" in result else result["predictions"]
         rows = min(len(answers), self.size)
         with self._lock:
+            where = (self._next + np.arange(rows)) % self.size
             if numbers is not None:
-                where = (self._next + np.arange(rows)) % self.size
                 self._numbers[where] = numbers
+            if self.calibration is not None:
+                positive = self.calibration.positive
+                self._positive[where] = [row[positive] for row in result["probabilities"][-rows:]]
+                self._said_positive[where] = [label == positive for label in answers[-rows:]]
             self._next = (self._next + rows) % self.size
             self._filled = min(self.size, self._filled + rows)
             for name in self.text_names:
@@ -71,6 +80,15 @@ class DriftWindow:
                 self._numbers[: self._filled].copy() if self._filled < self.size else self._numbers.copy()
             )
             return numbers, {n: list(v) for n, v in self._texts.items()}, list(self._answers)
+
+    def estimated(self) -> dict[str, float]:
+        """Expected accuracy and F1 over the window (CBPE); {} without a calibration."""
+        if self.calibration is None:
+            return {}
+        with self._lock:
+            filled = ~np.isnan(self._positive)
+            probabilities, said_positive = self._positive[filled], self._said_positive[filled]
+        return estimation.estimate(estimation.calibrated(self.calibration, probabilities), said_positive)
 
     @property
     def filled(self) -> int:
@@ -114,4 +132,6 @@ class DriftPublisher:
         method, score, drifted = found[PREDICTION]
         prometheus.PREDICTION_DRIFT_SCORE.labels(method).set(score)
         prometheus.PREDICTION_DRIFTED.set(int(drifted))
+        for metric, value in window.estimated().items():
+            prometheus.ESTIMATED_PERFORMANCE.labels(metric).set(value)
         return found

@@ -71,6 +71,13 @@ LIVE_FLOOR = Gauge(
     ["metric"],
     multiprocess_mode="liveall",
 )
+ESTIMATED_PERFORMANCE = Gauge(
+    "mlcd_estimated_performance",
+    "Binary classifiers: accuracy and F1 expected over the drift window from the model's calibrated "
+    "probabilities, before any label arrives (CBPE).",
+    ["metric"],
+    multiprocess_mode="liveall",
+)
 LIVE_LABELLED = Gauge(
     "mlcd_live_labelled_records",
     "Labelled records the live performance is computed on.",
