@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ..helpers import Repo, clone_repo, new_repo
+from ..helpers import Repo, clone_repo
 from ..system import built_once
 
 C_VALUES = {"1.0.0": 1.0, "1.1.0": 0.05, "1.2.0": 0.002}
@@ -19,13 +19,14 @@ def head(repo: Repo) -> str:
 
 
 @pytest.fixture(scope="session")
-def released(tmp_path_factory):
+def released(reproduced_repo, tmp_path_factory):
     """Three releases with different regularisation, each pushed; what each bundle held.
-    Tests clone the repository (`repo`) before changing anything."""
+    Tests clone the repository (`repo`) before changing anything. The first release is the
+    reproduced project as it is (C is 1.0 in params.yaml): no second run from scratch."""
     import json
 
     def build(folder):
-        repo = new_repo(folder / "repo")
+        repo = clone_repo(reproduced_repo, folder / "repo")
         produced = {}
         for version, c in C_VALUES.items():
             repo.set_params(**{"train.logistic_regression.C": c})

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import yaml
 
-from ..helpers import Repo, clone_repo, new_repo
+from ..helpers import Repo, clone_repo
 from . import fake_gitlab
 
 pytestmark = pytest.mark.e2e
@@ -15,10 +15,9 @@ HEAD_C = 0.005
 
 
 @pytest.fixture(scope="module")
-def two_commits(tmp_path_factory):
-    repo = new_repo(tmp_path_factory.mktemp("report") / "repo")
-    repo.dvc("repro")
-    # The copied dvc.lock is this code's: the repro leaves git nothing to commit, the copy is the base.
+def two_commits(reproduced_repo, tmp_path_factory):
+    repo = clone_repo(reproduced_repo, tmp_path_factory.mktemp("report") / "repo")
+    # The copied dvc.lock is this code's: the repro left git nothing to commit, the copy is the base.
     assert repo.run("git", "status", "--porcelain").stdout == ""
     base = json.loads((repo.path / "metrics" / "metrics.json").read_text())
     repo.set_params(**{"train.logistic_regression.C": HEAD_C})
@@ -136,10 +135,11 @@ def test_outside_ci_the_base_is_the_merge_base_with_a_local_main(repo):
     """A feature branch two commits ahead of main: the base is where it left main, not HEAD~1."""
     fork_point = repo.run("git", "rev-parse", "HEAD").stdout.strip()
     repo.run("git", "checkout", "-q", "-b", "feature")
-    for c in (0.02, 0.03):
-        repo.set_params(**{"train.logistic_regression.C": c})
-        repo.dvc("repro")
-        repo.commit(f"C={c}")
+    repo.set_params(**{"train.logistic_regression.C": 0.02})
+    repo.dvc("repro")
+    repo.commit("C=0.02")
+    (repo.path / "NOTES.md").write_text("why C=0.02\n")  # a second commit, outside the pipeline
+    repo.commit("notes")
     done = report(repo, "--no-post")
     summary = json.loads((repo.path / "out" / "report.json").read_text())
     assert (summary["base"], summary["base_chosen_by"]) == (fork_point, "merge-base with main")

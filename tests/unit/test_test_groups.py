@@ -11,11 +11,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from ..helpers import PROJECT_ROOT, command_env
 
 MODULE = "tests/unit/test_layers.py"  # two fast tests, no fixtures
 
 
+@pytest.mark.slow  # starts pytest and two xdist processes: 10 to 17 s, outside the fast tier
 def test_a_modules_tests_run_in_one_process_under_xdist():
     done = subprocess.run(
         [
