@@ -19,7 +19,7 @@ from mlcd.http_client import free_port
 from ..helpers import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, start_service, tracked_files
 from ..report import fake_gitlab
 from . import tools
-from .gitlab_ci_local import GitlabCiLocal, publish, shared_uv_cache
+from .gitlab_ci_local import GitlabCiLocal, publish, shared_bytecode, shared_uv_cache
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,16 @@ def seed(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> See
 
 
 @pytest.fixture
-def developer(seed: Seed, tmp_path: Path) -> Repo:
-    """A byte copy of the seed (work tree, DVC cache, its own remote copy) tracking the shared origin."""
-    return clone_repo(seed.repo, tmp_path / "repo")
+def developer(seed: Seed, tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """A byte copy of the seed (work tree, DVC cache, its own remote copy) tracking the shared origin.
+
+    At the same path in every test of this process (emptied first), so each CI job's build folder
+    and .venv are too, and the bytecode its first run compiles serves the next (shared_bytecode).
+    """
+    base = tmp_path_factory.getbasetemp() / "ci-developer"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir()
+    return clone_repo(seed.repo, base / "repo")
 
 
 @pytest.fixture
@@ -63,8 +70,14 @@ def fake_gitlab_api() -> Iterator[tuple[fake_gitlab.FakeGitLab, str]]:
 
 
 @pytest.fixture
-def gitlab(gitlab_ci_local_binary: Path, developer: Repo) -> GitlabCiLocal:
-    variables = {**shared_uv_cache(), "DVC_REMOTE_URL": str(developer.remote)}
+def gitlab(
+    gitlab_ci_local_binary: Path, developer: Repo, tmp_path_factory: pytest.TempPathFactory
+) -> GitlabCiLocal:
+    variables = {
+        **shared_uv_cache(),
+        **shared_bytecode(tmp_path_factory.getbasetemp() / "ci-bytecode"),
+        "DVC_REMOTE_URL": str(developer.remote),
+    }
     return GitlabCiLocal(gitlab_ci_local_binary, developer.path, variables)
 
 
