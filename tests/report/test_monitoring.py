@@ -55,18 +55,21 @@ def served(built_project: Path, bundle: Path, tmp_path_factory: pytest.TempPathF
             for row in range(100)
         ]
         assert client.post("/feedback", json=labels).json()["matched"] == 300
-        assert api.drift_publisher is not None
+        assert api.drift_publisher is not None and api.drift is not None
         found = api.drift_publisher.publish()
+        estimated = api.drift.estimated()
     predicted = [label for answer in answers[:3] for label in answer["labels"]]
-    return log, found, (truth[:300], predicted)
+    return log, (found, estimated), (truth[:300], predicted)
 
 
 def test_the_report_scores_what_the_server_scored_and_draws_each_drifted_feature(bundle, served, tmp_path):
-    log, found, (truth, predicted) = served
+    log, (found, estimated), (truth, predicted) = served
     out = tmp_path / "report"
     made = monitor_report(bundle, log, out)
     assert made.rows == 600
     assert made.scores == found  # one owner: the same statistics over the same records
+    assert set(estimated) == {"accuracy", "f1"}
+    assert made.estimated == pytest.approx(estimated, rel=1e-12)  # and the same estimate
     assert "mean_radius" in made.drifted and found["mean_radius"][2]
     assert made.performance == pytest.approx(
         {
@@ -77,6 +80,8 @@ def test_the_report_scores_what_the_server_scored_and_draws_each_drifted_feature
     )
     summary = (out / SUMMARY_FILE).read_text()
     assert "| mean_radius | ks |" in summary and "300 labelled records." in summary
+    assert "### Estimated performance, before labels" in summary
+    assert f"| accuracy | {estimated['accuracy']:.4f} |" in summary
     drawn = {figure.name for figure in made.figures}
     assert "drift-mean_radius.png" in drawn and len(drawn) == len(made.drifted)
     assert all((out / name).read_bytes().startswith(PNG) and f"]({name})" in summary for name in drawn)

@@ -19,7 +19,7 @@ from mlcd.bundle import PREDICTION, Bundle, Reference, open_bundle
 from mlcd.errors import ConfigError, MonitorError
 from mlcd.files import write_bytes
 from mlcd.modeling import plots
-from mlcd.monitor import drift
+from mlcd.monitor import drift, estimation
 from mlcd.serve.feedback import LivePerformance, performance_floors
 from mlcd.serve.log_reader import Logged, labelled, read_predictions
 from mlcd.serve.log_shipping import local_logs
@@ -37,6 +37,7 @@ class MonitorReport:
     scores: dict[str, tuple[str, float, bool]]  # (method, score, drifted) per feature and PREDICTION
     drifted: list[str]
     performance: dict[str, float]
+    estimated: dict[str, float]  # binary classifiers with a calibration: CBPE over every row
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -103,10 +104,12 @@ def _report(bundle_path: Path, log_dir: Path, out: Path, since: datetime | None)
         if verdict[2]
     ]
     performance = _performance(bundle, labelled(log_dir, rows))
+    estimated = _estimated(bundle, rows)
     summary = out / SUMMARY_FILE
-    write_bytes(summary, render(bundle, logged, found, performance, figures, since).encode("utf-8"))
+    text = render(bundle, logged, found, performance, estimated, figures, since)
+    write_bytes(summary, text.encode("utf-8"))
     drifted = [name for name, verdict in found.items() if verdict[2]]
-    return MonitorReport(summary, figures, len(rows), found, drifted, performance[0])
+    return MonitorReport(summary, figures, len(rows), found, drifted, performance[0], estimated)
 
 
 def _answers(rows: Any, bundle: Bundle) -> np.ndarray:
@@ -128,6 +131,36 @@ def _performance(bundle: Bundle, joined: Any) -> tuple[dict[str, float], int, di
         len(pairs),
         performance_floors(bundle.manifest.metrics, bundle.manifest.params.get("gate")),
     )
+
+
+def _estimated(bundle: Bundle, rows: Any) -> dict[str, float]:
+    """The server's estimate (monitor/estimation.py) over every logged answer, not only a window."""
+    calibration = bundle.reference.calibration if bundle.reference is not None else None
+    if calibration is None or f"output.probability.{calibration.positive}" not in rows:
+        return {}
+    probabilities = rows[f"output.probability.{calibration.positive}"].to_numpy(np.float64)
+    answered_positive = _answers(rows, bundle) == calibration.positive
+    return estimation.estimate(estimation.calibrated(calibration, probabilities), answered_positive)
+
+
+def _estimate_lines(estimated: dict[str, float], rows: int, floors: dict[str, float]) -> list[str]:
+    if not estimated:
+        return []
+    lines = [
+        "",
+        "### Estimated performance, before labels",
+        "",
+        f"Expected from the calibrated probabilities of the {rows:,} answers (CBPE); it assumes the "
+        "inputs moved but not their relation to the target, which only labels can show.",
+        "",
+        "| metric | estimate | gate's floor |",
+        "|---|---:|---:|",
+    ]
+    for metric, value in estimated.items():
+        floor = floors.get(metric)
+        shown = f"**{value:.4f}** (below)" if floor is not None and value < floor else f"{value:.4f}"
+        lines.append(f"| {metric} | {shown} | {'' if floor is None else f'{floor:.4f}'} |")
+    return lines
 
 
 def _figure(
@@ -163,6 +196,7 @@ def render(
     logged: Logged,
     found: dict[str, tuple[str, float, bool]],
     performance: tuple[dict[str, float], int, dict[str, float]],
+    estimated: dict[str, float],
     figures: list[Path],
     since: datetime | None,
 ) -> str:
@@ -215,6 +249,7 @@ def render(
             below = floor is not None and value < floor
             shown = f"**{value:.4f}** (below)" if below else f"{value:.4f}"
             lines.append(f"| {metric} | {shown} | {'' if floor is None else f'{floor:.4f}'} |")
+    lines += _estimate_lines(estimated, len(rows), floors)
     for figure in figures:
         lines += ["", f"![{figure.stem}]({figure.name})"]
     return "\n".join(lines) + "\n"
