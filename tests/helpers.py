@@ -39,7 +39,16 @@ PROJECT_DIRS = ("src", "data", "metrics", "models", "deploy")
 
 
 def command_env() -> dict[str, str]:
+    """The environment of every process a test starts.
+
+    Without PYTHONDONTWRITEBYTECODE (machines of this kind set it): each process of a test repository
+    (dvc's stages, mlcd) then compiles the repository's src/mlcd once into its __pycache__ (ignored
+    by git, no stage's dependency, copied along by clone_repo) instead of every time, about a second
+    a process; the environment's own packages are compiled by .ci/setup already. As on a GitLab
+    runner, whose Python images do not set it either.
+    """
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("GIT_AUTHOR_NAME", "mlcd tests")
     env.setdefault("GIT_AUTHOR_EMAIL", "tests@mlcd.invalid")

@@ -47,15 +47,6 @@ def shared_bytecode(folder: Path) -> dict[str, str]:
     return {"PYTHONPYCACHEPREFIX": str(folder)}
 
 
-def job_env() -> dict[str, str]:
-    """The environment jobs inherit, as on a GitLab runner: its Python images do not set
-    PYTHONDONTWRITEBYTECODE (machines of this kind do), so a job's first process caches the bytecode
-    of what it imports and its later ones (dvc, each stage, mlcd) reuse it."""
-    env = command_env()
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    return env
-
-
 def publish(repo: Repo, origin: Path) -> None:
     """Make a bare `origin` holding repo's main, as the clone GitLab's runner would fetch from."""
     run(["git", "init", "-q", "--bare", "-b", "main", str(origin)], origin.parent)
@@ -166,7 +157,7 @@ class GitlabCiLocal:
             unset=unset,
         )
         done = subprocess.run(
-            command, capture_output=True, text=True, env=job_env(), cwd=self.project, timeout=1800
+            command, capture_output=True, text=True, env=command_env(), cwd=self.project, timeout=1800
         )
         output = _ANSI.sub("", done.stdout + done.stderr)
         found = _RESULT.findall(output)
