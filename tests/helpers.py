@@ -34,6 +34,7 @@ PROJECT_FILES = (
     ".dvcignore",
     "Dockerfile",
     ".dockerignore",
+    ".gitignore",  # as in a fork: bytecode, caches and report output stay untracked
 )
 PROJECT_DIRS = ("src", "data", "metrics", "models", "deploy")
 
