@@ -99,7 +99,7 @@ def fit_calibration(
         return None
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=SAMPLE_SEED)
     probabilities = cross_val_predict(clone(model), x, y, cv=splitter, method="predict_proba")
-    classes = sorted(y.unique())  # scikit-learn's column order for the labels
+    classes = [str(c) for c in model.classes_]  # predict_proba's columns, as evaluate reads them
     isotonic = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
     isotonic.fit(probabilities[:, classes.index(positive)], (y == positive).to_numpy(np.float64))
     return Calibration(

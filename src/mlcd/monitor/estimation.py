@@ -16,9 +16,6 @@ import numpy as np
 
 from mlcd.bundle import Calibration
 
-# The estimated metrics, under mlcd_estimated_performance{metric} (the live metrics' names).
-ESTIMATED = ("accuracy", "f1")
-
 
 def calibrated(calibration: Calibration, probabilities: np.ndarray) -> np.ndarray:
     """The positive class's calibrated probability (clipped to the curve's ends, as fitted)."""

@@ -156,11 +156,13 @@ def _estimate_lines(estimated: dict[str, float], rows: int, floors: dict[str, fl
         "| metric | estimate | gate's floor |",
         "|---|---:|---:|",
     ]
-    for metric, value in estimated.items():
-        floor = floors.get(metric)
-        shown = f"**{value:.4f}** (below)" if floor is not None and value < floor else f"{value:.4f}"
-        lines.append(f"| {metric} | {shown} | {'' if floor is None else f'{floor:.4f}'} |")
-    return lines
+    return lines + [_metric_row(metric, value, floors.get(metric)) for metric, value in estimated.items()]
+
+
+def _metric_row(metric: str, value: float, floor: float | None) -> str:
+    """A table row of a metric against the gate's floor, marked when below it."""
+    shown = f"**{value:.4f}** (below)" if floor is not None and value < floor else f"{value:.4f}"
+    return f"| {metric} | {shown} | {'' if floor is None else f'{floor:.4f}'} |"
 
 
 def _figure(
@@ -244,11 +246,7 @@ def render(
     else:
         lines.append(f"{labelled_rows:,} labelled records.")
         lines += ["", "| metric | value | gate's floor |", "|---|---:|---:|"]
-        for metric, value in metrics.items():
-            floor = floors.get(metric)
-            below = floor is not None and value < floor
-            shown = f"**{value:.4f}** (below)" if below else f"{value:.4f}"
-            lines.append(f"| {metric} | {shown} | {'' if floor is None else f'{floor:.4f}'} |")
+        lines += [_metric_row(metric, value, floors.get(metric)) for metric, value in metrics.items()]
     lines += _estimate_lines(estimated, len(rows), floors)
     for figure in figures:
         lines += ["", f"![{figure.stem}]({figure.name})"]

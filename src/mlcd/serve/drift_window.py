@@ -49,7 +49,7 @@ class DriftWindow:
         self._texts: dict[str, deque[str]] = {name: deque(maxlen=self.size) for name in self.text_names}
         self._answers: deque[Any] = deque(maxlen=self.size)
         self.calibration = reference.calibration
-        self._positive = np.full(self.size, np.nan, dtype=np.float32)  # probability of the positive class
+        self._positive = np.zeros(self.size, dtype=np.float32)  # probability of the positive class
         self._said_positive = np.zeros(self.size, dtype=bool)  # answered the positive class
         self._next = 0
         self._filled = 0
@@ -85,9 +85,8 @@ class DriftWindow:
         """Expected accuracy and F1 over the window (CBPE); {} without a calibration."""
         if self.calibration is None:
             return {}
-        with self._lock:
-            filled = ~np.isnan(self._positive)
-            probabilities, said_positive = self._positive[filled], self._said_positive[filled]
+        with self._lock:  # the ring fills from its start, as snapshot() reads it
+            probabilities, said_positive = self._positive[: self._filled], self._said_positive[: self._filled]
         return estimation.estimate(estimation.calibrated(self.calibration, probabilities), said_positive)
 
     @property
