@@ -267,7 +267,10 @@ class Api:
                 f"the model gives no finite answer for record {shown}: the values are valid one by one "
                 "but extreme together; send values nearer the training data's range",
             ) from None
-        prometheus.count_predictions(result.get("labels", ()))
+        if "labels" in result:
+            prometheus.count_predictions(result["labels"])
+        else:
+            prometheus.sum_predictions(result["predictions"])
         for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
         if self.drift is not None:

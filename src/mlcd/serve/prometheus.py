@@ -18,6 +18,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Summary,
     generate_latest,
     multiprocess,
 )
@@ -29,6 +30,9 @@ LATENCY = Histogram(
     "mlcd_request_duration_seconds", "Time to serve a request.", ["endpoint"], buckets=LATENCY_BUCKETS
 )
 PREDICTIONS = Counter("mlcd_predictions_total", "Predicted labels (classifiers) or predictions.", ["label"])
+# A regressor's answers as sums, so a rollout can compare two versions' means in standard deviations.
+PREDICTED_VALUE = Summary("mlcd_predicted_value", "A regressor's predicted values.")
+PREDICTED_SQUARES = Counter("mlcd_predicted_value_squares", "Sum of a regressor's squared predicted values.")
 # Text values the model never saw in training get no one-hot column: the answer ignores them.
 # Labelled by feature only (features are the bundle's, a fixed set), never by the value sent.
 UNSEEN_CATEGORIES = Counter(
@@ -169,3 +173,11 @@ def count_predictions(labels: Iterable[str]) -> None:
         if child is None:
             child = _PREDICTED[label] = PREDICTIONS.labels(label)
         child.inc()
+
+
+def sum_predictions(values: Iterable[float]) -> None:
+    squares = 0.0
+    for value in values:
+        PREDICTED_VALUE.observe(value)
+        squares += value * value
+    PREDICTED_SQUARES.inc(squares)
