@@ -156,8 +156,8 @@ def _commands(group, prefix="mlcd"):
 
 
 def test_every_command_on_a_project_takes_it_as_repo():
-    # rollback and undeploy act on an environment's recorded state, not on a project.
-    without = {"mlcd rollback", "mlcd undeploy"}
+    # rollback, undeploy and deploy status act on an environment's recorded state, not on a project.
+    without = {"mlcd rollback", "mlcd undeploy", "mlcd deploy status"}
     for name, command in _commands(typer.main.get_command(app)):
         has_repo = "repo" in {param.name for param in command.params}
         assert has_repo or name in without, f"{name} has no --repo"

@@ -1,102 +1,20 @@
-"""The podman backend for real: two containers behind Debian's nginx, switched under load.
-
-v1 and v2 are images of two different models; v3 is v2 with a tampered bundle file,
-so its server refuses to start and never answers /ready.
-"""
+"""The podman backend for real: two containers behind Debian's nginx, switched under load
+(the images: conftest.py)."""
 
 from __future__ import annotations
 
 import json
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
 import pytest
 
-from mlcd.container.image import build
 from mlcd.container.podman import podman
 from mlcd.deploy.podman_backend import PodmanBackend
 
-from ..helpers import Repo, clone_repo, free_port_run
-from ..system import install_nginx, install_podman
+from ..helpers import free_port_run
+from .conftest import ENVIRONMENT, Load
 
-pytestmark = [pytest.mark.image, pytest.mark.needs_podman]
-ENVIRONMENT = "pytest"
-
-
-@dataclass(frozen=True)
-class Release:
-    image: str
-    bundle: Path
-    model_hash: str
-
-
-def _release(repo: Repo, tag: str) -> Release:
-    bundle = repo.path / "models" / "bundle"
-    build(repo.path, tag, local_base=True, base=None, runtime=None)
-    return Release(tag, bundle, json.loads((bundle / "manifest.json").read_text())["model_hash"])
-
-
-@pytest.fixture(scope="module")
-def releases(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Release]]:
-    install_podman()
-    install_nginx()
-    v1 = _release(reproduced_repo, "localhost/mlcd-deploy:v1")
-    other = clone_repo(reproduced_repo, tmp_path_factory.mktemp("deploy") / "repo")
-    other.set_params(**{"train.logistic_regression.C": 0.5})
-    other.dvc("repro")
-    v2 = _release(other, "localhost/mlcd-deploy:v2")
-    assert v1.model_hash != v2.model_hash
-    broken = tmp_path_factory.mktemp("broken")
-    (broken / "Containerfile").write_text(
-        f"FROM {v2.image}\nUSER 0\nRUN echo '# tampered' >> /opt/mlcd/bundle/schema.json\nUSER 10001:10001\n"
-    )
-    podman("build", "--tag", "localhost/mlcd-deploy:v3-broken", str(broken))
-    v3 = Release("localhost/mlcd-deploy:v3-broken", v2.bundle, v2.model_hash)
-    yield {"v1": v1, "v2": v2, "v3": v3}
-    for release in (v1, v2, v3):
-        podman("rmi", "--force", release.image, check=False)
-
-
-@dataclass
-class Load:
-    """Clients posting one record in a loop, without pause, over keep-alive connections."""
-
-    url: str
-    record: dict
-    clients: int = 4
-    answered: list[str] = field(default_factory=list)  # model hash per successful answer, in order
-    failed: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-
-    def _client(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=10) as client:
-            while not self._stop.is_set():
-                try:
-                    response = client.post("/predict", json=self.record)
-                except httpx.HTTPError as exc:
-                    self.failed.append(repr(exc))
-                    continue
-                if response.status_code == 200:
-                    self.answered.append(response.json()["model"]["hash"])
-                else:
-                    self.failed.append(f"{response.status_code} {response.text[:200]}")
-
-    def __enter__(self) -> Load:
-        self.threads = [threading.Thread(target=self._client, daemon=True) for _ in range(self.clients)]
-        for thread in self.threads:
-            thread.start()
-        time.sleep(0.5)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        time.sleep(0.5)
-        self._stop.set()
-        for thread in self.threads:
-            thread.join(15)
+pytestmark = [pytest.mark.image, pytest.mark.needs_podman, pytest.mark.xdist_group("podman-deploy")]
 
 
 def test_deploy_switch_under_load_broken_release_and_rollback(releases, reproduced_repo, tmp_path):

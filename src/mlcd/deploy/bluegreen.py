@@ -65,7 +65,8 @@ def smoke_test(backend: Backend, colour: str, expected: Expected, served_hash: s
     return len(records)
 
 
-def deploy(backend: Backend, image: str, expected: Expected, timeout: float = 60.0) -> DeployState:
+def start_idle(backend: Backend, image: str, expected: Expected, timeout: float) -> Slot:
+    """Start `image` in the idle colour, ready and smoke-tested, taking no traffic yet."""
     state = backend.read_state()
     colour = other(state.live.colour) if state else COLOURS[0]
     info(f"deploying {image} to the idle colour {colour} ({backend.environment})")
@@ -75,22 +76,31 @@ def deploy(backend: Backend, image: str, expected: Expected, timeout: float = 60
             served = backend.wait_ready(colour, timeout)
         checked = smoke_test(backend, colour, expected, served)
     except MlcdError as exc:
-        _restore_idle(backend, state, colour, timeout)
+        restore_idle(backend, state, colour, timeout)
         live = f"{state.live.colour} ({state.live.image}) keeps serving" if state else "nothing was serving"
         raise DeployError(f"deploy of {image} failed, traffic not switched; {live}: {exc}") from None
     info(f"{colour} is ready and answered {checked} example records like the bundle")
-    at = now()
+    return Slot(colour, image, served, now())
+
+
+def promote(backend: Backend, candidate: Slot, state: DeployState | None) -> DeployState:
+    """All traffic to the candidate; what was live stays running as the rollback target."""
     new = DeployState(
         environment=backend.environment,
-        live=Slot(colour, image, served, at),
+        live=candidate,
         previous=state.live if state else None,
-        switched_at=at,
+        switched_at=now(),
     )
     backend.switch(new)
     return new
 
 
-def _restore_idle(backend: Backend, state: DeployState | None, colour: str, timeout: float) -> None:
+def deploy(backend: Backend, image: str, expected: Expected, timeout: float = 60.0) -> DeployState:
+    state = backend.read_state()
+    return promote(backend, start_idle(backend, image, expected, timeout), state)
+
+
+def restore_idle(backend: Backend, state: DeployState | None, colour: str, timeout: float) -> None:
     """Put the idle colour back to the previous release, so rollback still has a target."""
     if state is None or state.previous is None or state.previous.colour != colour:
         backend.stop(colour)

@@ -6,6 +6,7 @@ State: `state.json` in the state directory, written after nginx has switched.
 
 from __future__ import annotations
 
+import json
 import time
 import urllib.error
 import urllib.request
@@ -14,12 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from mlcd.container.podman import podman, remove_container, start_container
-from mlcd.deploy.nginx import Nginx
+from mlcd.deploy.nginx import ROLLOUT_METRICS, Nginx, Routing
+from mlcd.deploy.rollout_record import RolloutRecord
 from mlcd.deploy.state import COLOURS, DeployState
 from mlcd.errors import DeployError
 from mlcd.http_client import http_json
 
 DEFAULT_PORT = 8080
+SCRAPE_TARGETS = "prometheus-targets.json"
+ROLLOUT_FILE = "rollout.json"
 # How long a switch waits for nginx's new workers to take over: `nginx -s reload` returns before
 # they do, and until then the old colour still answers new connections.
 SWITCH_SECONDS = 10.0
@@ -45,6 +49,8 @@ class PodmanBackend:
     def __post_init__(self) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.nginx = Nginx(self.state_dir, self.host, self.port)
+        self._routing: Routing | None = None  # what route() last set: save_rollout keeps it
+        self.write_scrape_targets()
 
     @property
     def state_file(self) -> Path:
@@ -98,29 +104,78 @@ class PodmanBackend:
             raise DeployError(f"{self.container(colour)} failed the smoke request: {exc}") from None
 
     def switch(self, state: DeployState) -> None:
-        self.nginx.route(self.colour_port(state.live.colour), state.live.colour)
+        self._routing = Routing(state.live.colour, self.ports())
+        generation = self.nginx.route(replace(self._routing, metrics=self._rollout_metrics()))
         tmp = self.state_file.with_suffix(".tmp")
         tmp.write_text(replace(state, port=self.port).to_json(), encoding="utf-8")
         tmp.replace(self.state_file)
-        self._wait_for_proxy(state.live.colour)
+        self._wait_for_proxy(generation, f"the switch to {state.live.colour}")
 
-    def _wait_for_proxy(self, colour: str) -> None:
-        """Return once the public port itself answers from `colour`, so "live" is true when said."""
+    def ports(self) -> dict[str, int]:
+        return {colour: self.colour_port(colour) for colour in COLOURS}
+
+    def route(self, routing: Routing) -> None:
+        """Split or mirror traffic (a canary's step, a shadow); the recorded state is not changed."""
+        self._routing = replace(routing, ports=self.ports())
+        generation = self.nginx.route(replace(self._routing, metrics=self._rollout_metrics()))
+        self._wait_for_proxy(generation, "the new routing")
+
+    @property
+    def rollout_file(self) -> Path:
+        return self.state_dir / ROLLOUT_FILE
+
+    def read_rollout(self) -> RolloutRecord | None:
+        if not self.rollout_file.is_file():
+            return None
+        return RolloutRecord.from_json(self.rollout_file.read_text(encoding="utf-8"))
+
+    def save_rollout(self, record: RolloutRecord) -> None:
+        """Record the rollout, and export its gauges through nginx (a graceful reload, as a step's)."""
+        tmp = self.rollout_file.with_suffix(".tmp")
+        tmp.write_text(record.to_json(), encoding="utf-8")
+        tmp.replace(self.rollout_file)
+        if self._routing is not None:
+            generation = self.nginx.route(replace(self._routing, metrics=record.metrics()))
+            self._wait_for_proxy(generation, "the rollout's new figures")
+
+    def _rollout_metrics(self) -> str:
+        record = self.read_rollout()
+        return record.metrics() if record else ""
+
+    def _wait_for_proxy(self, generation: int, change: str) -> None:
+        """Return once the public port answers with the new routing, so what is said is true."""
         deadline = time.monotonic() + SWITCH_SECONDS
         seen = "no answer"
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as answer:
-                    seen = answer.headers.get("x-mlcd-colour", "an answer without X-Mlcd-Colour")
+                    seen = answer.headers.get("x-mlcd-route", "an answer without X-Mlcd-Route")
             except (OSError, urllib.error.URLError) as exc:
                 seen = str(exc)
-            if seen == colour:
+            if seen == str(generation):
                 return
             time.sleep(0.05)
         raise DeployError(
-            f"nginx on port {self.port} still answers from {seen} {SWITCH_SECONDS:.0f} s after the switch "
-            f"to {colour} (state recorded; see {self.state_dir / 'error.log'})"
+            f"nginx on port {self.port} still answers with routing {seen} {SWITCH_SECONDS:.0f} s after "
+            f"{change} (routing {generation}; see {self.state_dir / 'error.log'})"
         )
+
+    def write_scrape_targets(self) -> Path:
+        """Prometheus file_sd targets: each colour's own /metrics labelled with its colour, and the
+        rollout's gauges behind nginx; monitoring/prometheus.yml reads files like this one."""
+        labels = {"environment": self.environment}
+        targets = [
+            {"targets": [f"127.0.0.1:{port}"], "labels": {**labels, "colour": colour}}
+            for colour, port in self.ports().items()
+        ]
+        targets.append(
+            {"targets": [f"127.0.0.1:{self.port}"], "labels": {**labels, "__metrics_path__": ROLLOUT_METRICS}}
+        )
+        path = self.state_dir / SCRAPE_TARGETS
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(targets, indent=2), encoding="utf-8")
+        tmp.replace(path)
+        return path
 
     def stop(self, colour: str) -> None:
         remove_container(self.container(colour))
@@ -131,3 +186,4 @@ class PodmanBackend:
         for colour in COLOURS:
             self.stop(colour)
         self.state_file.unlink(missing_ok=True)
+        self.rollout_file.unlink(missing_ok=True)
