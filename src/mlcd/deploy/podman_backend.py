@@ -119,6 +119,8 @@ class PodmanBackend:
         self._routing = replace(routing, ports=self.ports())
         generation = self.nginx.route(replace(self._routing, metrics=self._rollout_metrics()))
         self._wait_for_proxy(generation, "the new routing")
+        # A colour taken out of the routing may be stopped next: its last requests must be answered.
+        self.nginx.wait_drained(SWITCH_SECONDS)
 
     @property
     def rollout_file(self) -> Path:
