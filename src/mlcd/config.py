@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -378,17 +378,22 @@ def _section_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseMod
     return model
 
 
-def parse_params(raw: Any, origin: str = PARAMS_FILE) -> Params:
-    """Validate already-loaded YAML; every problem is listed in one ConfigError."""
-    if raw is None:
-        raw = {}
+SectionT = TypeVar("SectionT", bound=BaseModel)
+
+
+def validated(model: type[SectionT], raw: Any, origin: str) -> SectionT:
+    """Already-loaded YAML as `model`; every problem is listed in one ConfigError naming `origin`."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{origin} must be a mapping of sections, got {type(raw).__name__}")
     try:
-        return Params.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [describe_problem(e, Params) for e in exc.errors()]
+        problems = [describe_problem(e, model) for e in exc.errors()]
         raise ConfigError(f"{origin} is invalid; fix these keys:", problems) from None
+
+
+def parse_params(raw: Any, origin: str = PARAMS_FILE) -> Params:
+    return validated(Params, {} if raw is None else raw, origin)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types

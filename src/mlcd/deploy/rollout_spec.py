@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from mlcd.config import Section, describe_problem, params_yaml_from_text
+from mlcd.config import Section, params_yaml_from_text, validated
 from mlcd.errors import ConfigError
 
 ROLLOUT_FILE = "deploy/rollout.yaml"
@@ -59,21 +59,11 @@ class RolloutSpec(Section):
     shadow: ShadowSpec = ShadowSpec()
 
 
-def parse_rollout(raw: Any, origin: str) -> RolloutSpec:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{origin} must be a mapping with canary, checks and shadow sections")
-    try:
-        return RolloutSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = [describe_problem(e, RolloutSpec) for e in exc.errors()]
-        raise ConfigError(f"{origin} is invalid; fix these keys:", problems) from None
-
-
 def load_rollout(path: Path, overrides: dict[str, Any] | None = None) -> RolloutSpec:
     """The spec at `path` (the defaults when the project has none), with flags' `section.key` values."""
     raw: Any = params_yaml_from_text(path.read_text(encoding="utf-8"), str(path)) if path.is_file() else {}
     if not isinstance(raw, dict):
-        return parse_rollout(raw, str(path))  # refused there, with the file's name
+        return validated(RolloutSpec, raw, str(path))  # refused there, with the file's name
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
@@ -82,4 +72,4 @@ def load_rollout(path: Path, overrides: dict[str, Any] | None = None) -> Rollout
         if not isinstance(target, dict):
             raise ConfigError(f"{path}: {section} must be a mapping")
         target[key] = value
-    return parse_rollout(raw, str(path))
+    return validated(RolloutSpec, raw, str(path))
