@@ -1,5 +1,5 @@
 """The deploy tests' images and traffic, built once for every module that deploys with podman
-(they share one xdist group, so one test process builds them).
+(tests/conftest.py puts podman's tests in one xdist group, so one test process builds them).
 
 v1 and v2 are images of two different models; v3 is v2 with a tampered bundle file, so its server
 refuses to start and never answers /ready. The faulty candidates are v2 with a fault switched on

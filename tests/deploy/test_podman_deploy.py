@@ -14,7 +14,7 @@ from mlcd.deploy.podman_backend import PodmanBackend
 from ..helpers import free_port_run
 from .conftest import ENVIRONMENT, Load
 
-pytestmark = [pytest.mark.image, pytest.mark.needs_podman, pytest.mark.xdist_group("podman-deploy")]
+pytestmark = [pytest.mark.image, pytest.mark.needs_podman]
 
 
 def test_deploy_switch_under_load_broken_release_and_rollback(releases, reproduced_repo, tmp_path):

@@ -13,6 +13,7 @@ import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,7 @@ import yaml
 
 from mlcd.deploy.podman_backend import SCRAPE_TARGETS, PodmanBackend
 
-from ..helpers import Repo, free_port_run, start_service
+from ..helpers import PROJECT_ROOT, Repo, free_port_run, start_service
 from ..system import apt_install
 from .conftest import ENVIRONMENT, Load, Release
 
@@ -31,9 +32,9 @@ pytestmark = [
     pytest.mark.needs_promtool,
     pytest.mark.xdist_group("podman-deploy"),
 ]
-# Short steps for a test: a check every 4 s, 2 failures roll back, 20 requests make a verdict.
+# Short steps for a test: a check every 3 s, 2 failures roll back, 20 requests make a verdict.
 ROLLOUT = {
-    "canary": {"steps": [10, 50], "interval_seconds": 4, "failure_limit": 2, "min_requests": 20,
+    "canary": {"steps": [10, 50], "interval_seconds": 3, "failure_limit": 2, "min_requests": 20,
                "inconclusive_deadline_seconds": 60},
     "checks": {"latency_p99_floor_seconds": 0.02},
     "shadow": {"duration_seconds": 8, "requests": 100000, "timeout_seconds": 0.5, "compared_requests": 100},
@@ -58,18 +59,21 @@ class Site:
                 "--rollout", str(self.rollout), "--prometheus", self.prometheus]  # fmt: skip
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[Site]:
+@pytest.fixture(scope="module")
+def site(
+    releases: dict[str, Release], reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Site]:
+    """One environment for the module, v1 live on blue; its Prometheus started once."""
     apt_install("prometheus", programs=("prometheus", "promtool"))
+    tmp_path = tmp_path_factory.mktemp("progressive")
     port = free_port_run()
     state = tmp_path / "state"
     backend = PodmanBackend(ENVIRONMENT, state, port)  # writes the scrape targets Prometheus reads
-    config = {
-        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-        "scrape_configs": [
-            {"job_name": "mlcd", "file_sd_configs": [{"files": [str(state / SCRAPE_TARGETS)]}]}
-        ],
-    }
+    # The committed rollout Prometheus, scraping every second and reading this test's targets
+    config = yaml.safe_load((PROJECT_ROOT / "monitoring" / "prometheus-rollouts.yml").read_text())
+    config["global"]["scrape_interval"] = "1s"
+    (job,) = config["scrape_configs"]
+    job["file_sd_configs"][0]["files"] = [str(state / SCRAPE_TARGETS)]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(ROLLOUT))
     prometheus_port = free_port_run(1)
@@ -81,11 +85,21 @@ def site(tmp_path: Path) -> Iterator[Site]:
         f"{url}/-/ready", tmp_path / "prometheus.log", any_answer=False,
     )  # fmt: skip
     try:
-        yield Site(state, port, url, tmp_path / "rollout.yaml")
+        site = Site(state, port, url, tmp_path / "rollout.yaml")
+        _live(reproduced_repo, site, releases["v1"])
+        yield site
     finally:
         process.terminate()
         process.wait(10)
         backend.teardown()
+
+
+@pytest.fixture(autouse=True)
+def v1_live(site: Site, releases: dict[str, Release], reproduced_repo: Repo) -> None:
+    """Every test starts from v1 live on blue: a promoting test's candidate is rolled back."""
+    if json.loads((site.state / "state.json").read_text())["live"]["image"] != releases["v1"].image:
+        reproduced_repo.mlcd("rollback", "--environment", ENVIRONMENT, "--state-dir", str(site.state))
+    (site.state / "rollout.json").unlink(missing_ok=True)
 
 
 def _records(release: Release) -> list[dict]:
@@ -107,7 +121,6 @@ def _query(site: Site, expr: str) -> list[dict]:
 
 def test_a_good_candidate_passes_every_step_and_takes_all_traffic(releases, reproduced_repo, site):
     v1, v2 = releases["v1"], releases["v2"]
-    _live(reproduced_repo, site, v1)
     with Load(site.public, _records(v1)) as load:
         started = time.monotonic()
         done = reproduced_repo.mlcd(
@@ -140,6 +153,7 @@ def test_a_good_candidate_passes_every_step_and_takes_all_traffic(releases, repr
     )
     back = reproduced_repo.mlcd("rollback", "--environment", ENVIRONMENT, "--state-dir", str(site.state))
     assert "rolled back to blue" in back.stderr  # the stable colour was kept
+    assert httpx.post(f"{site.public}/predict", json=_records(v1)).json()["model"]["hash"] == v1.model_hash
 
 
 @pytest.mark.parametrize(
@@ -147,7 +161,6 @@ def test_a_good_candidate_passes_every_step_and_takes_all_traffic(releases, repr
 )
 def test_a_faulty_candidate_is_rolled_back_by_itself(releases, faulty, reproduced_repo, site, fault, failing):
     v1, bad = releases["v1"], faulty[fault]
-    _live(reproduced_repo, site, v1)
     with Load(site.public, _records(v1)) as load:
         started = time.monotonic()
         done = reproduced_repo.mlcd(
@@ -164,13 +177,16 @@ def test_a_faulty_candidate_is_rolled_back_by_itself(releases, faulty, reproduce
         after = load.total
         time.sleep(1)
     failed_share = len(load.failed) / load.total
+    record = _rollout(site)
+    first, last = record["steps"][0]["started_at"], record["steps"][-1]["analyses"][-1]["at"]
+    judged = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    kinds = sorted({failure.split(" ")[0] for failure in load.failed})
     print(
-        f"\n{fault}: rolled back in {took:.1f} s; {load.total} requests, "
-        f"{len(load.failed)} failed ({failed_share:.2%})"
+        f"\n{fault}: rolled back {judged:.0f} s after the first step ({took:.1f} s in all); {load.total} "
+        f"requests, {len(load.failed)} failed ({failed_share:.2%}; {', '.join(kinds) or '-'})"
     )
     assert done.returncode == 2, done.stderr
     assert "rolled back" in done.stderr and failing in done.stderr, done.stderr
-    record = _rollout(site)
     assert record["phase"] == "rolled back" and record["failures"] == 2
     assert [s["weight"] for s in record["steps"]] == [10]  # never went past the first step
     failed_checks = {
@@ -190,7 +206,6 @@ def test_too_little_traffic_waits_then_judges_when_traffic_comes(releases, repro
     import sys
 
     v1, v2 = releases["v1"], releases["v2"]
-    _live(reproduced_repo, site, v1)
     command = [
         sys.executable,
         "-m",
@@ -230,7 +245,6 @@ def test_a_shadow_changes_nothing_clients_see_and_promotes_only_when_asked(
     releases, faulty, reproduced_repo, site
 ):
     v1, v2, broken = releases["v1"], releases["v2"], faulty["slow"]
-    _live(reproduced_repo, site, v1)
     records = _records(v1)
     with Load(site.public, records) as alone:
         time.sleep(6)

@@ -48,10 +48,11 @@ def test_rules_are_valid_and_their_unit_tests_pass(promtool):
         text=True,
     )
     assert unit.returncode == 0, unit.stdout + unit.stderr
-    config = subprocess.run(
-        [promtool, "check", "config", "prometheus.yml"], cwd=MONITORING, capture_output=True, text=True
-    )
-    assert config.returncode == 0, config.stdout + config.stderr
+    for name in ("prometheus.yml", "prometheus-rollouts.yml"):
+        config = subprocess.run(
+            [promtool, "check", "config", name], cwd=MONITORING, capture_output=True, text=True
+        )
+        assert config.returncode == 0, config.stdout + config.stderr
 
 
 @pytest.fixture(scope="module")
