@@ -104,3 +104,12 @@ def test_the_tag_patterns_match_the_gitlab_rules(gitlab_ci_local_binary, tmp_pat
     assert version is not None
     rules = expanded_gitlab_ci(gitlab_ci_local_binary, tmp_path)["release"]["rules"]
     assert any(rule.get("if") == f"$CI_COMMIT_TAG =~ /^model@{version.group(1)}$/" for rule in rules)
+
+
+def test_production_rolls_out_as_a_canary_in_both(gitlab_ci_local_binary, tmp_path):
+    expanded = expanded_gitlab_ci(gitlab_ci_local_binary, tmp_path)
+    assert expanded["deploy-production"]["variables"]["MLCD_DEPLOY_STRATEGY"] == "canary"
+    assert "MLCD_DEPLOY_STRATEGY" not in expanded["deploy-staging"].get("variables", {})  # bluegreen
+    text = JENKINSFILE.read_text()
+    assert "environmentName == 'production' ? 'canary' : 'bluegreen'" in text
+    assert '"MLCD_DEPLOY_STRATEGY=${strategy}"' in text
