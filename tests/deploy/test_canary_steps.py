@@ -70,6 +70,8 @@ class ScriptedPrometheus:
     def scalar(self, expr: str) -> float | None:
         if expr.startswith("sum(increase(mlcd_requests_total"):  # each analysis starts here
             self.analysis += 1
+            if self.analysis >= len(self.script):
+                raise DeployError("cannot query Prometheus at http://127.0.0.1:9: connection refused")
             return self.script[self.analysis][0]
         return self.script[self.analysis][1]
 
@@ -130,3 +132,13 @@ def test_the_first_deploy_has_nothing_to_compare_and_switches_at_once():
     backend = RecordedBackend()
     state = _run(backend, [])
     assert state.live.colour == "blue" and backend.calls == ["start blue img:new", "switch blue"]
+
+
+def test_checks_that_cannot_be_read_mid_rollout_roll_back():
+    backend = RecordedBackend(state=_live())
+    with pytest.raises(
+        DeployError, match="rolled back: the rollout could not go on: cannot query Prometheus"
+    ):
+        _run(backend, [(100, 0.0)])  # step 10 % passes, then Prometheus is gone
+    assert backend.calls[-2:] == ["route - 0", "stop green"]
+    assert backend.record and backend.record.phase == "rolled back"

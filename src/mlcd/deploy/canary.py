@@ -21,7 +21,7 @@ from mlcd.deploy.nginx import Routing
 from mlcd.deploy.rollout_record import Phase, RolloutRecord, StepRecord
 from mlcd.deploy.rollout_spec import RolloutSpec
 from mlcd.deploy.state import DeployState, now
-from mlcd.errors import DeployError
+from mlcd.errors import DeployError, MlcdError
 
 
 class TrafficBackend(Backend, Protocol):
@@ -69,18 +69,30 @@ def canary(
             info(f"step {weight:g}%: {candidate.colour} takes {weight:g}% of requests")
             _judge_step(backend, record, spec, prometheus, checks, requests, sleep)
     except _StopRolloutError as exc:
-        backend.route(Routing(stable, {}))
-        restore_idle(backend, state, candidate.colour, timeout)
         record.phase, record.reason = exc.phase, exc.reason
+    except MlcdError as exc:  # Prometheus gone, nginx refusing a step: no judgement, so no traffic
+        record.phase, record.reason = "rolled back", f"the rollout could not go on: {exc}"
+    except BaseException:  # Ctrl-C, a bug: the candidate must not keep its share unattended
+        record.phase, record.reason = "rolled back", "interrupted"
+        _take_back(backend, state, record, timeout)
+        raise
+    else:
+        new = promote(backend, candidate, state)
+        record.phase = "promoted"
         backend.save_rollout(record)
-        raise DeployError(
-            f"canary of {image} {exc.phase}: {exc.reason}; {stable} ({state.live.image}) takes all traffic "
-            f"again and {candidate.colour} is back to the rollback target"
-        ) from None
-    new = promote(backend, candidate, state)
-    record.phase = "promoted"
+        return new
+    _take_back(backend, state, record, timeout)
+    raise DeployError(
+        f"canary of {image} {record.phase}: {record.reason}; {stable} ({state.live.image}) takes all "
+        f"traffic again and {candidate.colour} is back to the rollback target"
+    )
+
+
+def _take_back(backend: TrafficBackend, state: DeployState, record: RolloutRecord, timeout: float) -> None:
+    """All traffic to the stable colour, the candidate's colour back to the rollback target."""
+    backend.route(Routing(state.live.colour, {}))
+    restore_idle(backend, state, record.candidate, timeout)
     backend.save_rollout(record)
-    return new
 
 
 class _StopRolloutError(Exception):
