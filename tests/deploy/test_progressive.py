@@ -30,7 +30,6 @@ pytestmark = [
     pytest.mark.image,
     pytest.mark.needs_podman,
     pytest.mark.needs_promtool,
-    pytest.mark.xdist_group("podman-deploy"),
 ]
 # Short steps for a test: a check every 3 s, 2 failures roll back, 20 requests make a verdict.
 ROLLOUT = {

@@ -65,9 +65,10 @@ def smoke_test(backend: Backend, colour: str, expected: Expected, served_hash: s
     return len(records)
 
 
-def start_idle(backend: Backend, image: str, expected: Expected, timeout: float) -> Slot:
-    """Start `image` in the idle colour, ready and smoke-tested, taking no traffic yet."""
-    state = backend.read_state()
+def start_idle(
+    backend: Backend, state: DeployState | None, image: str, expected: Expected, timeout: float
+) -> Slot:
+    """Start `image` in the colour `state` leaves idle, ready and smoke-tested, taking no traffic yet."""
     colour = other(state.live.colour) if state else COLOURS[0]
     info(f"deploying {image} to the idle colour {colour} ({backend.environment})")
     try:
@@ -97,7 +98,7 @@ def promote(backend: Backend, candidate: Slot, state: DeployState | None) -> Dep
 
 def deploy(backend: Backend, image: str, expected: Expected, timeout: float = 60.0) -> DeployState:
     state = backend.read_state()
-    return promote(backend, start_idle(backend, image, expected, timeout), state)
+    return promote(backend, start_idle(backend, state, image, expected, timeout), state)
 
 
 def restore_idle(backend: Backend, state: DeployState | None, colour: str, timeout: float) -> None:

@@ -52,9 +52,9 @@ def canary(
     state = backend.read_state()
     if state is None:
         info("nothing is live yet: no stable version to compare with, so this first deploy switches at once")
-        return promote(backend, start_idle(backend, image, expected, timeout), None)
+        return promote(backend, start_idle(backend, None, image, expected, timeout), None)
     prometheus.query("vector(1)")  # unreachable or wrong: said before anything starts
-    candidate = start_idle(backend, image, expected, timeout)
+    candidate = start_idle(backend, state, image, expected, timeout)
     stable = state.live.colour
     record = RolloutRecord("canary", backend.environment, image, candidate.colour, stable)
     canary_spec = spec.canary

@@ -50,7 +50,7 @@ def shadow(
         raise DeployError(
             f"nothing is live in {backend.environment} to mirror: deploy a first version without a shadow"
         )
-    candidate = start_idle(backend, image, expected, timeout)
+    candidate = start_idle(backend, state, image, expected, timeout)
     stable = state.live.colour
     record = RolloutRecord("shadow", backend.environment, image, candidate.colour, stable)
     settings = spec.shadow
