@@ -36,7 +36,7 @@ ROLLOUT = {
     "canary": {"steps": [10, 50], "interval_seconds": 3, "failure_limit": 2, "min_requests": 20,
                "inconclusive_deadline_seconds": 60},
     "checks": {"latency_p99_floor_seconds": 0.02},
-    "shadow": {"duration_seconds": 8, "requests": 100000, "timeout_seconds": 0.5, "compared_requests": 100},
+    "shadow": {"duration_seconds": 5, "requests": 100000, "timeout_seconds": 0.5, "compared_requests": 100},
 }  # fmt: skip
 
 
@@ -246,7 +246,7 @@ def test_a_shadow_changes_nothing_clients_see_and_promotes_only_when_asked(
     v1, v2, broken = releases["v1"], releases["v2"], faulty["slow"]
     records = _records(v1)
     with Load(site.public, records) as alone:
-        time.sleep(6)
+        time.sleep(5)
     with Load(site.public, records) as shadowed:
         done = reproduced_repo.mlcd(
             "deploy", broken.image, "--bundle", str(broken.bundle), "--strategy", "shadow", *site.options()
