@@ -10,6 +10,7 @@ It listens on 127.0.0.1 only and keeps a bounded number of bodies (those it will
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import queue
@@ -134,7 +135,9 @@ class JudgeServer:
 
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # nginx opens a connection per mirrored request
-            daemon_threads = True
+            # server_close() waits for the handlers (they answer at once): none queues after the end
+            daemon_threads = False
+            block_on_close = True
 
         self.judge = judge
         self.server = Server(("127.0.0.1", 0), Handler)
@@ -150,7 +153,14 @@ class JudgeServer:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+        # What is still queued is dropped, not forwarded: a hung candidate would hold the end of the
+        # shadow for QUEUED timeouts. The forwarders finish the request each holds, then stop.
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self.judge.waiting.get_nowait()
+                with self.judge.lock:
+                    self.judge.dropped += 1
         for _ in range(FORWARDERS):
-            self.judge.waiting.put(None)  # after what is queued: every accepted request is judged
+            self.judge.waiting.put(None)
         for thread in self.threads[1:]:
-            thread.join(self.judge.timeout * QUEUED / FORWARDERS + 5)
+            thread.join(self.judge.timeout + 5)
