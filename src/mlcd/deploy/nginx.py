@@ -6,7 +6,6 @@ connections while old ones finish the requests they hold, so none is dropped.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import time
@@ -156,6 +155,7 @@ class Nginx:
         self.host = host
         self.port = port
         self.config = directory / "nginx.conf"
+        self._retiring: set[int] = set()  # workers of earlier routings, told to finish and exit
 
     def _run(self, *args: str) -> None:
         command = [nginx_program(), "-p", str(self.directory), "-c", str(self.config), "-e", "stderr", *args]
@@ -195,30 +195,30 @@ class Nginx:
             raise
         (self.directory / "nginx.generation").write_text(str(generation), encoding="utf-8")
         if self.running():
+            self._retiring |= self._workers()
             self._run("-s", "reload")
         else:
             self._run()
         return generation
 
+    def _workers(self) -> set[int]:
+        """The master's children now (Linux /proc); empty when nginx is not running."""
+        try:
+            master = int((self.directory / "nginx.pid").read_text().strip())
+            return {int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()}
+        except (OSError, ValueError):
+            return set()
+
     def wait_drained(self, timeout: float) -> bool:
-        """Wait until the workers of earlier routings have finished their requests and exited (at
-        most `timeout` s): only then may a colour that no longer gets requests be stopped. Linux:
-        the master's children, and the title nginx gives an old worker."""
+        """Wait until the workers of the routing before the last have finished their requests and
+        exited (at most `timeout` s). Until then one may still take a new connection with the old
+        routing (before it has read its QUIT), or be answering a colour that is about to stop."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                master = int((self.directory / "nginx.pid").read_text().strip())
-                children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
-            except (OSError, ValueError):
-                return True  # not running: nothing to drain
-            titles = []
-            for child in children:
-                with contextlib.suppress(OSError):
-                    titles.append(Path(f"/proc/{child}/cmdline").read_bytes())
-            if not any(b"shutting down" in title for title in titles):
-                return True
-            time.sleep(0.05)
-        return False
+        while self._retiring and time.monotonic() < deadline:
+            self._retiring = {pid for pid in self._retiring if Path(f"/proc/{pid}").exists()}
+            if self._retiring:
+                time.sleep(0.02)
+        return not self._retiring
 
     def stop(self) -> None:
         if self.running():

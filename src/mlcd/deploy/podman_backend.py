@@ -110,6 +110,7 @@ class PodmanBackend:
         tmp.write_text(replace(state, port=self.port).to_json(), encoding="utf-8")
         tmp.replace(self.state_file)
         self._wait_for_proxy(generation, f"the switch to {state.live.colour}")
+        self.nginx.wait_drained(SWITCH_SECONDS)  # no request after this returns meets the old routing
 
     def ports(self) -> dict[str, int]:
         return {colour: self.colour_port(colour) for colour in COLOURS}
@@ -119,7 +120,8 @@ class PodmanBackend:
         self._routing = replace(routing, ports=self.ports())
         generation = self.nginx.route(replace(self._routing, metrics=self._rollout_metrics()))
         self._wait_for_proxy(generation, "the new routing")
-        # A colour taken out of the routing may be stopped next: its last requests must be answered.
+        # No request after this returns meets the old routing, and a colour taken out of it may be
+        # stopped next: its last requests have been answered.
         self.nginx.wait_drained(SWITCH_SECONDS)
 
     @property
