@@ -174,8 +174,9 @@ def _validate(document: dict[str, Any]) -> None:
 @pytest.mark.needs_kubectl
 def test_render_writes_flagger_and_argo_objects_that_validate_strictly(reproduced_repo: Repo, tmp_path):
     reproduced_repo.mlcd(
-        "deploy", "render", "--output", str(tmp_path), "--prometheus", "http://prometheus:9090"
-    )
+        "deploy", "render", "--output", str(tmp_path), "--prometheus", "http://prometheus:9090",
+        "--gateway", "public.gateways",
+    )  # fmt: skip
     flagger = list(yaml.safe_load_all((tmp_path / "flagger.yaml").read_text()))
     argo = list(yaml.safe_load_all((tmp_path / "argo-rollouts.yaml").read_text()))
     kinds = sorted(d["kind"] for d in flagger + argo)
@@ -187,6 +188,7 @@ def test_render_writes_flagger_and_argo_objects_that_validate_strictly(reproduce
     (canary,) = [d for d in flagger if d["kind"] == "Canary"]
     assert canary["spec"]["analysis"]["stepWeights"] == [round(s) for s in spec.canary.steps]
     assert canary["spec"]["analysis"]["threshold"] == spec.canary.failure_limit
+    assert canary["spec"]["service"]["gatewayRefs"] == [{"name": "public", "namespace": "gateways"}]
     # One owner: the templates' queries are promql.py's, for Flagger's pods
     expected = {
         c.name.replace("_", "-"): c.query for c in promql.checks(FLAGGER, spec.checks, classifier=True)

@@ -62,6 +62,11 @@ TimeoutOption = Annotated[
 ]
 
 
+def rollout_in(root: Path, rollout: Path | None) -> Path:
+    """An explicit --rollout as given, else the project's own spec."""
+    return root / ROLLOUT_FILE if rollout is None else rollout
+
+
 class DeployGroup(TyperGroup):
     """`mlcd deploy IMAGE` deploys; `mlcd deploy status|render` are commands of the same group."""
 
@@ -144,7 +149,7 @@ def deploy(
         "canary.interval_seconds": interval,
     }
     line = run_deploy(
-        target, strategy, image, bundle_in(repo, bundle), repo / ROLLOUT_FILE if rollout is None else rollout,
+        target, strategy, image, bundle_in(repo, bundle), rollout_in(repo, rollout),
         overrides, promote_if_agree, timeout,
     )  # fmt: skip
     console.print(f"[green]{environment}[/]: {line}")
@@ -181,8 +186,9 @@ def render(
     """Write the rollout spec as a Flagger Canary and an Argo Rollout, with the same checks' PromQL."""
     from mlcd.deploy.progressive import render_kubernetes
 
-    spec_file = repo / ROLLOUT_FILE if rollout is None else rollout
-    written = render_kubernetes(repo, strategy, spec_file, prometheus, bundle_in(repo, bundle), repo / output)
+    written = render_kubernetes(
+        repo, strategy, rollout_in(repo, rollout), prometheus, bundle_in(repo, bundle), repo / output, gateway
+    )
     console.print(f"wrote {', '.join(str(p) for p in written)}")
 
 

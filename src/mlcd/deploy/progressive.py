@@ -73,11 +73,17 @@ def describe_status(backend: Any) -> list[str]:
 
 
 def render_kubernetes(
-    root: Path, strategy: str, spec_file: Path, prometheus: str | None, bundle: Path, output: Path
+    root: Path,
+    strategy: str,
+    spec_file: Path,
+    prometheus: str | None,
+    bundle: Path,
+    output: Path,
+    gateway: str,
 ) -> list[Path]:
     from mlcd.deploy.render import render
 
     if strategy != "canary":
         raise DeployError(f"render writes canaries only (Flagger, Argo Rollouts), not {strategy!r}")
     spec = load_rollout(spec_file, {"prometheus": prometheus})
-    return render(root, spec, bool(Expected.from_bundle(bundle).classes), output, "mlcd-gateway")
+    return render(root, spec, bool(Expected.from_bundle(bundle).classes), output, gateway)
