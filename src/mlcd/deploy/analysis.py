@@ -6,16 +6,15 @@ number of prediction requests in the window, or while Prometheus has no value fo
 
 from __future__ import annotations
 
-import json
 import math
 import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from mlcd.deploy import promql
 from mlcd.errors import DeployError
+from mlcd.http_client import http_json
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 
@@ -61,8 +60,7 @@ class Prometheus:
     def query(self, expr: str) -> list[dict[str, Any]]:
         address = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': expr})}"
         try:
-            with urllib.request.urlopen(address, timeout=self.timeout) as response:
-                body = json.loads(response.read())
+            body = http_json(address, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
             detail = exc.read().decode(errors="replace")[:500]
             raise DeployError(f"Prometheus at {self.url} refused a query ({exc.code}): {detail}") from None

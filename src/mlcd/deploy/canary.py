@@ -117,19 +117,18 @@ def _judge_step(
         sleep(canary_spec.interval_seconds)
         analysis = analyse(prometheus, checks, requests, canary_spec.min_requests)
         record.add(analysis)
+        if analysis.verdict == "fail":
+            record.failures += 1
+        backend.save_rollout(record)
         if analysis.verdict == "pass":
-            backend.save_rollout(record)
             info(f"  passed: {'; '.join(r.describe() for r in analysis.results)}")
             return
         if analysis.verdict == "fail":
-            record.failures += 1
-            backend.save_rollout(record)
             failed = "; ".join(r.describe() for r in analysis.failed)
             warn(f"  failed check {record.failures} of {canary_spec.failure_limit}: {failed}")
             if record.failures >= canary_spec.failure_limit:
                 raise _StopRolloutError("rolled back", f"{record.failures} failed checks, the last: {failed}")
             continue
-        backend.save_rollout(record)
         waited = time.monotonic() - started
         info(
             f"  inconclusive: {analysis.candidate_requests:.0f} candidate requests in "

@@ -50,6 +50,7 @@ class PodmanBackend:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.nginx = Nginx(self.state_dir, self.host, self.port)
         self._routing: Routing | None = None  # what route() last set: save_rollout keeps it
+        self._metrics: str | None = None  # the rollout's gauges nginx serves; read once, then kept
         self.write_scrape_targets()
 
     @property
@@ -138,13 +139,17 @@ class PodmanBackend:
         tmp = self.rollout_file.with_suffix(".tmp")
         tmp.write_text(record.to_json(), encoding="utf-8")
         tmp.replace(self.rollout_file)
+        self._metrics = record.metrics()
         if self._routing is not None:
-            generation = self.nginx.route(replace(self._routing, metrics=record.metrics()))
+            generation = self.nginx.route(replace(self._routing, metrics=self._metrics))
             self._wait_for_proxy(generation, "the rollout's new figures")
 
     def _rollout_metrics(self) -> str:
-        record = self.read_rollout()
-        return record.metrics() if record else ""
+        """The last rollout's gauges: from rollout.json the first time (another command's rollout)."""
+        if self._metrics is None:
+            record = self.read_rollout()
+            self._metrics = record.metrics() if record else ""
+        return self._metrics
 
     def _wait_for_proxy(self, generation: int, change: str) -> None:
         """Return once the public port answers with the new routing, so what is said is true."""
@@ -191,3 +196,4 @@ class PodmanBackend:
             self.stop(colour)
         self.state_file.unlink(missing_ok=True)
         self.rollout_file.unlink(missing_ok=True)
+        self._metrics = None

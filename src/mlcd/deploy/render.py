@@ -36,6 +36,11 @@ ARGO = promql.Versions(
 )
 
 
+def _metric_name(check: promql.Check) -> str:
+    """A check's name as Kubernetes names it (no underscores)."""
+    return check.name.replace("_", "-")
+
+
 def _gated(check: promql.Check, versions: promql.Versions, minimum: int) -> str:
     """The check's query, empty while the candidate has answered fewer than `minimum` requests: Argo
     calls an empty result inconclusive (neither condition holds)."""
@@ -51,7 +56,7 @@ def flagger(
         {
             "apiVersion": "flagger.app/v1beta1",
             "kind": "MetricTemplate",
-            "metadata": {"name": f"{NAME}-{check.name.replace('_', '-')}"},
+            "metadata": {"name": f"{NAME}-{_metric_name(check)}"},
             "spec": {"provider": {"type": "prometheus", "address": spec.prometheus}, "query": check.query},
         }
         for check in checks
@@ -78,7 +83,7 @@ def flagger(
                 "stepWeights": [round(step) for step in canary.steps],
                 "metrics": [
                     {
-                        "name": check.name.replace("_", "-"),
+                        "name": _metric_name(check),
                         "templateRef": {"name": template["metadata"]["name"]},
                         "thresholdRange": {"max": check.limit},
                         "interval": window,
@@ -107,7 +112,7 @@ def argo(spec: RolloutSpec, deployment: dict[str, Any], classifier: bool) -> lis
             ],
             "metrics": [
                 {
-                    "name": check.name.replace("_", "-"),
+                    "name": _metric_name(check),
                     "interval": window,
                     "failureLimit": canary.failure_limit - 1,  # Argo fails the run when failures exceed it
                     "successCondition": f"len(result) > 0 && result[0] <= {check.limit}",

@@ -47,10 +47,13 @@ class DriftWindow:
         contiguous = where == list(range(where[0], where[0] + len(where))) if where else False
         # A slice when the watched columns are side by side (numbers only, the usual case): a view,
         # five times cheaper per request than taking columns by an index array.
-        self._columns: slice | np.ndarray = (
-            slice(where[0], where[0] + len(where)) if contiguous else np.array(where, dtype=np.intp)
+        self._columns: slice | np.ndarray | None = (
+            slice(where[0], where[0] + len(where))
+            if contiguous
+            else np.array(where, dtype=np.intp)
+            if where
+            else None
         )
-        self._watches_numbers = bool(where)
         self.text_names = [f.name for f in layout.features if f.is_text and f.name in reference.categorical]
         self._numbers = np.full((self.size, len(self.numeric_names)), np.nan, dtype=np.float32)
         self._texts: dict[str, deque[str]] = {name: deque(maxlen=self.size) for name in self.text_names}
@@ -70,7 +73,7 @@ class DriftWindow:
         cost per request."""
         answers = result["labels"] if "labels" in result else result["predictions"]
         rows = min(len(answers), self.size)
-        numbers = batch.numbers[-rows:, self._columns] if self._watches_numbers else None
+        numbers = batch.numbers[-rows:, self._columns] if self._columns is not None else None
         positive = None
         if self.calibration is not None:
             label = self.calibration.positive
