@@ -283,3 +283,19 @@ def test_a_shadow_changes_nothing_clients_see_and_promotes_only_when_asked(
     assert load.failed == []
     shadow = _rollout(site)["shadow"]
     assert shadow["agreement"] == 1.0 and shadow["compared_records"] >= 100 and shadow["error_ratio"] == 0
+
+
+def test_a_prometheus_that_does_not_answer_stops_the_canary_before_anything_starts(
+    releases, reproduced_repo, site
+):
+    v2 = releases["v2"]
+    down = f"http://127.0.0.1:{free_port_run(1)}"  # nothing listens there
+    options = [o if o != site.prometheus else down for o in site.options()]
+    failed = reproduced_repo.mlcd(
+        "deploy", v2.image, "--bundle", str(v2.bundle), "--strategy", "canary", *options, check=False
+    )
+    assert failed.returncode == 2
+    assert f"cannot query Prometheus at {down}" in failed.stderr and "--prometheus" in failed.stderr
+    state = json.loads((site.state / "state.json").read_text())
+    assert state["live"]["colour"] == "blue"  # nothing moved, no rollout began
+    assert not (site.state / "rollout.json").exists()
