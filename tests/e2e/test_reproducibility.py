@@ -13,6 +13,7 @@ import time
 import pytest
 
 from mlcd.blas import CORETYPE_VARIABLE, can_run, cpu_flags
+from mlcd.ci.remote import URL_VARIABLE
 
 from ..helpers import Repo, committed_text, new_repo
 
@@ -56,11 +57,18 @@ def test_another_kernel_is_float_noise_judged_equivalent_by_content(repo_copy, m
 
 
 def test_fresh_clone_on_another_kernel_passes_and_says_what_it_could_not_compare(tmp_path, monkeypatch):
-    """No remote, no cache: the model itself has no committed copy, its metrics and plots do (git)."""
+    """An empty remote, no cache: the model itself has no committed copy, its metrics and plots do (git).
+
+    As a default-branch runner of another CPU family with a remote of its own to fill, it pushes
+    its equivalent outputs and says whose bytes the remote now holds."""
     repo = new_repo(tmp_path / "fresh")
+    remote = tmp_path / "runner-remote"
+    monkeypatch.setenv(URL_VARIABLE, str(remote))
     force_kernel(monkeypatch, "Prescott")
-    code, output = reproduce(repo)
+    code, output = reproduce(repo, "--push")
     assert code == 0, output
+    assert "pushed this runner's equivalent outputs" in output
+    assert (remote / "runs").is_dir() and (remote / "files" / "md5").is_dir()
     assert "dvc.lock verified, equivalent" in output
     # Which curve's thresholds move in their last bits depends on the kernel; some always do.
     noise = r"^equivalent: stage 'evaluate' metrics/plots/\S+\.json: values differ by up to"
