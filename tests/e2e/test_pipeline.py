@@ -135,17 +135,6 @@ def test_push_then_pull_into_empty_cache_restores_identical_files(repo_copy):
     assert repo_copy.dvc("status").stdout.strip() == "Data and pipelines are up to date."
 
 
-def test_two_runs_from_scratch_are_byte_identical(reproduced_repo, repo_copy):
-    remove_outputs_and_cache(repo_copy)
-    for path in (repo_copy.path / "metrics").rglob("*.json"):
-        path.unlink()
-    (repo_copy.path / "dvc.lock").unlink()
-    done = repo_copy.dvc("repro")
-    assert ran_stages(done.stdout) == STAGES
-    assert output_files(repo_copy) == output_files(reproduced_repo)
-    assert (repo_copy.path / "dvc.lock").read_bytes() == (reproduced_repo.path / "dvc.lock").read_bytes()
-
-
 def test_own_data_tracked_with_dvc_add_drives_ingest(repo_copy):
     from mlcd.data.sources import breast_cancer_frame
 

@@ -16,7 +16,13 @@ import numpy as np
 
 from mlcd.bundle import open_bundle
 from mlcd.ci_variables import ci_environment
-from mlcd.config import ABOUT_POSITIVE_CLASS, PLOT_NAMES, POSITIVE_CLASS_PLOTS, ProjectPaths
+from mlcd.config import (
+    ABOUT_POSITIVE_CLASS,
+    PLOT_NAMES,
+    POSITIVE_CLASS_PLOTS,
+    ProjectPaths,
+    params_yaml_from_text,
+)
 from mlcd.errors import GitError, MlcdError
 from mlcd.git import git, resolve_commit
 from mlcd.versions.storage import NOT_IN_ANY_STORE, copy_out
@@ -141,8 +147,6 @@ def measure_latency(sides: list[Side]) -> None:
 
 def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
     """Read one side; its bundle is copied under `scratch` (the caller's temp dir) for measuring."""
-    import dvc.api
-
     side = Side(label, rev)
     where = f"commit {rev[:8]}" if rev else "the workspace"
     fs = _filesystem(root, rev)
@@ -150,9 +154,13 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
     side.metrics = _json_at(fs, paths.metrics.as_posix()) or {}
     if not side.metrics:
         side.missing.append(f"{paths.metrics} is missing at {where}")
+    # params.yaml through the filesystem already open: dvc.api.params_show would build the
+    # repository's index again (about 0.4 s a side). Old commits may have none, or one that does
+    # not parse: the diff then shows every key as new.
     try:
-        side.params = dvc.api.params_show(repo=str(root), rev=rev)
-    except Exception:  # old commits may have no params.yaml; the diff then shows every key as new
+        text = fs.read_text(paths.params.as_posix())
+        side.params = params_yaml_from_text(text, f"{paths.params} at {where}")
+    except (FileNotFoundError, OSError, MlcdError):
         side.params = {}
     side.profile = _json_at(fs, paths.data_profile.as_posix()) or {}
     side.search = _json_at(fs, paths.search_metrics.as_posix()) or {}
