@@ -8,7 +8,6 @@ import pytest
 import yaml
 
 from ..helpers import Repo, clone_repo
-from . import fake_gitlab
 
 pytestmark = pytest.mark.e2e
 HEAD_C = 0.005
@@ -160,21 +159,6 @@ def test_a_dirty_workspace_is_labelled_and_stale_metrics_are_warned_about(repo):
     assert f"## mlcd model report: {head} + uncommitted changes vs base" in markdown
 
 
-@pytest.fixture
-def gitlab():
-    fake = fake_gitlab.FakeGitLab()
-    server, url = fake_gitlab.start(fake)
-    env = {
-        "CI_SERVER_URL": url,
-        "CI_PROJECT_ID": "7",
-        "CI_MERGE_REQUEST_IID": "3",
-        "GITLAB_TOKEN": "glpat-secret",
-        "MLCD_GITLAB_TIMEOUT": "1",
-    }
-    yield fake, env
-    server.shutdown()
-
-
 def test_first_run_creates_the_note_and_the_second_updates_it(repo, gitlab):
     fake, env = gitlab
     first = report(repo, "--base", "HEAD~1", env=env)
@@ -192,30 +176,14 @@ def test_first_run_creates_the_note_and_the_second_updates_it(repo, gitlab):
     assert all(r.headers.get("private-token") == "glpat-secret" for r in fake.requests)
 
 
-@pytest.mark.parametrize(
-    ("status", "delay", "message"),
-    [
-        (401, 0, "GitLab refused GITLAB_TOKEN (401)"),
-        (404, 0, "GitLab found no project 7 or merge request !3 (404)"),
-        (500, 0, "GitLab failed with 500"),
-        (None, 3, "did not answer within 1 s"),
-    ],
-    ids=["401", "404", "500", "timeout"],
-)
-def test_gitlab_failures_keep_the_report_and_the_exit_code(repo, gitlab, status, delay, message):
+def test_a_failure_to_post_keeps_the_report_and_the_exit_code(repo, gitlab):
     fake, env = gitlab
-    fake.fail_with, fake.delay = status, delay
+    fake.fail_with = 500
     done = report(repo, "--base", "HEAD~1", env=env)
     assert done.returncode == 0
     assert "warning: not posted:" in done.stderr
-    assert message in done.stderr
+    assert "GitLab failed with 500" in done.stderr and "Traceback" not in done.stderr
     assert (repo.path / "out" / "report.md").read_text().startswith("<!-- mlcd-report -->")
-
-
-def test_without_a_token_the_report_says_why(repo):
-    env = {"CI_SERVER_URL": "http://127.0.0.1:9", "CI_PROJECT_ID": "7", "CI_MERGE_REQUEST_IID": "3"}
-    done = report(repo, "--base", "HEAD~1", env={**env, "GITLAB_TOKEN": ""})
-    assert "not posted: GITLAB_TOKEN is not set (GitLab's CI_JOB_TOKEN cannot post" in done.stderr
 
 
 def test_a_jenkins_merge_request_build_posts_the_same_note(repo, gitlab):
@@ -269,27 +237,16 @@ def test_a_base_that_does_not_resolve_is_an_error_not_a_fall_back(repo, where):
     assert not (repo.path / "out").exists()
 
 
-REDIRECT = (302, {"location": "/users/sign_in", "content-length": "0"}, b"")  # a sign-in wall
 PAGE = b"<html><body>Sign in</body></html>"
-HTML = (200, {"content-type": "text/html", "content-length": str(len(PAGE))}, PAGE)
+HTML = (200, {"content-type": "text/html", "content-length": str(len(PAGE))}, PAGE)  # a proxy's page
 
 
-@pytest.mark.parametrize(
-    ("answer", "timeout", "message"),
-    [
-        (HTML, "1", "GitLab answered with something that is not its API's JSON"),
-        (REDIRECT, "1", "GitLab redirected the request"),
-        (None, "ten", "MLCD_GITLAB_TIMEOUT='ten' is not a number of seconds"),
-        (None, "-1", "MLCD_GITLAB_TIMEOUT='-1' is not a number of seconds"),
-    ],
-    ids=["html-200", "redirect", "timeout-not-a-number", "timeout-negative"],
-)
-def test_odd_gitlab_answers_are_warnings(repo, gitlab, answer, timeout, message):
+def test_an_odd_answer_is_a_warning_never_a_traceback(repo, gitlab):
     fake, env = gitlab
-    fake.raw = answer
-    done = report(repo, "--base", "HEAD~1", env={**env, "MLCD_GITLAB_TIMEOUT": timeout}, check=False)
+    fake.raw = HTML
+    done = report(repo, "--base", "HEAD~1", env=env, check=False)
     assert done.returncode == 0, done.stderr
-    assert "warning: not posted:" in done.stderr and message in done.stderr
+    assert "warning: not posted: GitLab answered with something that is not its API's JSON" in done.stderr
     assert "Traceback" not in done.stderr
     assert (repo.path / "out" / "report.md").is_file()
 
