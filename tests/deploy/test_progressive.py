@@ -10,6 +10,7 @@ changes nothing clients see, even when the candidate is broken, and promotes onl
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,12 +43,14 @@ ROLLOUT = {
 
 @dataclass
 class Site:
-    """One environment: its state directory, public port, Prometheus and mlcd's options for it."""
+    """One environment: its state directory, public port, Prometheus and mlcd's options for it;
+    and a production environment the same Prometheus scrapes, for the CI deploy job."""
 
     state: Path
     port: int
     prometheus: str
     rollout: Path
+    production: PodmanBackend
 
     @property
     def public(self) -> str:
@@ -68,11 +71,15 @@ def site(
     port = free_port_run()
     state = tmp_path / "state"
     backend = PodmanBackend(ENVIRONMENT, state, port)  # writes the scrape targets Prometheus reads
+    production = PodmanBackend("production", tmp_path / "production", free_port_run())
     # The committed rollout Prometheus, scraping every second and reading this test's targets
     config = yaml.safe_load((PROJECT_ROOT / "monitoring" / "prometheus-rollouts.yml").read_text())
     config["global"]["scrape_interval"] = "1s"
     (job,) = config["scrape_configs"]
-    job["file_sd_configs"][0]["files"] = [str(state / SCRAPE_TARGETS)]
+    job["file_sd_configs"][0]["files"] = [
+        str(state / SCRAPE_TARGETS),
+        str(production.state_dir / SCRAPE_TARGETS),
+    ]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     (tmp_path / "rollout.yaml").write_text(yaml.safe_dump(ROLLOUT))
     prometheus_port = free_port_run(1)
@@ -84,13 +91,14 @@ def site(
         f"{url}/-/ready", tmp_path / "prometheus.log", any_answer=False,
     )  # fmt: skip
     try:
-        site = Site(state, port, url, tmp_path / "rollout.yaml")
+        site = Site(state, port, url, tmp_path / "rollout.yaml", production)
         _live(reproduced_repo, site, releases["v1"])
         yield site
     finally:
         process.terminate()
         process.wait(10)
         backend.teardown()
+        production.teardown()
 
 
 @pytest.fixture(autouse=True)
@@ -299,3 +307,80 @@ def test_a_prometheus_that_does_not_answer_stops_the_canary_before_anything_star
     state = json.loads((site.state / "state.json").read_text())
     assert state["live"]["colour"] == "blue"  # nothing moved, no rollout began
     assert not (site.state / "rollout.json").exists()
+
+
+@pytest.mark.ci
+@pytest.mark.needs_node
+def test_the_production_deploy_job_rolls_a_faulty_promotion_back(
+    releases, faulty, reproduced_repo, site, tmp_path
+):
+    """The real .gitlab-ci.yml's deploy-production (gitlab-ci-local, shell), started as a person
+    would after `mlcd promote 1.1.0 production`: its canary meets the 5xx fault on live traffic,
+    rolls back by itself and fails the job; production serves v1.0.0 throughout."""
+    from mlcd.container.podman import CONTAINERS_CONF, podman
+
+    from ..ci import tools
+    from ..ci.gitlab_ci_local import GitlabCiLocal, shared_bytecode, shared_uv_cache
+    from ..helpers import clone_repo, tracked_files
+
+    v1, bad, production = releases["v1"], faulty["error"], site.production
+    project = clone_repo(reproduced_repo, tmp_path / "repo")
+    for relative in tracked_files():  # the CI file, .ci/ and uv.lock beside the pipeline
+        (project.path / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / relative, project.path / relative)
+    (project.path / "deploy" / "rollout.yaml").write_text(yaml.safe_dump(ROLLOUT))  # a team's short steps
+    project.commit("CI and a rollout spec with short steps")
+    project.dvc("push")
+    project.mlcd("release", "1.0.0")
+    stable = f"localhost/mlcd-ci-production:{project.run('git', 'rev-parse', 'HEAD').stdout.strip()}"
+    project.set_params(**{"train.logistic_regression.C": 0.5})  # v2's model (conftest.releases)
+    project.dvc("repro")
+    project.commit("C=0.5")
+    project.dvc("push")
+    project.mlcd("release", "1.1.0")
+    candidate = f"localhost/mlcd-ci-production:{project.run('git', 'rev-parse', 'HEAD').stdout.strip()}"
+    # Each version's pipeline pushed its image (<repo>:<commit>); 1.1.0's answers 5xx on live traffic.
+    podman("tag", v1.image, stable)
+    podman("tag", bad.image, candidate)
+    try:
+        project.mlcd(
+            "deploy", stable, "--bundle", str(v1.bundle), "--environment", "production",
+            "--port", str(production.port), "--state-dir", str(production.state_dir),
+        )  # fmt: skip
+        project.mlcd("promote", "1.1.0", "production", "--no-image-check")
+        gitlab = GitlabCiLocal(
+            tools.gitlab_ci_local(),
+            project.path,
+            {
+                **shared_uv_cache(),
+                **shared_bytecode(tmp_path / "bytecode"),
+                "DVC_REMOTE_URL": str(project.remote),
+            },
+        )
+        variables = {
+            "CI_COMMIT_TAG": "model#production#1",
+            "CI_REGISTRY_IMAGE": "localhost/mlcd-ci-production",
+            "CONTAINERS_CONF": str(CONTAINERS_CONF),
+            "DEPLOY_BACKEND": "podman",
+            "MLCD_DEPLOY_PORT": str(production.port),
+            "MLCD_DEPLOY_STATE_DIR": str(production.state_dir),
+            "MLCD_PROMETHEUS_URL": site.prometheus,
+        }
+        public = f"http://127.0.0.1:{production.port}"
+        with Load(public, _records(v1)) as load:
+            run = gitlab.run("deploy-production", variables=variables, unset=("CI_COMMIT_BRANCH",))
+            after = load.total
+            time.sleep(1)
+        assert run.results == {"deploy-production": "FAIL"}, run.explain()
+        log = run.log("deploy-production")
+        assert "production <- model@v1.1.0" in log and "canary" in log, log[-3000:]
+        assert "rolled back" in log and "error_ratio" in log, log[-3000:]
+        state = json.loads((production.state_dir / "state.json").read_text())
+        assert state["live"]["image"] == stable
+        assert set(load.colours[after:]) == {state["live"]["colour"]}  # only v1.0.0 once rolled back
+        assert len(load.failed) / load.total < 0.10
+        answer = httpx.post(f"{public}/predict", json=_records(v1)).json()
+        assert answer["model"]["hash"] == v1.model_hash
+    finally:
+        production.teardown()
+        podman("rmi", stable, candidate, check=False)  # the tags only: the images stay for other tests
