@@ -160,7 +160,7 @@ def collect(root: Path, label: str, rev: str | None, scratch: Path) -> Side:
     try:
         text = fs.read_text(paths.params.as_posix())
         side.params = params_yaml_from_text(text, f"{paths.params} at {where}")
-    except (FileNotFoundError, OSError, MlcdError):
+    except (OSError, MlcdError):  # FileNotFoundError among them
         side.params = {}
     side.profile = _json_at(fs, paths.data_profile.as_posix()) or {}
     side.search = _json_at(fs, paths.search_metrics.as_posix()) or {}

@@ -43,17 +43,7 @@ class DriftWindow:
                 columns[feature.name] = column
             column += feature.width
         self.numeric_names = list(columns)
-        where = list(columns.values())
-        contiguous = where == list(range(where[0], where[0] + len(where))) if where else False
-        # A slice when the watched columns are side by side (numbers only, the usual case): a view,
-        # five times cheaper per request than taking columns by an index array.
-        self._columns: slice | np.ndarray | None = (
-            slice(where[0], where[0] + len(where))
-            if contiguous
-            else np.array(where, dtype=np.intp)
-            if where
-            else None
-        )
+        self._columns = self._selector(list(columns.values()))
         self.text_names = [f.name for f in layout.features if f.is_text and f.name in reference.categorical]
         self._numbers = np.full((self.size, len(self.numeric_names)), np.nan, dtype=np.float32)
         self._texts: dict[str, deque[str]] = {name: deque(maxlen=self.size) for name in self.text_names}
@@ -64,6 +54,17 @@ class DriftWindow:
         self._next = 0
         self._filled = 0
         self._lock = threading.Lock()
+
+    @staticmethod
+    def _selector(where: list[int]) -> slice | np.ndarray | None:
+        """The watched columns of a batch: None when no number is watched; a slice when they sit
+        side by side (numbers only, the usual case), a view five times cheaper per request than
+        taking columns by an index array; else that index array."""
+        if not where:
+            return None
+        if where == list(range(where[0], where[0] + len(where))):
+            return slice(where[0], where[0] + len(where))
+        return np.array(where, dtype=np.intp)
 
     def add(self, batch: Batch, result: dict[str, Any]) -> None:
         """The request path: the batch's watched values into the window (its last `size` records).
