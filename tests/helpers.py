@@ -137,6 +137,15 @@ def new_repo(path: Path) -> Repo:
     return repo
 
 
+def add_every_tracked_file(repo: Repo) -> None:
+    """Copy in what a pipeline copy leaves out (the CI file, .ci/, tests/, uv.lock), as a developer's
+    clone holds it; the caller commits."""
+    for relative in tracked_files():
+        target = repo.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PROJECT_ROOT / relative, target)
+
+
 def clone_repo(source: Repo, path: Path) -> Repo:
     """A byte copy of `source` (work tree, git, dvc cache and remote) at `path`."""
     shutil.copytree(source.path, path, symlinks=True)

@@ -16,7 +16,7 @@ import pytest
 
 from mlcd.http_client import free_port
 
-from ..helpers import PROJECT_ROOT, VENV_BIN, Repo, clone_repo, start_service, tracked_files
+from ..helpers import VENV_BIN, Repo, add_every_tracked_file, clone_repo, start_service
 from ..report import fake_gitlab
 from . import tools
 from .gitlab_ci_local import GitlabCiLocal, publish, shared_bytecode, shared_uv_cache
@@ -37,10 +37,7 @@ def gitlab_ci_local_binary() -> Path:
 def seed(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) -> Seed:
     base = tmp_path_factory.mktemp("ci-seed")
     repo = clone_repo(reproduced_repo, base / "repo")
-    for relative in tracked_files():
-        target = repo.path / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / relative, target)
+    add_every_tracked_file(repo)
     repo.commit("CI, tests and tooling")
     assert not repo.run("git", "diff", "HEAD~1", "--stat", "--", "dvc.lock").stdout, "seed's dvc.lock changed"
     repo.dvc("push", "--run-cache")

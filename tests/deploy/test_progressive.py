@@ -10,7 +10,6 @@ changes nothing clients see, even when the candidate is broken, and promotes onl
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -321,13 +320,11 @@ def test_the_production_deploy_job_rolls_a_faulty_promotion_back(
 
     from ..ci import tools
     from ..ci.gitlab_ci_local import GitlabCiLocal, shared_bytecode, shared_uv_cache
-    from ..helpers import clone_repo, tracked_files
+    from ..helpers import add_every_tracked_file, clone_repo
 
     v1, bad, production = releases["v1"], faulty["error"], site.production
     project = clone_repo(reproduced_repo, tmp_path / "repo")
-    for relative in tracked_files():  # the CI file, .ci/ and uv.lock beside the pipeline
-        (project.path / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(PROJECT_ROOT / relative, project.path / relative)
+    add_every_tracked_file(project)
     (project.path / "deploy" / "rollout.yaml").write_text(yaml.safe_dump(ROLLOUT))  # a team's short steps
     project.commit("CI and a rollout spec with short steps")
     project.dvc("push")
