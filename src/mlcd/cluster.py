@@ -7,7 +7,8 @@ is the same wherever the work ran (the driver, this process, writes them all). T
   with cores to spare or a test;
 - `tcp://host:8786` (any address distributed's Client takes): a running scheduler and its workers,
   which need this project's environment (README "Scale out").
-scikit-learn sends its fits through joblib, whose "dask" backend hands them to the cluster's workers.
+scikit-learn sends its fits through joblib, whose "dask" backend hands them to the cluster's workers;
+batch scoring submits its batches to the client directly (serve/batch_dask.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlcd.errors import ClusterError
@@ -35,6 +36,7 @@ class Engine:
 
     address: str | None
     workers: int = 1
+    client: Any = field(default=None, repr=False, compare=False)  # distributed's Client, for direct tasks
 
     @property
     def parallel_jobs(self) -> int | None:
@@ -80,7 +82,7 @@ def engine() -> Iterator[Engine]:
             _same_versions(client)
             workers = len(client.scheduler_info()["workers"])
             with joblib.parallel_config(backend="dask"):
-                yield Engine(client.scheduler.address, workers)
+                yield Engine(client.scheduler.address, workers, client)
         except _lost_work_errors() as exc:
             raise ClusterError(
                 f"a Dask worker of {client.scheduler.address} died while it held part of the work "

@@ -28,7 +28,8 @@ from sklearn import metrics as skm
 from starlette.testclient import TestClient
 
 from mlcd.serve.app import ServeSettings, create_app
-from mlcd.serve.batch import LABEL_COLUMN, VALUE_COLUMN, predict_table
+from mlcd.serve.batch import predict_table
+from mlcd.serve.scoring import LABEL_COLUMN, VALUE_COLUMN
 from mlcd.serve.server import load
 
 from ..helpers import Repo, new_repo, run_pipeline_in_process

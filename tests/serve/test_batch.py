@@ -8,9 +8,11 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from mlcd.cli import app
+from mlcd.cluster import SCHEDULER_ENV
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.serve.app import ServeSettings, create_app
-from mlcd.serve.batch import LABEL_COLUMN, PROBABILITY_PREFIX, predict_table
+from mlcd.serve.batch import predict_table
+from mlcd.serve.scoring import LABEL_COLUMN, PROBABILITY_PREFIX
 from mlcd.serve.server import load
 
 JSON = {"content-type": "application/json"}
@@ -89,3 +91,43 @@ def test_the_command_scores_a_folder(served, table, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"scored {len(table)} rows" in " ".join(result.output.split())
     assert len(pd.read_csv(tmp_path / "out.csv")) == len(table)
+
+
+@pytest.fixture(scope="module")
+def dask_address():
+    from distributed import LocalCluster
+
+    with LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+    ) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.mark.slow
+def test_on_a_dask_cluster_the_answers_are_the_same_and_a_refusal_names_its_row(
+    served, table, tmp_path, dask_address, monkeypatch
+):
+    """Two worker processes score the batches (each in its own task); the driver writes them in order."""
+    bundle, _ = served
+    source = tmp_path / "in.parquet"
+    table.to_parquet(source)
+    predict_table(source, tmp_path / "here.parquet", bundle, batch_rows=9)
+    monkeypatch.setenv(SCHEDULER_ENV, dask_address)
+    scored = predict_table(source, tmp_path / "there.parquet", bundle, batch_rows=9)
+    assert scored.rows == len(table)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "there.parquet"), pd.read_parquet(tmp_path / "here.parquet")
+    )
+
+    bad = table.copy()
+    bad.loc[100, "mean_radius"] = -1.0  # in the twelfth batch, well after the first ones were sent
+    bad.to_parquet(source)
+    with pytest.raises(DataValidationError) as raised:
+        predict_table(source, tmp_path / "refused.parquet", bundle, batch_rows=9)
+    assert "row 101, column 'mean_radius': must be >= 0" in str(raised.value)
+    assert not list(tmp_path.glob("*refused*")), "a partial output or a temp file stayed"

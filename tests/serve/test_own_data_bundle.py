@@ -18,6 +18,7 @@ import pytest
 import yaml
 from starlette.testclient import TestClient
 
+from mlcd.cluster import SCHEDULER_ENV
 from mlcd.config import FLOAT32_MAX
 from mlcd.errors import BundleError, ModelError
 from mlcd.serve.app import ServeSettings, create_app
@@ -277,11 +278,14 @@ def test_the_mlflow_signature_follows_the_schema_with_text_and_gaps(bundle, held
     assert len(enforced) == len(held_out_frame)
 
 
+@pytest.mark.parametrize("scheduler", ["", pytest.param("local:1", marks=pytest.mark.slow)])
 def test_batch_scoring_answers_gaps_and_unseen_categories_as_predict(
-    bundle, client, held_out_frame, tmp_path
+    bundle, client, held_out_frame, tmp_path, monkeypatch, scheduler
 ):
-    """`mlcd predict` on the team's own kind of file: a CSV with empty cells and a region never seen."""
-    from mlcd.serve.batch import LABEL_COLUMN, PROBABILITY_PREFIX, predict_table
+    """`mlcd predict` on the team's own kind of file: a CSV with empty cells and a region never seen,
+    scored here and on a one-worker LocalCluster (MLCD_DASK_SCHEDULER=local:1)."""
+    from mlcd.serve.batch import predict_table
+    from mlcd.serve.scoring import LABEL_COLUMN, PROBABILITY_PREFIX
 
     records = as_sent(held_out_frame)
     records[0][REGION] = "atlantis"  # unseen in training
@@ -289,6 +293,7 @@ def test_batch_scoring_answers_gaps_and_unseen_categories_as_predict(
     records[2][REGION] = None
     source = tmp_path / "to-score.csv"
     pd.DataFrame(records).to_csv(source, index=False)  # gaps become empty cells
+    monkeypatch.setenv(SCHEDULER_ENV, scheduler)
     predict_table(source, tmp_path / "scores.parquet", bundle, batch_rows=5)
     scored = pd.read_parquet(tmp_path / "scores.parquet")
     answer = predict(client, records)

@@ -9,27 +9,22 @@ of the input that are not features (IDs, keys) are copied beside the predictions
 
 from __future__ import annotations
 
-import datetime as dt
-import math
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcd.cluster import Engine, engine
 from mlcd.console import progress
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.files import atomic_path
-from mlcd.serve.asgi import PayloadError
-from mlcd.serve.model import BundleModel, NonFiniteAnswerError
-from mlcd.serve.payload import problem_place, to_batch
+from mlcd.serve.model import BundleModel
+from mlcd.serve.scoring import Columns, answer_fields, score_batch
 from mlcd.serve.selfcheck import self_check
 
 BATCH_ROWS = 10_000
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-LABEL_COLUMN = "predicted_label"
-VALUE_COLUMN = "predicted_value"
-PROBABILITY_PREFIX = "probability_"
-SHOWN_PROBLEMS = 10
 
 
 @dataclass(frozen=True)
@@ -68,93 +63,66 @@ def _dataset(source: Path) -> Any:
     return ds.dataset([str(p) for p in files], format=kind)
 
 
-def _sent(value: Any) -> Any:
-    """A cell as a JSON client sends it: a date or time as ISO-8601, a NaN as null."""
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
-
-
-def _problem_lines(detail: Any, first_row: int) -> list[str]:
-    """/predict's 422 detail as lines naming the input's rows (1-based, counting from the file's start)."""
-    if isinstance(detail, str):
-        return [detail]
-    lines = []
-    for problem in detail[:SHOWN_PROBLEMS]:
-        row, field = problem_place(problem["loc"])
-        place = f"row {first_row + row + 1:,}" if row is not None else "input"
-        lines.append(f"{place}{f', column {field!r}' if field else ''}: {problem['msg']}")
-    return lines
-
-
 def predict_table(source: Path, target: Path, bundle: Path, batch_rows: int = BATCH_ROWS) -> Scored:
     """Score every row of `source` into `target` (CSV or Parquet by its suffix)."""
-    import pyarrow as pa
-
     writer_format = _format(target, "output")
     model = BundleModel(bundle)
     self_check(model)
     dataset = _dataset(source)
+    columns = _columns(source, dataset, model)
+    done = 0
+    with (
+        engine() as where,
+        atomic_path(target) as tmp,
+        progress() as bar,
+        closing(_writer(tmp, writer_format, columns.schema)) as writer,
+    ):
+        task = bar.add_task(f"scoring {source.name} on {where.describe()}", total=dataset.count_rows())
+        batches = (
+            batch
+            for batch in dataset.to_batches(columns=[*columns.keys, *columns.features], batch_size=batch_rows)
+            if batch.num_rows
+        )
+        for table in _scored(where, model, bundle, columns, batches):
+            writer.write_table(table)
+            done += table.num_rows
+            bar.advance(task, table.num_rows)
+    return Scored(done, columns.keys, [field.name for field in columns.schema][len(columns.keys) :])
+
+
+def _columns(source: Path, dataset: Any, model: BundleModel) -> Columns:
+    """Which input columns are features and which are kept beside the answers; refuses a gap or a clash."""
+    import pyarrow as pa
+
     present = set(dataset.schema.names)
     absent = [f.name for f in model.features if f.name not in present and not f.may_be_missing]
     if absent:
         raise DataValidationError(f"{source} lacks the model's feature columns: {', '.join(absent)}")
     features = [f.name for f in model.features if f.name in present]
     keys = [name for name in dataset.schema.names if name not in model.layout.names]
-    answers = _answer_fields(model)
+    answers = answer_fields(model)
     clash = sorted(set(keys) & {field.name for field in answers})
     if clash:
         raise DataValidationError(
             f"{source} already has columns named like the predictions: {', '.join(clash)}"
         )
     schema = pa.schema([*(dataset.schema.field(k) for k in keys), *answers])
-    done = 0
-    with (
-        atomic_path(target) as tmp,
-        progress() as bar,
-        closing(_writer(tmp, writer_format, schema)) as writer,
-    ):
-        task = bar.add_task(f"scoring {source.name}", total=dataset.count_rows())
-        for batch in dataset.to_batches(columns=[*keys, *features], batch_size=batch_rows):
-            if batch.num_rows == 0:
-                continue
-            rows = batch.select(features).to_pylist()
-            records = [{k: _sent(v) for k, v in row.items()} for row in rows]
-            try:
-                inputs = to_batch(records, model.layout, len(records))
-                result = model.predict(inputs.numbers, inputs.texts)
-            except PayloadError as exc:
-                raise DataValidationError(
-                    f"{source}: rows that /predict would refuse; nothing was written",
-                    _problem_lines(exc.detail, done),
-                ) from None
-            except NonFiniteAnswerError as exc:
-                shown = ", ".join(f"{done + r + 1:,}" for r in exc.rows[:SHOWN_PROBLEMS])
-                raise DataValidationError(
-                    f"{source}: the model gives no finite answer for rows {shown}"
-                ) from None
-            columns = [batch.column(name) for name in keys]
-            if model.is_classifier:
-                columns.append(result["labels"])
-                columns += [[row[name] for row in result["probabilities"]] for name in model.classes]
-            else:
-                columns.append(result["predictions"])
-            writer.write_table(pa.table(columns, schema=schema))
-            done += batch.num_rows
-            bar.advance(task, batch.num_rows)
-    return Scored(done, keys, [field.name for field in answers])
+    return Columns(str(source), features, keys, schema)
 
 
-def _answer_fields(model: BundleModel) -> list[Any]:
-    """The prediction columns, in the order they are written: one place for their names and types."""
-    import pyarrow as pa
+def _scored(
+    where: Engine, model: BundleModel, bundle: Path, columns: Columns, batches: Iterable[Any]
+) -> Iterator[Any]:
+    """Each batch's output table, in order: here, or on the cluster MLCD_DASK_SCHEDULER names."""
+    if where.client is not None:
+        from mlcd.serve.batch_dask import scored_on_cluster
 
-    if not model.is_classifier:
-        return [pa.field(VALUE_COLUMN, pa.float32())]
-    probabilities = [pa.field(f"{PROBABILITY_PREFIX}{c}", pa.float32()) for c in model.classes]
-    return [pa.field(LABEL_COLUMN, pa.string()), *probabilities]
+        yield from scored_on_cluster(where.client, where.workers, bundle, columns, batches)
+        return
+    first_row = 0
+    for batch in batches:
+        yield score_batch(model, columns, batch, first_row)
+        first_row += batch.num_rows
 
 
 def _writer(path: Path, kind: str, schema: Any) -> Any:
