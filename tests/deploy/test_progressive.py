@@ -322,7 +322,10 @@ def test_the_production_deploy_job_rolls_a_faulty_promotion_back(
     from ..ci.gitlab_ci_local import GitlabCiLocal, shared_bytecode, shared_uv_cache
     from ..helpers import add_every_tracked_file, clone_repo
 
-    v1, bad, production = releases["v1"], faulty["error"], site.production
+    v1, bad = releases["v1"], faulty["error"]
+    # Ports chosen now: a run chosen when the module started may since have become some client's
+    # ephemeral port (both come from the same range), and podman could not bind it.
+    production = PodmanBackend("production", site.production.state_dir, free_port_run())
     project = clone_repo(reproduced_repo, tmp_path / "repo")
     add_every_tracked_file(project)
     (project.path / "deploy" / "rollout.yaml").write_text(yaml.safe_dump(ROLLOUT))  # a team's short steps

@@ -1,0 +1,170 @@
+"""Scale-out figures (issue 24): a hyperparameter search and batch scoring, here and on Dask.
+
+Run: uv run python benchmarks/scale.py search [--rounds N]
+     uv run python benchmarks/scale.py predict [--rows N] [--rounds N]   (needs models/bundle: dvc repro)
+
+search: a grid of 6 random-forest candidates x 4 folds (24 fits) on 100,000 synthetic rows of 20
+features, through mlcd's own run_search, three ways in alternation: one process, joblib's default
+backend (loky, 2 processes) and a LocalCluster of 2 worker processes on 127.0.0.1
+(MLCD_DASK_SCHEDULER=local:2, its start included). Each way must pick the same best values.
+
+predict: `mlcd predict`'s predict_table on N rows (test rows of the bundle's data drawn with
+replacement), here and on a LocalCluster of 2 workers, against a plain onnxruntime loop over the same
+file (read a batch, make the float32 matrix, run the session: no validation, no output file).
+Prints tables; asserts nothing but the equal best values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from _project import ROOT
+
+SEARCH_ROWS = 100_000
+WAYS = ("one process", "joblib default (loky, 2)", "Dask LocalCluster (2 processes)")
+
+
+def search_once(way: str, x: object, y: object) -> tuple[float, dict[str, object]]:
+    import joblib
+    from sklearn.pipeline import Pipeline
+
+    from mlcd.cluster import SCHEDULER_ENV, Engine, engine
+    from mlcd.config import SearchParams, TrainParams
+    from mlcd.modeling.search import run_search
+    from mlcd.modeling.train import build_estimator
+
+    params = TrainParams(
+        estimator="random_forest",
+        search=SearchParams(
+            kind="grid",
+            cv_folds=4,
+            space={"random_forest": {"n_estimators": [20, 40], "min_samples_leaf": [1, 3, 5]}},
+        ),
+    )
+    pipeline = Pipeline([("model", build_estimator(params))])
+    started = time.perf_counter()
+    if way == WAYS[0]:
+        found = run_search(pipeline, x, y, params, Engine(None))
+    elif way == WAYS[1]:
+        with joblib.parallel_config(backend="loky", n_jobs=2):  # n_jobs=None in the search defers to it
+            found = run_search(pipeline, x, y, params, Engine(None))
+    else:
+        os.environ[SCHEDULER_ENV] = "local:2"
+        try:
+            with engine() as where:
+                found = run_search(pipeline, x, y, params, where)
+        finally:
+            del os.environ[SCHEDULER_ENV]
+    return time.perf_counter() - started, found["best"]
+
+
+def bench_search(rounds: int) -> None:
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=SEARCH_ROWS, n_features=20, n_informative=8, random_state=0)
+    seconds: dict[str, list[float]] = {way: [] for way in WAYS}
+    best: dict[str, dict[str, object]] = {}
+    for round_ in range(rounds):
+        order = WAYS if round_ % 2 == 0 else tuple(reversed(WAYS))  # alternate what runs first
+        for way in order:
+            took, best[way] = search_once(way, x, y)
+            seconds[way].append(took)
+    assert len({repr(b) for b in best.values()}) == 1, f"the ways disagree on the best values: {best}"
+    _ratio_table("24 fits, 100k rows", seconds, WAYS[0])
+    print(f"\nbest values (all three): {best[WAYS[0]]}; {rounds} rounds")
+
+
+def bench_predict(rows: int, rounds: int) -> None:
+    import numpy as np
+    import pandas as pd
+
+    bundle = ROOT / "models" / "bundle"
+    test = pd.read_parquet(ROOT / "data" / "processed" / "test.parquet")
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.parquet"
+        drawn = np.random.default_rng(0).integers(0, len(test), rows)
+        test.iloc[drawn].reset_index(drop=True).to_parquet(source, row_group_size=100_000)
+        ways: dict[str, Callable[[], None]] = {
+            "plain onnxruntime loop": lambda: _plain_loop(source, bundle),
+            "mlcd predict": lambda: _predict(source, Path(tmp) / "out.parquet", bundle, ""),
+            "mlcd predict, Dask (2 processes)": lambda: _predict(
+                source, Path(tmp) / "out.parquet", bundle, "local:2"
+            ),
+        }
+        seconds: dict[str, list[float]] = {way: [] for way in ways}
+        for round_ in range(rounds):
+            for way in ways if round_ % 2 == 0 else reversed(list(ways)):
+                started = time.perf_counter()
+                ways[way]()
+                seconds[way].append(time.perf_counter() - started)
+    print(f"| {rows:,} rows | median rows/s | min | max | seconds (median) |")
+    print("|---|---:|---:|---:|---:|")
+    for way, values in seconds.items():
+        rates = [rows / s for s in values]
+        print(
+            f"| {way} | {statistics.median(rates):,.0f} | {min(rates):,.0f} | {max(rates):,.0f} "
+            f"| {statistics.median(values):.1f} |"
+        )
+    print(f"\n{rounds} rounds, alternating")
+
+
+def _predict(source: Path, target: Path, bundle: Path, scheduler: str) -> None:
+    from mlcd.cluster import SCHEDULER_ENV
+    from mlcd.serve.batch import predict_table
+
+    os.environ[SCHEDULER_ENV] = scheduler
+    try:
+        predict_table(source, target, bundle, batch_rows=10_000)
+    finally:
+        del os.environ[SCHEDULER_ENV]
+
+
+def _plain_loop(source: Path, bundle: Path) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import pyarrow.dataset as ds
+
+    from mlcd.bundle import open_bundle
+
+    opened = open_bundle(bundle)
+    names = [f.name for f in opened.schema.features]
+    session = ort.InferenceSession(opened.model_file.read_bytes(), providers=["CPUExecutionProvider"])
+    feed = session.get_inputs()[0].name
+    for batch in ds.dataset(source).to_batches(columns=names, batch_size=10_000):
+        matrix = np.column_stack([batch.column(n).to_numpy(zero_copy_only=False) for n in names])
+        session.run(None, {feed: matrix.astype(np.float32)})
+
+
+def _ratio_table(title: str, seconds: dict[str, list[float]], base: str) -> None:
+    print(f"| {title} | median s | min s | max s | speed-up vs {base} (median, range) |")
+    print("|---|---:|---:|---:|---:|")
+    for way, values in seconds.items():
+        ratios = [b / v for b, v in zip(seconds[base], values, strict=True)]
+        print(
+            f"| {way} | {statistics.median(values):.1f} | {min(values):.1f} | {max(values):.1f} "
+            f"| {statistics.median(ratios):.2f} ({min(ratios):.2f}-{max(ratios):.2f}) |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("what", choices=["search", "predict"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=1_000_000, help="predict: rows scored")
+    args = parser.parse_args()
+    if args.what == "search":
+        bench_search(args.rounds)
+    else:
+        bench_predict(args.rows, args.rounds)
+
+
+if __name__ == "__main__":  # LocalCluster's worker processes spawn and import this file again
+    main()
