@@ -3,9 +3,9 @@
 Run: uv run python benchmarks/scale.py search [--rounds N]
      uv run python benchmarks/scale.py predict [--rows N] [--rounds N]   (needs models/bundle: dvc repro)
 
-search: a grid of 6 random-forest candidates x 4 folds (24 fits) on 100,000 synthetic rows of 20
-features, through mlcd's own run_search, three ways in alternation: one process, joblib's default
-backend (loky, 2 processes) and a LocalCluster of 2 worker processes on 127.0.0.1
+search: a grid of 6 random-forest candidates (10 or 20 trees) x 4 folds (24 fits) on 100,000
+synthetic rows of 20 features, through mlcd's own run_search, three ways in alternation: one
+process, joblib's default backend (loky, 2 processes) and a LocalCluster of 2 worker processes on 127.0.0.1
 (MLCD_DASK_SCHEDULER=local:2, its start included). Each way must pick the same best values.
 
 predict: `mlcd predict`'s predict_table on N rows (test rows of the bundle's data drawn with
@@ -44,7 +44,7 @@ def search_once(way: str, x: object, y: object) -> tuple[float, dict[str, object
         search=SearchParams(
             kind="grid",
             cv_folds=4,
-            space={"random_forest": {"n_estimators": [20, 40], "min_samples_leaf": [1, 3, 5]}},
+            space={"random_forest": {"n_estimators": [10, 20], "min_samples_leaf": [1, 3, 5]}},
         ),
     )
     pipeline = Pipeline([("model", build_estimator(params))])
@@ -75,6 +75,7 @@ def bench_search(rounds: int) -> None:
         for way in order:
             took, best[way] = search_once(way, x, y)
             seconds[way].append(took)
+            print(f"round {round_ + 1}: {way} {took:.1f} s, best {best[way]}", flush=True)
     assert len({repr(b) for b in best.values()}) == 1, f"the ways disagree on the best values: {best}"
     _ratio_table("24 fits, 100k rows", seconds, WAYS[0])
     print(f"\nbest values (all three): {best[WAYS[0]]}; {rounds} rounds")

@@ -260,3 +260,17 @@ def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, Any]:
     run_train(params.data, params.train, paths)
     run_evaluate(params.data, params.evaluate, paths)
     return paths, run_package(params, paths)
+
+
+def loopback_cluster() -> Any:
+    """A Dask LocalCluster of two single-threaded worker processes bound to 127.0.0.1 only."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+    )

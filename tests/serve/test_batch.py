@@ -15,6 +15,8 @@ from mlcd.serve.batch import predict_table
 from mlcd.serve.scoring import LABEL_COLUMN, PROBABILITY_PREFIX
 from mlcd.serve.server import load
 
+from ..helpers import loopback_cluster
+
 JSON = {"content-type": "application/json"}
 
 
@@ -95,16 +97,7 @@ def test_the_command_scores_a_folder(served, table, tmp_path):
 
 @pytest.fixture(scope="module")
 def dask_address():
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-    ) as cluster:
+    with loopback_cluster() as cluster:
         yield cluster.scheduler_address
 
 

@@ -20,21 +20,14 @@ from mlcd.config import ProjectPaths, load_params
 from mlcd.errors import ClusterError
 from mlcd.modeling.train import run_train
 
+from ..helpers import loopback_cluster
+
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
 
 
 @pytest.fixture
 def cluster() -> Iterator[object]:
-    from distributed import LocalCluster
-
-    with LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-    ) as started:
+    with loopback_cluster() as started:
         yield started
 
 
