@@ -124,3 +124,41 @@ def test_on_a_dask_cluster_the_answers_are_the_same_and_a_refusal_names_its_row(
         predict_table(source, tmp_path / "refused.parquet", bundle, batch_rows=9)
     assert "row 101, column 'mean_radius': must be >= 0" in str(raised.value)
     assert not list(tmp_path.glob("*refused*")), "a partial output or a temp file stayed"
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_scoring_has_its_batches_run_again(served, table, tmp_path, monkeypatch):
+    """kill -9 of a worker process while batches are in flight: Dask runs its batches again on the
+    other worker (each batch travels in its task; the bundle was sent to both), so the output is
+    whole and the same as here."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from distributed import Client
+
+    bundle, _ = served
+    source = tmp_path / "in.parquet"
+    pd.concat([table] * 20, ignore_index=True).to_parquet(source)  # about 11,000 rows, 570 batches
+    predict_table(source, tmp_path / "here.parquet", bundle, batch_rows=20)
+    with loopback_cluster() as cluster, Client(cluster) as watcher:
+        victim = next(iter(watcher.run(os.getpid).values()))
+        killed = threading.Event()
+
+        def kill_when_busy() -> None:
+            deadline = time.monotonic() + 60
+            while not any(watcher.processing().values()) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.kill(victim, signal.SIGKILL)
+            killed.set()
+
+        monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
+        killer = threading.Thread(target=kill_when_busy, daemon=True)
+        killer.start()
+        predict_table(source, tmp_path / "there.parquet", bundle, batch_rows=20)
+        killer.join(60)
+    assert killed.is_set(), "no worker was ever busy: the test proved nothing"
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "there.parquet"), pd.read_parquet(tmp_path / "here.parquet")
+    )
