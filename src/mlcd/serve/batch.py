@@ -87,7 +87,7 @@ def predict_table(source: Path, target: Path, bundle: Path, batch_rows: int = BA
             writer.write_table(table)
             done += table.num_rows
             bar.advance(task, table.num_rows)
-    return Scored(done, columns.keys, [field.name for field in columns.schema][len(columns.keys) :])
+    return Scored(done, columns.keys, columns.schema.names[len(columns.keys) :])
 
 
 def _columns(source: Path, dataset: Any, model: BundleModel) -> Columns:
