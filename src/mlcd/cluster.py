@@ -64,7 +64,7 @@ def engine() -> Iterator[Engine]:
 
     local = _local_workers(address)
     cluster = (
-        LocalCluster(  # type: ignore[no-untyped-call]
+        LocalCluster(
             n_workers=local,
             threads_per_worker=1,
             processes=True,
@@ -111,7 +111,7 @@ def _connect(target: Any) -> Any:
     from distributed import Client
 
     try:
-        return Client(target, timeout=CONNECT_SECONDS)  # type: ignore[no-untyped-call]
+        return Client(target, timeout=CONNECT_SECONDS)
     except (OSError, TimeoutError) as exc:
         raise ClusterError(
             f"cannot reach the Dask scheduler {target!r} that {SCHEDULER_ENV} names within "
