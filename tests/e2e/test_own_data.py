@@ -156,7 +156,6 @@ TABLES = [
         refusal="set target.drop_missing: true",
         inference="classification target 'ascites' (2 classes)",
         warns=("column 'id' is unique on 418 of 418 rows, like an ID",),
-        dvc=True,
     ),
     # A True/False target (CSV text pandas reads as booleans), 7 % treated.
     Table(
