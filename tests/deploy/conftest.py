@@ -90,11 +90,16 @@ def releases(reproduced_repo: Repo, tmp_path_factory: pytest.TempPathFactory) ->
 
 @dataclass
 class Load:
-    """Clients posting a body in a loop, without pause; each answer's model, colour and time kept."""
+    """Clients posting a body in a loop; each answer's model, colour and time kept.
+
+    Each client waits `pause` between answers: a few hundred requests a second, more than any
+    canary step or shadow needs, instead of a flood whose clients burned a core the suite's other
+    process needed (these tests run beside it)."""
 
     url: str
     record: dict | list
     clients: int = 4
+    pause: float = 0.01
     answered: list[str] = field(default_factory=list)  # model hash per successful answer, in order
     failed: list[str] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)  # every answer's, failed ones too
@@ -120,6 +125,7 @@ class Load:
                     self.labels.append(body.get("labels", []))
                 else:
                     self.failed.append(f"{response.status_code} {response.text[:200]}")
+                self._stop.wait(self.pause)
 
     @property
     def total(self) -> int:
