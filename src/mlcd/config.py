@@ -28,11 +28,11 @@ FLOAT32_MAX = 3.4028234663852886e38
 EXTERNAL_DATA = "data/external"
 
 Task = Literal["classification", "regression"]
-EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "ridge"]
+EstimatorName = Literal["logistic_regression", "random_forest", "hist_gradient_boosting", "ridge", "xgboost"]
 # Which estimators fit which task (the first is the default `mlcd data use` picks): the one list.
 ESTIMATORS: dict[str, tuple[str, ...]] = {
-    "classification": ("logistic_regression", "random_forest", "hist_gradient_boosting"),
-    "regression": ("ridge", "random_forest", "hist_gradient_boosting"),
+    "classification": ("logistic_regression", "random_forest", "hist_gradient_boosting", "xgboost"),
+    "regression": ("ridge", "random_forest", "hist_gradient_boosting", "xgboost"),
 }
 # What data.advice warns about; data.fail_on lists the kinds that stop validate.
 WarningKind = Literal["id_column", "near_constant", "leak", "imbalance", "split_overlap"]
@@ -141,6 +141,16 @@ class RidgeParams(Section):
     alpha: float = Field(1.0, ge=0)
 
 
+class XGBoostParams(Section):
+    """XGBoost's histogram trees (the `xgboost` extra); names as in XGBoost's scikit-learn API."""
+
+    n_estimators: int = Field(100, ge=1, le=10_000)
+    max_depth: int = Field(6, ge=1, le=64)
+    learning_rate: float = Field(0.3, gt=0, le=1)
+    min_child_weight: float = Field(1.0, ge=0)
+    max_bin: int = Field(256, ge=2, le=65_536)
+
+
 class ValueRange(Section):
     """`{range: [start, stop, step]}`: start, start + step, ... up to stop, both ends included."""
 
@@ -203,6 +213,7 @@ class TrainParams(Section):
     random_forest: RandomForestParams = RandomForestParams()
     hist_gradient_boosting: HistGradientBoostingParams = HistGradientBoostingParams()
     ridge: RidgeParams = RidgeParams()
+    xgboost: XGBoostParams = XGBoostParams()
     search: SearchParams = SearchParams()
 
     @model_validator(mode="after")

@@ -31,6 +31,7 @@ EXTRA_OF_MODULE: dict[str, str] = {
     **dict.fromkeys(("orjson", "prometheus_client", "uvicorn"), "serve"),
     "mlflow": "mlflow",
     **dict.fromkeys(("dask", "distributed"), "dask"),
+    **dict.fromkeys(("xgboost", "onnxmltools"), "xgboost"),
 }
 
 

@@ -128,7 +128,7 @@ def _sources(name: str) -> dict:
     return {"source": f"data/external/{name}.parquet", "schema": f"data/schemas/{name}.yaml"}
 
 
-@pytest.mark.parametrize("estimator", ["random_forest", "hist_gradient_boosting"])
+@pytest.mark.parametrize("estimator", ["random_forest", "hist_gradient_boosting", "xgboost"])
 def test_trees_fit_a_regression_and_pass_parity_on_the_targets_scale(tmp_path, estimator):
     cars = vega_cars()
     project = _project(tmp_path, cars, "Miles_per_Gallon", "cars", drop_missing=True)
@@ -144,6 +144,24 @@ def test_trees_fit_a_regression_and_pass_parity_on_the_targets_scale(tmp_path, e
     assert manifest.parity is not None
     assert manifest.parity.target_scale == pytest.approx(target.std(ddof=0))
     assert manifest.parity.max_abs_diff <= manifest.parity.tolerance
+
+
+def test_xgboost_answers_with_the_tables_own_labels_and_passes_parity(tmp_path):
+    """Penguins: three text classes, text features, gaps. XGBoost itself knows classes 0..2 only;
+    the model, its metrics and the ONNX bundle speak of the species."""
+    from mlcd.modeling.model_io import load_model
+
+    project = _project(tmp_path, penguins(), "species", "penguins")
+    paths, manifest = run_pipeline_in_process(
+        project, {"data": _sources("penguins"), "train": {"estimator": "xgboost", "cv_folds": 0}}
+    )
+    assert list(load_model(paths.model).classes_) == ["Adelie", "Chinstrap", "Gentoo"]
+    assert manifest.parity is not None and manifest.parity.label_mismatches == 0
+    assert manifest.parity.max_abs_diff <= manifest.parity.tolerance == 1e-5
+    assert manifest.metrics["accuracy"] > 0.95
+    assert {"xgboost-cpu", "onnxmltools"} <= set(manifest.versions)
+    examples = json.loads((paths.bundle / "examples.json").read_text())
+    assert set(examples["labels"]) <= {"Adelie", "Chinstrap", "Gentoo"}
 
 
 def test_the_bundle_keeps_only_what_the_training_split_shows(tmp_path):
@@ -251,7 +269,7 @@ def test_group_by_keeps_every_id_on_one_side_and_must_name_a_column(tmp_path):
 def test_class_weight_balanced_reaches_the_estimator_and_is_refused_for_regression(tmp_path):
     from mlcd.modeling.train import build_estimator
 
-    for estimator in ("logistic_regression", "random_forest", "hist_gradient_boosting"):
+    for estimator in ("logistic_regression", "random_forest", "hist_gradient_boosting", "xgboost"):
         train = parse_params({"train": {"estimator": estimator, "class_weight": "balanced"}}).train
         assert build_estimator(train).get_params()["class_weight"] == "balanced"
     with pytest.raises(ConfigError, match="class_weight is for classification"):

@@ -51,6 +51,20 @@ REGRESSION = {
             id="logistic-l1",
         ),
         pytest.param(REGRESSION, {"r2": 0.35}, id="ridge"),
+        # The labels are text ("malignant"): XGBoost itself takes 0..n-1 only.
+        pytest.param({"train": {"estimator": "xgboost"}}, {"roc_auc": 0.97}, id="xgboost"),
+        pytest.param(
+            {
+                **REGRESSION,
+                "train": {
+                    "task": "regression",
+                    "estimator": "xgboost",
+                    "xgboost": {"max_depth": 2, "learning_rate": 0.05},
+                },
+            },
+            {"r2": 0.25},
+            id="xgboost-regression",
+        ),
     ],
 )
 def test_estimator_trains_scores_and_exports(project, overrides, floor):

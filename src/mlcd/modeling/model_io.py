@@ -26,6 +26,11 @@ TRUSTED_TYPES = frozenset(
         "numpy.dtype",
         "sklearn.tree._tree.Tree",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        # train.estimator: xgboost (modeling/xgboost_models.py); XGBoost keeps its trees in a Booster.
+        "mlcd.modeling.xgboost_models.LabelledXGBClassifier",
+        "xgboost.sklearn.XGBClassifier",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.core.Booster",
     }
 )
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)

@@ -20,6 +20,7 @@ from mlcd.modeling.features import build_preprocessor
 from mlcd.modeling.model_io import save_model
 
 LINEAR = frozenset({"logistic_regression", "ridge"})
+DENSE = frozenset({"hist_gradient_boosting", "xgboost"})
 
 
 def cv_scoring(task: str, n_classes: int) -> tuple[str, ...]:
@@ -71,6 +72,10 @@ def build_estimator(params: TrainParams) -> BaseEstimator:
         if regression:
             return HistGradientBoostingRegressor(**boosting)
         return HistGradientBoostingClassifier(**boosting, class_weight=params.class_weight)
+    if params.estimator == "xgboost":
+        from mlcd.modeling.xgboost_models import build_xgboost
+
+        return build_xgboost(params)
     return Ridge(alpha=params.ridge.alpha)
 
 
@@ -82,7 +87,8 @@ def build_pipeline(schema: DatasetSchema, params: TrainParams) -> Pipeline:
                 build_preprocessor(
                     schema,
                     scale=params.estimator in LINEAR,
-                    dense=params.estimator == "hist_gradient_boosting",
+                    # XGBoost would read a sparse matrix's absent entries as missing, not as zeros.
+                    dense=params.estimator in DENSE,
                 ),
             ),
             ("model", build_estimator(params)),
