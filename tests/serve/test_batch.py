@@ -12,6 +12,7 @@ from mlcd.cluster import SCHEDULER_ENV
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.batch import predict_table
+from mlcd.serve.model import BundleModel
 from mlcd.serve.scoring import LABEL_COLUMN, PROBABILITY_PREFIX
 from mlcd.serve.server import load
 
@@ -162,3 +163,61 @@ def test_a_worker_killed_mid_scoring_has_its_batches_run_again(served, table, tm
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "there.parquet"), pd.read_parquet(tmp_path / "here.parquet")
     )
+
+
+def test_columns_read_at_once_answer_exactly_as_records_and_odd_ones_go_record_by_record(
+    served, table, tmp_path, monkeypatch
+):
+    """The column-wise path (serve/scoring.number_columns) against /predict's record-by-record reading
+    of the same file: integer and float32 columns give the same bytes; a boolean, a gap and an integer
+    beyond float64's exact ones are left to the record path, which names them as /predict does."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from mlcd.serve import scoring
+
+    bundle, _ = served
+    mixed = table.assign(
+        mean_radius=table["mean_radius"].round().astype("int64"),
+        mean_texture=table["mean_texture"].astype("float32"),
+    )
+    source = tmp_path / "mixed.parquet"
+    mixed.to_parquet(source)
+    read_at_once = []
+    reader = scoring.number_columns
+    monkeypatch.setattr(
+        scoring, "number_columns", lambda *a: read_at_once.append(reader(*a)) or read_at_once[-1]
+    )
+    predict_table(source, tmp_path / "columns.parquet", bundle, batch_rows=50)
+    assert all(numbers is not None for numbers in read_at_once) and len(read_at_once) == 3
+    monkeypatch.setattr(scoring, "number_columns", lambda *a: None)
+    predict_table(source, tmp_path / "records.parquet", bundle, batch_rows=50)
+    assert pq.read_table(tmp_path / "columns.parquet").equals(pq.read_table(tmp_path / "records.parquet"))
+    monkeypatch.setattr(scoring, "number_columns", reader)
+
+    def with_radius(column: pa.Array) -> pa.Table:
+        frame = pa.Table.from_pandas(table, preserve_index=False)
+        return frame.set_column(frame.schema.get_field_index("mean_radius"), "mean_radius", column)
+
+    refused = {
+        "boolean": (
+            pa.array([True] * len(table)),
+            "row 1, column 'mean_radius': expected a number, got a boolean",
+        ),
+        "gap": (
+            pa.array([1.0, None] + [1.0] * (len(table) - 2)),
+            "row 2, column 'mean_radius': may not be null",
+        ),
+    }
+    for name, (column, said) in refused.items():
+        pq.write_table(with_radius(column), tmp_path / f"{name}.parquet")
+        with pytest.raises(DataValidationError) as raised:
+            predict_table(tmp_path / f"{name}.parquet", tmp_path / "out.parquet", bundle)
+        assert said in str(raised.value), (name, str(raised.value))
+    # 2**53 + 1 has no float64: read as /predict reads the JSON integer, straight to float32.
+    huge = with_radius(pa.array([2**53 + 1] * len(table), pa.int64()))
+    model = BundleModel(bundle)
+    features = [f.name for f in model.features]
+    assert scoring.number_columns(model.layout, features, huge.to_batches()[0]) is None
+    pq.write_table(huge, tmp_path / "huge.parquet")
+    assert predict_table(tmp_path / "huge.parquet", tmp_path / "out.parquet", bundle).rows == len(table)

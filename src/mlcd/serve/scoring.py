@@ -12,9 +12,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from mlcd.errors import DataValidationError
 from mlcd.serve.asgi import PayloadError
-from mlcd.serve.model import BundleModel, NonFiniteAnswerError
+from mlcd.serve.model import BundleModel, Layout, NonFiniteAnswerError
 from mlcd.serve.payload import problem_place, to_batch
 
 LABEL_COLUMN = "predicted_label"
@@ -47,11 +49,15 @@ def score_batch(model: BundleModel, columns: Columns, batch: Any, first_row: int
     """The output table for one pyarrow record batch: its keys, then the model's answers."""
     import pyarrow as pa
 
-    rows = batch.select(columns.features).to_pylist()
-    records = [{k: _sent(v) for k, v in row.items()} for row in rows]
     try:
-        inputs = to_batch(records, model.layout, len(records))
-        result = model.predict(inputs.numbers, inputs.texts)
+        numbers = number_columns(model.layout, columns.features, batch)
+        if numbers is not None:
+            result = model.predict(numbers, {})
+        else:
+            rows = batch.select(columns.features).to_pylist()
+            records = [{k: _sent(v) for k, v in row.items()} for row in rows]
+            inputs = to_batch(records, model.layout, len(records))
+            result = model.predict(inputs.numbers, inputs.texts)
     except PayloadError as exc:
         raise DataValidationError(
             f"{columns.source}: rows that /predict would refuse; nothing was written",
@@ -69,6 +75,37 @@ def score_batch(model: BundleModel, columns: Columns, batch: Any, first_row: int
     else:
         out.append(result["predictions"])
     return pa.table(out, schema=columns.schema)
+
+
+# Integers beyond 2**53 are not all floats: a column holding one is read value by value, as /predict
+# reads it, rather than through float64 (which would round it twice on the way to float32).
+_EXACT_INTEGERS = 2**53
+
+
+def number_columns(layout: Layout, features: list[str], batch: Any) -> np.ndarray | None:
+    """/predict's all-numbers case read column by column: the float32 matrix when every feature is
+    present as an integer or float column without a gap, each value within its feature's bounds
+    (NaN fails them). None: the batch is read record by record, which names each problem exactly as
+    /predict does. On the bundled data 500k rows a second against 39k
+    record by record (benchmarks/scale.py measures it)."""
+    import pyarrow.types as types
+
+    if not layout.only_numbers or len(features) != len(layout.names):
+        return None
+    matrix = np.empty((batch.num_rows, len(layout.names)), dtype=np.float64)
+    for index, name in enumerate(layout.names):
+        column = batch.column(name)
+        integer = types.is_integer(column.type)
+        if column.null_count or not (integer or types.is_floating(column.type)):
+            return None
+        values = column.to_numpy(zero_copy_only=False)
+        if integer and values.size and (values.max() > _EXACT_INTEGERS or values.min() < -_EXACT_INTEGERS):
+            return None
+        matrix[:, index] = values
+    low, high = np.array(layout.bounds, dtype=np.float64).T
+    if not ((matrix >= low) & (matrix <= high)).all():
+        return None
+    return matrix.astype(np.float32)
 
 
 def _sent(value: Any) -> Any:
