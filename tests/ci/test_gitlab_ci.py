@@ -69,8 +69,9 @@ def test_merge_request_with_a_param_change_passes_and_posts_the_note(
         # The check job runs all it runs on GitLab (ruff, mypy, hadolint, the schema check, pytest
         # with its JUnit and coverage reports), but pytest on one module in one process only: the
         # fast tier itself is part of this suite, and here what is tested is the job (about 110 s
-        # less; `-n 0` spares two xdist workers' start-up).
-        "PYTEST_ADDOPTS": "-n 0 tests/unit/test_layers.py",
+        # less; `-n 0` spares two xdist workers' start-up). A basetemp of its own: by default pytest
+        # would delete the older runs' folders under /tmp/pytest-of-<user>, gigabytes on this machine.
+        "PYTEST_ADDOPTS": f"-n 0 tests/unit/test_layers.py --basetemp {tmp_path / 'check-basetemp'}",
     }
     try:
         run = gitlab.run("check", "reproduce", "report", variables=variables, unset=MR_UNSET)

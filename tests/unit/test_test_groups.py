@@ -18,8 +18,8 @@ from ..helpers import PROJECT_ROOT, command_env
 MODULE = "tests/unit/test_layers.py"  # two fast tests, no fixtures
 
 
-@pytest.mark.slow  # starts pytest and two xdist processes: 10 to 17 s, outside the fast tier
-def test_a_modules_tests_run_in_one_process_under_xdist():
+@pytest.mark.slow  # starts pytest and two xdist processes: 3 to 6 s, outside the fast tier
+def test_a_modules_tests_run_in_one_process_under_xdist(tmp_path):
     done = subprocess.run(
         [
             sys.executable,
@@ -33,6 +33,10 @@ def test_a_modules_tests_run_in_one_process_under_xdist():
             "loadgroup",
             "-p",
             "no:cacheprovider",
+            # Its own temporary folder: by default a pytest run deletes all but the three newest under
+            # /tmp/pytest-of-<user>, gigabytes of earlier runs' repositories (20 s of this test's 28).
+            "--basetemp",
+            str(tmp_path / "basetemp"),
         ],
         cwd=PROJECT_ROOT,
         env={**command_env(), "PYTEST_ADDOPTS": ""},
