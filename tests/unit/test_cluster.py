@@ -137,7 +137,8 @@ def test_a_worker_with_other_package_versions_is_named(cluster, tmp_path, monkey
 def test_a_scheduler_without_workers_is_named(cluster, monkeypatch):
     _without_workers(cluster)
     monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
-    monkeypatch.setattr("mlcd.cluster.CONNECT_SECONDS", 2)  # the wait is the product's; its length is not tested
+    # The wait is the product's; its length is not what is tested.
+    monkeypatch.setattr("mlcd.cluster.CONNECT_SECONDS", 2)
     expected = r"has no workers after 2 s; start some \(`dask worker tcp://"
     with pytest.raises(ClusterError, match=expected), engine():
         pass
