@@ -61,7 +61,7 @@ def assert_clean(done: subprocess.CompletedProcess[str], stderr: str) -> None:
 @pytest.mark.e2e
 def test_the_api_keeps_its_published_contract(built_project, tmp_path):
     with served(built_project / "models" / "bundle") as (port, process):
-        done = schemathesis(port, tmp_path, "--max-examples", "100")
+        done = schemathesis(port, tmp_path, "--max-examples", "60")
         process.terminate()
         _, stderr = process.communicate(timeout=20)
     assert_clean(done, stderr)
