@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -274,3 +277,26 @@ def loopback_cluster() -> Any:
         scheduler_port=0,
         dashboard_address=None,
     )
+
+
+@contextmanager
+def a_worker_killed_when_busy(cluster: Any) -> Iterator[threading.Event]:
+    """kill -9 of one of `cluster`'s worker processes as soon as the scheduler has a task in
+    flight, while the block runs; the event says whether it happened (else the test proved nothing)."""
+    from distributed import Client
+
+    with Client(cluster) as watcher:
+        victim = next(iter(watcher.run(os.getpid).values()))
+        killed = threading.Event()
+
+        def kill_when_busy() -> None:
+            deadline = time.monotonic() + 60
+            while not any(watcher.processing().values()) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            os.kill(victim, signal.SIGKILL)
+            killed.set()
+
+        killer = threading.Thread(target=kill_when_busy, daemon=True)
+        killer.start()
+        yield killed
+        killer.join(60)

@@ -16,7 +16,7 @@ from mlcd.serve.model import BundleModel
 from mlcd.serve.scoring import LABEL_COLUMN, PROBABILITY_PREFIX
 from mlcd.serve.server import load
 
-from ..helpers import loopback_cluster
+from ..helpers import a_worker_killed_when_busy, loopback_cluster
 
 JSON = {"content-type": "application/json"}
 
@@ -132,33 +132,13 @@ def test_a_worker_killed_mid_scoring_has_its_batches_run_again(served, table, tm
     """kill -9 of a worker process while batches are in flight: Dask runs its batches again on the
     other worker (each batch travels in its task; the bundle was sent to both), so the output is
     whole and the same as here."""
-    import os
-    import signal
-    import threading
-    import time
-
-    from distributed import Client
-
     bundle, _ = served
     source = tmp_path / "in.parquet"
     pd.concat([table] * 20, ignore_index=True).to_parquet(source)  # about 11,000 rows, 570 batches
     predict_table(source, tmp_path / "here.parquet", bundle, batch_rows=20)
-    with loopback_cluster() as cluster, Client(cluster) as watcher:
-        victim = next(iter(watcher.run(os.getpid).values()))
-        killed = threading.Event()
-
-        def kill_when_busy() -> None:
-            deadline = time.monotonic() + 60
-            while not any(watcher.processing().values()) and time.monotonic() < deadline:
-                time.sleep(0.005)
-            os.kill(victim, signal.SIGKILL)
-            killed.set()
-
+    with loopback_cluster() as cluster, a_worker_killed_when_busy(cluster) as killed:
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
-        killer = threading.Thread(target=kill_when_busy, daemon=True)
-        killer.start()
         predict_table(source, tmp_path / "there.parquet", bundle, batch_rows=20)
-        killer.join(60)
     assert killed.is_set(), "no worker was ever busy: the test proved nothing"
     pd.testing.assert_frame_equal(
         pd.read_parquet(tmp_path / "there.parquet"), pd.read_parquet(tmp_path / "here.parquet")

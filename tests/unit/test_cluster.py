@@ -4,12 +4,9 @@ the stage's committed outputs stay as they were."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 
@@ -20,7 +17,7 @@ from mlcd.config import ProjectPaths, load_params
 from mlcd.errors import ClusterError
 from mlcd.modeling.train import run_train
 
-from ..helpers import loopback_cluster
+from ..helpers import a_worker_killed_when_busy, loopback_cluster
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
 
@@ -46,7 +43,6 @@ def _outputs(paths: ProjectPaths) -> dict[str, bytes]:
 def test_a_worker_killed_mid_search_is_a_clear_error_or_the_same_result(
     cluster, built_project, tmp_path, monkeypatch
 ):
-    from distributed import Client
 
     shutil.copytree(built_project, tmp_path / "project")
     paths = ProjectPaths(tmp_path / "project")
@@ -57,27 +53,13 @@ def test_a_worker_killed_mid_search_is_a_clear_error_or_the_same_result(
     run_train(params.data, train, paths)  # here: the outputs a developer committed
     committed = _outputs(paths)
 
-    watcher = Client(cluster)
-    victim = next(iter(watcher.run(os.getpid).values()))
-    killed = threading.Event()
-
-    def kill_when_busy() -> None:
-        deadline = time.monotonic() + 60
-        while not any(watcher.processing().values()) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.kill(victim, signal.SIGKILL)
-        killed.set()
-
-    monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
-    killer = threading.Thread(target=kill_when_busy, daemon=True)
-    killer.start()
-    try:
-        run_train(params.data, train, paths)
-    except ClusterError as exc:
-        assert "a Dask worker of tcp://127.0.0.1:" in str(exc) and "died" in str(exc), exc
-        assert "nothing was written" in str(exc)
-    killer.join(60)
-    watcher.close()
+    with a_worker_killed_when_busy(cluster) as killed:
+        monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
+        try:
+            run_train(params.data, train, paths)
+        except ClusterError as exc:
+            assert "a Dask worker of tcp://127.0.0.1:" in str(exc) and "died" in str(exc), exc
+            assert "nothing was written" in str(exc)
     assert killed.is_set(), "the worker was never busy: the test proved nothing"
     # Either Dask ran the lost fits again (the same outputs) or the stage stopped before writing.
     assert _outputs(paths) == committed
