@@ -165,9 +165,12 @@ def test_columns_read_at_once_answer_exactly_as_records_and_odd_ones_go_record_b
     mixed.to_parquet(source)
     read_at_once = []
     reader = scoring.number_columns
-    monkeypatch.setattr(
-        scoring, "number_columns", lambda *a: read_at_once.append(reader(*a)) or read_at_once[-1]
-    )
+
+    def watched(*args):
+        read_at_once.append(reader(*args))
+        return read_at_once[-1]
+
+    monkeypatch.setattr(scoring, "number_columns", watched)
     predict_table(source, tmp_path / "columns.parquet", bundle, batch_rows=50)
     assert all(numbers is not None for numbers in read_at_once) and len(read_at_once) == 3
     monkeypatch.setattr(scoring, "number_columns", lambda *a: None)
