@@ -2,6 +2,7 @@
 
 Run: uv run python benchmarks/scale.py search [--rounds N]
      uv run python benchmarks/scale.py predict [--rows N] [--rounds N]   (needs models/bundle: dvc repro)
+     uv run python benchmarks/scale.py data [--rows N ...] [--partition-rows P]
 
 search: a grid of 6 random-forest candidates (10 or 20 trees) x 4 folds (24 fits) on 100,000
 synthetic rows of 20 features, through mlcd's own run_search, three ways in alternation: one
@@ -11,6 +12,10 @@ process, joblib's default backend (loky, 2 processes) and a LocalCluster of 2 wo
 predict: `mlcd predict`'s predict_table on N rows (test rows of the bundle's data drawn with
 replacement), here and on a LocalCluster of 2 workers, against a plain onnxruntime loop over the same
 file (read a batch, make the float32 matrix, run the session: no validation, no output file).
+data: the data stages (ingest, validate, preprocess) on N synthetic rows, each in its own process as
+DVC runs it, read whole (data.partition_rows: null) and in partitions of P rows: each stage's wall
+time and peak RSS (the process's ru_maxrss). Whole is skipped where it would not fit (about 600 bytes
+a row: 10M rows need 6 GB, 50M about 30 GB).
 Prints tables; asserts nothing but the equal best values.
 """
 
@@ -142,6 +147,58 @@ def _plain_loop(source: Path, bundle: Path) -> None:
         session.run(None, {feed: matrix.astype(np.float32)})
 
 
+DATA_STAGES = ("ingest", "validate", "preprocess")
+WHOLE_BYTES_PER_ROW = 600  # measured: validate's peak read whole, 6.2 GB at 10M rows
+
+
+def _stage_process(stage: str, project: Path) -> tuple[float, float]:
+    """(seconds, peak RSS in GB) of `python -m mlcd <stage>` in `project`."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mlcd", stage], cwd=project, env=env, stdout=subprocess.DEVNULL
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode:
+        raise SystemExit(f"{stage} failed ({process.returncode}) in {project}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024**2
+
+
+def bench_data(rows_list: list[int], partition_rows: int) -> None:
+    import shutil
+
+    import yaml
+
+    available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    print("| rows | read | stage | seconds | µs per row | peak RSS GB |")
+    print("|---:|---|---|---:|---:|---:|")
+    for rows in rows_list:
+        for partitions in (None, partition_rows):
+            if partitions is None and rows * WHOLE_BYTES_PER_ROW > 0.8 * available:
+                needed = rows * WHOLE_BYTES_PER_ROW / 1e9
+                print(f"| {rows:,} | whole | (skipped: about {needed:.0f} GB) | | | |")
+                continue
+            with tempfile.TemporaryDirectory(prefix="mlcd-bench-data-") as folder:
+                project = Path(folder)
+                shutil.copy(ROOT / "params.yaml", project / "params.yaml")
+                shutil.copytree(ROOT / "data" / "schemas", project / "data" / "schemas")
+                params = yaml.safe_load((project / "params.yaml").read_text())
+                params["data"] |= {"source": "synthetic", "rows": rows, "partition_rows": partitions}
+                (project / "params.yaml").write_text(yaml.safe_dump(params))
+                read = "whole" if partitions is None else f"{partitions:,} at a time"
+                for stage in DATA_STAGES:
+                    seconds, peak = _stage_process(stage, project)
+                    print(
+                        f"| {rows:,} | {read} | {stage} | {seconds:.1f} | {seconds / rows * 1e6:.2f} "
+                        f"| {peak:.2f} |",
+                        flush=True,
+                    )
+
+
 def _ratio_table(title: str, seconds: dict[str, list[float]], base: str) -> None:
     print(f"| {title} | median s | min s | max s | speed-up vs {base} (median, range) |")
     print("|---|---:|---:|---:|---:|")
@@ -157,14 +214,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("what", choices=["search", "predict"])
+    parser.add_argument("what", choices=["search", "predict", "data"])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--rows", type=int, default=1_000_000, help="predict: rows scored")
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="predict, data: rows")
+    parser.add_argument("--partition-rows", type=int, default=1_000_000, help="data: rows per partition")
     args = parser.parse_args()
     if args.what == "search":
         bench_search(args.rounds)
+    elif args.what == "data":
+        bench_data(args.rows, args.partition_rows)
     else:
-        bench_predict(args.rows, args.rounds)
+        bench_predict(args.rows[0], args.rounds)
 
 
 if __name__ == "__main__":  # LocalCluster's worker processes spawn and import this file again

@@ -11,7 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import Repo, clone_repo, copy_params_and_data, new_repo, run_pipeline_in_process
+from .helpers import (
+    VENV_BIN,
+    Repo,
+    clone_repo,
+    copy_params_and_data,
+    new_repo,
+    run_pipeline_in_process,
+    start_service,
+)
 from .system import built_once
 
 # Markers and fixtures that make a test slow: kept out of the fast tier (`-m "not slow"`).
@@ -88,3 +96,27 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     assert done.returncode == 0, f"mounting a tmpfs needs root: {done.stderr.decode()}"
     yield mount
     subprocess.run(["umount", "--lazy", str(mount)], check=True)
+
+
+@pytest.fixture
+def s3_endpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto's S3 server on loopback (in memory, empty) and the AWS variables that point there."""
+    from mlcd.http_client import free_port
+
+    port = str(free_port())
+    process = start_service(
+        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", port],
+        f"http://127.0.0.1:{port}/",
+        tmp_path / "moto.log",
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    yield endpoint
+    process.terminate()
+    process.wait(10)

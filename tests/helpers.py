@@ -245,9 +245,9 @@ def rewritten_bundle(bundle: Path, target: Path, change: Callable[[dict[str, Any
 def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, Any]:
     """Every stage's function in this process (no dvc): (ProjectPaths, the bundle's Manifest)."""
     from mlcd.config import ProjectPaths, load_params, parse_params
+    from mlcd.data.partitions import run_preprocess
     from mlcd.data.sources import run_ingest
-    from mlcd.data.split import run_preprocess
-    from mlcd.data.validation import run_validate
+    from mlcd.data.validation_partitions import run_validate
     from mlcd.modeling.evaluate import run_evaluate
     from mlcd.modeling.package import run_package
     from mlcd.modeling.train import run_train

@@ -21,6 +21,8 @@ PARAMS_FILE = "params.yaml"
 LOCK_FILE = "dvc.lock"
 BUILTIN_SOURCES = ("sklearn:breast_cancer", "sklearn:diabetes", "synthetic")
 FILE_SUFFIXES = (".csv", ".csv.gz", ".tsv", ".tsv.gz", ".parquet", ".pq")
+# A data.source read as a set of Parquet files: an object-store prefix, or a folder (written with a final /).
+S3_SCHEME = "s3://"
 # The largest float32 (numpy.finfo(numpy.float32).max): train reads features as float32 and the
 # ONNX model computes in it, so validation and the API refuse values beyond it.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -79,6 +81,9 @@ class DataParams(Section):
     encoding: str = "utf-8"
     # Warnings (README, "Data warnings") that fail validate instead of only being reported.
     fail_on: list[WarningKind] = []
+    # Rows per partition: ingest, validate and preprocess stream the table this many rows at a time,
+    # so their memory is bounded by a partition (README, "Data beyond memory"); null reads it whole.
+    partition_rows: int | None = Field(None, ge=10)
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False)
 
@@ -87,9 +92,16 @@ class DataParams(Section):
     def _known_source(cls, value: str) -> str:
         if value in BUILTIN_SOURCES:
             return value
+        if value.startswith(S3_SCHEME):
+            if len(value) <= len(S3_SCHEME) or value[len(S3_SCHEME)] == "/":
+                raise ValueError(f"{value!r} names no bucket: write s3://bucket/prefix/")
+            return value
         allowed = ", ".join(repr(s) for s in BUILTIN_SOURCES)
-        if not value.lower().endswith(FILE_SUFFIXES):
-            raise ValueError(f"expected {allowed} or a path to a {'/'.join(FILE_SUFFIXES)} file")
+        if not value.lower().endswith(FILE_SUFFIXES) and not value.endswith("/"):
+            raise ValueError(
+                f"expected {allowed}, a path to a {'/'.join(FILE_SUFFIXES)} file, a folder of Parquet "
+                f"files (ending in /) or an {S3_SCHEME}bucket/prefix/"
+            )
         parts = PurePosixPath(value).parts
         if parts[:2] != tuple(EXTERNAL_DATA.split("/")) or ".." in parts or len(parts) < 3:
             raise ValueError(

@@ -17,7 +17,7 @@ import pytest
 
 from mlcd.config import ProjectPaths, parse_params
 from mlcd.data.sources import run_ingest
-from mlcd.data.validation import run_validate
+from mlcd.data.validation_partitions import run_validate
 from mlcd.errors import ConfigError, DataValidationError, SourceError
 
 CSV = "data/external/table.csv"

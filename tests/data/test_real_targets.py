@@ -206,7 +206,7 @@ def test_the_bundle_keeps_only_what_the_training_split_shows(tmp_path):
 def _validate(tmp_path: Path, frame: pd.DataFrame, target: str, name: str, overrides: dict) -> dict:
     from mlcd.config import ProjectPaths
     from mlcd.data.sources import run_ingest
-    from mlcd.data.validation import run_validate
+    from mlcd.data.validation_partitions import run_validate
 
     project = _project(tmp_path, frame, target, name)
     raw = {"data": {**_sources(name), **overrides.pop("data", {})}, **overrides}
@@ -238,7 +238,7 @@ def test_the_default_data_has_no_warnings():
 
 
 def test_group_by_keeps_every_id_on_one_side_and_must_name_a_column(tmp_path):
-    from mlcd.data.split import run_preprocess
+    from mlcd.data.partitions import run_preprocess
 
     biopsy = r_dataset("biopsy")
     overrides = {"data": {"max_duplicate_fraction": 0.02}, "preprocess": {"group_by": "ID"}}

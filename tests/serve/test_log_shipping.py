@@ -4,7 +4,6 @@ files wait, counted, and go up at the next start."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -19,7 +18,7 @@ from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.rotating_log import LogSettings, closed_files, log_settings
 from mlcd.serve.server import load
 
-from ..helpers import VENV_BIN, run, start_service
+from ..helpers import run
 
 TARGET = "diagnosis"
 BUCKET = "mlcd-logs"
@@ -27,25 +26,9 @@ REMOTE = f"s3://{BUCKET}/prod/api"
 
 
 @pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = str(free_port())
-    process = start_service(
-        [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", port],
-        f"http://127.0.0.1:{port}/",
-        tmp_path / "moto.log",
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    for name, value in {
-        "AWS_ENDPOINT_URL": endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+def s3(s3_endpoint: str) -> str:
     boto3.client("s3").create_bucket(Bucket=BUCKET)
-    yield endpoint
-    process.terminate()
-    process.wait(10)
+    return s3_endpoint
 
 
 def _serve_and_label(bundle: Path, log: Path, rows: pd.DataFrame) -> None:

@@ -69,9 +69,18 @@ def test_estimator_must_fit_task():
 
 
 def test_unknown_source_lists_allowed_forms():
-    [problem] = problems_for({"data": {"source": "s3://bucket/data"}})
+    [problem] = problems_for({"data": {"source": "http://example.org/data"}})
     assert problem.startswith("data.source:")
-    assert "'synthetic'" in problem and ".csv" in problem
+    assert "'synthetic'" in problem and ".csv" in problem and "s3://" in problem and "ending in /" in problem
+
+
+def test_a_source_may_be_a_folder_or_an_s3_prefix_with_a_bucket():
+    assert parse_params({"data": {"source": "data/external/events/"}}).data.source == "data/external/events/"
+    assert parse_params({"data": {"source": "s3://bucket/events/"}}).data.source == "s3://bucket/events/"
+    [problem] = problems_for({"data": {"source": "s3:///events/"}})
+    assert "names no bucket" in problem
+    [problem] = problems_for({"data": {"source": "elsewhere/events/"}})
+    assert "not under data/external/" in problem
 
 
 def test_every_problem_is_reported_at_once():
@@ -141,8 +150,8 @@ def test_artifact_names_the_bundle():
 
 STAGE_MODULES = {
     "ingest": "mlcd.data.sources",
-    "validate": "mlcd.data.validation",
-    "preprocess": "mlcd.data.split",
+    "validate": "mlcd.data.validation_partitions",
+    "preprocess": "mlcd.data.partitions",
     "train": "mlcd.modeling.train",
     "evaluate": "mlcd.modeling.evaluate",
     "package": "mlcd.modeling.package",

@@ -27,7 +27,7 @@ def ingest(repo: RootOption = Path()) -> None:
 
 def validate(repo: RootOption = Path()) -> None:
     """Check the raw data against data.schema; list every problem, or write metrics/data.json."""
-    from mlcd.data.validation import run_validate
+    from mlcd.data.validation_partitions import run_validate
 
     params, paths = setup(repo)
     run_validate(params, paths)
@@ -35,7 +35,7 @@ def validate(repo: RootOption = Path()) -> None:
 
 def preprocess(repo: RootOption = Path()) -> None:
     """Split the validated data into seeded, stratified train and test Parquet files."""
-    from mlcd.data.split import run_preprocess
+    from mlcd.data.partitions import run_preprocess
 
     params, paths = setup(repo)
     run_preprocess(params.data, params.preprocess, paths)

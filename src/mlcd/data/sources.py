@@ -7,14 +7,18 @@ local CSV/Parquet file, or a seeded synthetic generator for scale work.
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from mlcd.config import DataParams, ProjectPaths
+from mlcd.config import S3_SCHEME, DataParams, ProjectPaths
 from mlcd.console import progress, stage
 from mlcd.errors import SourceError
 from mlcd.files import human_size, write_with
@@ -22,6 +26,11 @@ from mlcd.files import human_size, write_with
 BREAST_CANCER_TARGET = "diagnosis"
 DIABETES_TARGET = "progression"
 SYNTHETIC_CHUNK_ROWS = 250_000
+# Where an s3:// source is served when it is not AWS (MinIO, moto): the variable AWS's own tools read.
+S3_ENDPOINT_VARIABLE = "AWS_ENDPOINT_URL"
+
+if TYPE_CHECKING:
+    import pyarrow.dataset as ds
 
 
 def _snake(name: str) -> str:
@@ -172,11 +181,102 @@ def read_source_file(path: Path, delimiter: str = ",", encoding: str = "utf-8") 
     return frame
 
 
+def is_parquet_set(source: str) -> bool:
+    """A folder of Parquet files (written with a final /) or an s3:// prefix."""
+    return source.startswith(S3_SCHEME) or source.endswith("/")
+
+
+def _s3_filesystem() -> pafs.S3FileSystem:
+    endpoint = os.environ.get(S3_ENDPOINT_VARIABLE)
+    if not endpoint:
+        return pafs.S3FileSystem()
+    scheme, _, host = endpoint.rpartition("://")
+    return pafs.S3FileSystem(endpoint_override=host.rstrip("/"), scheme=scheme or "https")
+
+
+def parquet_set(params: DataParams, paths: ProjectPaths) -> ds.Dataset:
+    """data.source's Parquet files, in the order of their names, as one dataset (read lazily).
+
+    An s3:// prefix is read where it lies, with the AWS credentials of the environment.
+    """
+    import pyarrow.dataset as ds
+
+    source = params.source
+    if source.startswith(S3_SCHEME):
+        filesystem: pafs.FileSystem = _s3_filesystem()
+        base = source[len(S3_SCHEME) :].rstrip("/")
+    else:
+        filesystem, base = pafs.LocalFileSystem(), str(paths.source(params))
+        if not Path(base).is_dir():
+            raise SourceError(f"data.source {source!r} is not a folder: put its Parquet files in it")
+    try:
+        found = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
+    except OSError as exc:  # pyarrow raises OSError for every S3 failure; its text says which
+        raise SourceError(f"cannot list data.source {source!r}: {exc}") from None
+    files = sorted(
+        f.path for f in found if f.type == pafs.FileType.File and f.path.lower().endswith(_PARQUET)
+    )
+    if not files:
+        raise SourceError(f"data.source {source!r} holds no .parquet files")
+    try:
+        return ds.dataset(files, format="parquet", filesystem=filesystem)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SourceError(f"cannot read data.source {source!r}: {exc}") from None
+
+
+def source_batches(params: DataParams, paths: ProjectPaths, rows: int) -> Iterator[pa.RecordBatch]:
+    """data.source `rows` rows at a time: what a partitioned ingest reads (Parquet sources only)."""
+    try:
+        if is_parquet_set(params.source):
+            yield from parquet_set(params, paths).to_batches(batch_size=rows)
+            return
+        path = paths.source(params)
+        if not path.name.lower().endswith(_PARQUET):
+            raise SourceError(
+                f"data.source {params.source!r}: partitioned ingest (data.partition_rows) reads Parquet; "
+                "convert the file to Parquet, or set data.partition_rows: null to read it whole"
+            )
+        if not path.is_file():
+            raise SourceError(f"data.source {params.source!r} does not exist: check the path in params.yaml")
+        _check_kind(path)
+        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a file whose columns disagree with the first
+        raise SourceError(f"cannot read data.source {params.source!r}: {exc}") from None
+
+
+def _write_batches(target: Path, batches: Iterator[pa.RecordBatch]) -> int:
+    rows, writer = 0, None
+    try:
+        with progress() as bar:
+            task = bar.add_task("partitions", total=None)
+            for batch in batches:
+                if writer is None:
+                    writer = pq.ParquetWriter(target, batch.schema)
+                writer.write_batch(batch)
+                rows += batch.num_rows
+                bar.advance(task, batch.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
+    if writer is None:
+        raise SourceError("data.source holds no rows")
+    return rows
+
+
+_BUNDLED = {
+    "sklearn:breast_cancer": breast_cancer_frame,
+    "sklearn:diabetes": diabetes_frame,
+}  # small: read whole
+
+
 def load_frame(params: DataParams, paths: ProjectPaths) -> pd.DataFrame:
-    if params.source == "sklearn:breast_cancer":
-        return breast_cancer_frame()
-    if params.source == "sklearn:diabetes":
-        return diabetes_frame()
+    if params.source in _BUNDLED:
+        return _BUNDLED[params.source]()
+    if is_parquet_set(params.source):
+        try:
+            return parquet_set(params, paths).to_table().to_pandas()
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise SourceError(f"cannot read data.source {params.source!r}: {exc}") from None
     return read_source_file(paths.source(params), params.delimiter, params.encoding)
 
 
@@ -186,6 +286,13 @@ def run_ingest(params: DataParams, paths: ProjectPaths) -> None:
         if params.source == "synthetic":
             write_with(target, lambda tmp: write_synthetic(tmp, params.rows, params.seed))
             log.add(f"{params.rows:,} synthetic rows (seed {params.seed})")
+        elif params.partition_rows and params.source not in _BUNDLED:
+            size = params.partition_rows
+            counted: list[int] = []
+            write_with(
+                target, lambda tmp: counted.append(_write_batches(tmp, source_batches(params, paths, size)))
+            )
+            log.add(f"{counted[0]:,} rows from {params.source}, {size:,} at a time")
         else:
             frame = load_frame(params, paths)
             write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))

@@ -8,6 +8,7 @@ loaded, which keeps memory near one copy of the data and start-up short.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -107,12 +108,17 @@ def split_rows(
     return split_indices(None if labels is None else codes_of(labels), rows, params)
 
 
-def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:
+def existing_raw_data(paths: ProjectPaths) -> Path:
+    """The raw dataset ingest writes, or the error saying to run ingest."""
+    if not paths.raw_data.is_file():
+        raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
+    return paths.raw_data
+
+
+def preprocess_in_memory(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:
     with stage("preprocess") as log:
         schema = load_schema(paths.schema(data))
-        if not paths.raw_data.is_file():
-            raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
-        table = tidy(pq.read_table(paths.raw_data, columns=schema.columns), schema)
+        table = tidy(pq.read_table(existing_raw_data(paths), columns=schema.columns), schema)
         labels = table[schema.target.name] if schema.task == "classification" else None
         groups = table[params.group_by] if params.group_by else None
         train, test = split_rows(labels, groups, table.num_rows, params)

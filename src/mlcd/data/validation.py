@@ -14,21 +14,23 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from mlcd.config import FLOAT32_MAX, DataParams, Params, PreprocessParams, ProjectPaths
-from mlcd.console import stage, warn
+from mlcd.config import FLOAT32_MAX, DataParams, PreprocessParams, ProjectPaths
 from mlcd.data.advice import data_warnings
 from mlcd.data.labels import series_labels
-from mlcd.data.schema import MAX_CLASSES, DatasetSchema, FeatureSpec, load_schema
+from mlcd.data.schema import MAX_CLASSES, DatasetSchema, FeatureSpec
+from mlcd.data.split import existing_raw_data
 from mlcd.datetimes import to_timestamps
-from mlcd.errors import DataValidationError, SourceError
-from mlcd.files import sha256_file, write_json
+from mlcd.errors import DataValidationError
 
 _EXAMPLES = 3
 
 
-def _rows(mask: np.ndarray) -> str:
-    """The first few rows named as the file counts them: data rows from 1, the header not counted."""
-    where = (np.flatnonzero(mask)[:_EXAMPLES] + 1).tolist()
+def rows_text(mask: np.ndarray, offset: int = 0) -> str:
+    """The first few rows named as the file counts them: data rows from 1, the header not counted.
+
+    `offset`: the rows before this partition (data.partition_rows).
+    """
+    where = (np.flatnonzero(mask)[:_EXAMPLES] + 1 + offset).tolist()
     more = ", ..." if mask.sum() > _EXAMPLES else ""
     return f"data rows {', '.join(map(str, where))}{more}"
 
@@ -40,26 +42,28 @@ def _some(values: list[Any], show: Callable[[Any], str] = repr, noun: str = "") 
     return shown + (f" and {len(values) - limit:,} more{noun}" if len(values) > limit else "")
 
 
-def _is_numeric(column: pd.Series) -> bool:
+def is_numeric(column: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
 
 
-def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
+def check_feature(spec: FeatureSpec, column: pd.Series, offset: int = 0, whole: bool = True) -> list[str]:
+    """A feature's problems; `whole`: the column is the whole table's, not one partition's, so
+    a column without values is a problem (a partition may lack them where others have some)."""
     name = spec.name
     missing = column.isna().to_numpy()
-    if len(column) and missing.all():
+    if whole and len(column) and missing.all():
         return [f"column {name!r} has no values: all {len(column):,} rows are missing"]
     problems = []
     if missing.any() and not spec.nullable:
         problems.append(
-            f"column {name!r}: {int(missing.sum()):,} missing values ({_rows(missing)}); "
+            f"column {name!r}: {int(missing.sum()):,} missing values ({rows_text(missing, offset)}); "
             "fill them at the source or set nullable: true in the schema"
         )
-    if spec.dtype == "category":
+    if spec.dtype == "category" or missing.all():
         return problems
     if spec.dtype == "datetime":
         return problems + _check_dates(name, column[~missing])
-    if not _is_numeric(column):
+    if not is_numeric(column):
         present = column[~missing]
         bad = present[pd.to_numeric(present, errors="coerce").isna()]
         example = f" (e.g. {bad.iloc[0]!r})" if len(bad) else ""
@@ -67,14 +71,14 @@ def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
         return [*problems, f"column {name!r}: expected {spec.dtype}, got {found}{example}"]
     values = column.to_numpy(dtype="float64", na_value=np.nan)
     if not np.isfinite(values[~missing]).all():
-        problems.append(f"column {name!r}: infinite values ({_rows(np.isinf(values))})")
+        problems.append(f"column {name!r}: infinite values ({rows_text(np.isinf(values), offset)})")
     with np.errstate(invalid="ignore"):
         huge = np.isfinite(values) & (np.abs(values) > FLOAT32_MAX)
     if huge.any():
         extreme = values[huge][np.abs(values[huge]).argmax()]
         problems.append(
             f"column {name!r}: {int(huge.sum()):,} values beyond float32's range (±{FLOAT32_MAX:.3g}), which "
-            f"the model computes in (extreme {extreme:g}, {_rows(huge)}); "
+            f"the model computes in (extreme {extreme:g}, {rows_text(huge, offset)}); "
             "rescale the column at the source (other units, or a log)"
         )
     if spec.dtype == "int" and not np.equal(np.mod(values[~missing], 1), 0).all():
@@ -88,7 +92,7 @@ def _check_feature(spec: FeatureSpec, column: pd.Series) -> list[str]:
                 extreme = values[outside].min() if word == "below min" else values[outside].max()
                 problems.append(
                     f"column {name!r}: {int(outside.sum()):,} values {word} {bound:g} "
-                    f"(extreme {extreme:g}, {_rows(outside)})"
+                    f"(extreme {extreme:g}, {rows_text(outside, offset)})"
                 )
     return problems
 
@@ -99,7 +103,7 @@ def _check_dates(name: str, present: pd.Series) -> list[str]:
 
     if pd.api.types.is_datetime64_any_dtype(present):
         return []
-    if _is_numeric(present):
+    if is_numeric(present):
         return [f"column {name!r}: expected ISO-8601 dates or timestamps, got numbers ({present.dtype})"]
     _, bad = to_timestamps(pa.array(present.astype(object).to_list()))
     if not bad:
@@ -111,21 +115,32 @@ def _check_dates(name: str, present: pd.Series) -> list[str]:
 
 
 def _check_target(schema: DatasetSchema, column: pd.Series) -> list[str]:
-    name = schema.target.name
     missing = column.isna().to_numpy()
+    where = rows_text(missing) if missing.any() else ""
+    if schema.target.classes is None:
+        return target_problems(schema, int(missing.sum()), where, None, is_numeric(column), str(column.dtype))
+    counts = series_labels(column).value_counts()
+    return target_problems(schema, int(missing.sum()), where, counts, True, str(column.dtype))
+
+
+def target_problems(
+    schema: DatasetSchema, missing: int, where: str, counts: pd.Series | None, numeric: bool, dtype: str
+) -> list[str]:
+    """The target's problems, from its missing count (and where), its class counts (label_texts, for a
+    classifier) or whether it is numeric: what the whole table or the sum of its partitions tells."""
+    name = schema.target.name
     problems = []
-    if missing.any() and not schema.target.drop_missing:
+    if missing and not schema.target.drop_missing:
         problems.append(
-            f"target {name!r}: {int(missing.sum()):,} missing values ({_rows(missing)}); fill them at the "
+            f"target {name!r}: {missing:,} missing values ({where}); fill them at the "
             "source, or set target.drop_missing: true in the schema to train and test without those rows"
         )
-    present = column[~missing]
-    if schema.target.classes is None:
-        if not _is_numeric(column):
-            problems.append(f"target {name!r}: regression needs a numeric target, got {column.dtype}")
+    if schema.target.classes is None or counts is None:
+        if not numeric:
+            problems.append(f"target {name!r}: regression needs a numeric target, got {dtype}")
         return problems
     allowed = schema.target.classes
-    observed = sorted(series_labels(present).unique().tolist())
+    observed = sorted(counts.index.tolist())
     unknown = [c for c in observed if c not in allowed]
     if unknown:
         problems.append(
@@ -181,15 +196,28 @@ def working_settings(smallest: int, test_size: float, cv_folds: int) -> str:
 
 def split_problems(target: pd.Series, schema: DatasetSchema, test_size: float, cv_folds: int) -> list[str]:
     """Too few rows, overall or in a class, for preprocess's split and train's cross-validation."""
+    present = target.dropna()
+    counts = series_labels(present).value_counts() if schema.target.classes is not None else None
+    numeric = pd.api.types.is_numeric_dtype(target)
+    return count_split_problems(len(present), counts, numeric, schema, test_size, cv_folds)
+
+
+def count_split_problems(
+    present: int,
+    counts: pd.Series | None,
+    numeric: bool,
+    schema: DatasetSchema,
+    test_size: float,
+    cv_folds: int,
+) -> list[str]:
+    """split_problems from the count of rows with a target and (classification) the rows per class."""
     needed = rows_needed(test_size, cv_folds)
     settings = f"preprocess.test_size {test_size:g} and train.cv_folds {cv_folds}"
-    present = target.dropna()
-    if schema.target.classes is None:
+    if schema.target.classes is None or counts is None:
         needed = max(needed, 4)  # R² needs two test rows, the regressor two to fit
-        if len(present) < needed:
-            return [f"{len(present):,} rows with a target: {settings} need at least {needed}; add rows"]
+        if present < needed:
+            return [f"{present:,} rows with a target: {settings} need at least {needed}; add rows"]
         return []
-    counts = series_labels(present).value_counts()
     small = sorted(
         (int(n), label) for label, n in counts.items() if n < needed and label in schema.target.classes
     )
@@ -200,7 +228,7 @@ def split_problems(target: pd.Series, schema: DatasetSchema, test_size: float, c
         f"too few rows per class for the split: {listed}; {settings} need {needed} per class; "
         f"{working_settings(small[0][0], test_size, cv_folds)}"
     )
-    if len(counts) > MAX_CLASSES and pd.api.types.is_numeric_dtype(target):
+    if len(counts) > MAX_CLASSES and numeric:
         problem += (
             f"; {len(counts):,} numeric classes look like a quantity: "
             "`mlcd data use FILE --target COL --task regression` makes it a regression target"
@@ -228,6 +256,69 @@ def profile(frame: pd.DataFrame, schema: DatasetSchema, duplicates: int) -> dict
     return summary
 
 
+def column_problems(names: list[str], schema: DatasetSchema) -> list[str]:
+    problems = [
+        f"missing column {name!r} (required by the schema)" for name in schema.columns if name not in names
+    ]
+    problems += [
+        f"unexpected column {name!r}: add it to the schema or drop it at the source"
+        for name in names
+        if name not in schema.columns
+    ]
+    return problems
+
+
+def raise_problems(
+    problems: list[str],
+    names: list[str],
+    schema: DatasetSchema,
+    split: PreprocessParams | None,
+    schema_name: str,
+) -> None:
+    """One DataValidationError for every problem found, if any (`names`: the data's columns)."""
+    absent = [name for name in schema.columns if name not in names]
+    if len(absent) >= max(2, len(schema.columns) / 2):
+        # Not bad data but the wrong schema (e.g. data.source changed, data.schema not): say that first.
+        raise DataValidationError(
+            f"the data and {schema_name} plainly disagree: {len(absent)} of the schema's "
+            f"{len(schema.columns)} columns are not in the data. Point data.schema at this data's schema "
+            "(`mlcd data use FILE --target COL` or `mlcd schema infer` writes one); the problems found:",
+            problems,
+        )
+    if split is not None and split.group_by is not None and split.group_by not in schema.columns:
+        problems = [
+            *problems,
+            f"preprocess.group_by {split.group_by!r} is not a column of {schema_name}; "
+            f"name one of {_some(schema.columns)}, or set it to null",
+        ]
+    if problems:
+        raise DataValidationError(
+            f"the dataset breaks its schema ({len(problems)} problem{'s' * (len(problems) > 1)}):",
+            problems,
+        )
+
+
+def duplicate_problem(duplicates: int, rows: int, params: DataParams) -> list[str]:
+    if not rows or duplicates / rows <= params.max_duplicate_fraction:
+        return []
+    return [
+        f"{duplicates:,} duplicate rows ({duplicates / rows:.2%}), more than "
+        f"data.max_duplicate_fraction={params.max_duplicate_fraction}: deduplicate the "
+        "source or raise the limit"
+    ]
+
+
+def blocking_warnings(found: list[str], kinds: list[str], params: DataParams) -> list[str]:
+    """The warnings' messages, or a DataValidationError for those of a kind data.fail_on names."""
+    blocking = [message for message, kind in zip(found, kinds, strict=True) if kind in params.fail_on]
+    if blocking:
+        raise DataValidationError(
+            f"{len(blocking)} warning{'s' * (len(blocking) > 1)} of a kind data.fail_on makes an error:",
+            blocking,
+        )
+    return found
+
+
 def validate_frame(
     frame: pd.DataFrame,
     schema: DatasetSchema,
@@ -240,20 +331,14 @@ def validate_frame(
 
     With `split` (and train's `cv_folds`), also whether preprocess and train will have rows enough.
     """
-    problems = []
     columns = set(frame.columns)
-    for name in schema.columns:
-        if name not in columns:
-            problems.append(f"missing column {name!r} (required by the schema)")
-    for name in frame.columns:
-        if name not in schema.columns:
-            problems.append(f"unexpected column {name!r}: add it to the schema or drop it at the source")
+    problems = column_problems(list(frame.columns), schema)
     if frame.empty:
         problems.append("the dataset has no rows")
     else:
         for spec in schema.features:
             if spec.name in columns:
-                problems.extend(_check_feature(spec, frame[spec.name]))
+                problems.extend(check_feature(spec, frame[spec.name]))
         if schema.target.name in columns:
             problems.extend(_check_target(schema, frame[schema.target.name]))
             if split is not None:
@@ -263,63 +348,17 @@ def validate_frame(
     if not frame.empty:
         # Checked with the rest, so a team fixes its data (or its limits) in one round.
         duplicates = int(pd.util.hash_pandas_object(frame, index=False).duplicated().sum())
-        if duplicates / len(frame) > params.max_duplicate_fraction:
-            problems.append(
-                f"{duplicates:,} duplicate rows ({duplicates / len(frame):.2%}), more than "
-                f"data.max_duplicate_fraction={params.max_duplicate_fraction}: deduplicate the "
-                "source or raise the limit"
-            )
-    absent = [name for name in schema.columns if name not in columns]
-    if len(absent) >= max(2, len(schema.columns) / 2):
-        # Not bad data but the wrong schema (e.g. data.source changed, data.schema not): say that first.
-        raise DataValidationError(
-            f"the data and {schema_name} plainly disagree: {len(absent)} of the schema's "
-            f"{len(schema.columns)} columns are not in the data. Point data.schema at this data's schema "
-            "(`mlcd data use FILE --target COL` or `mlcd schema infer` writes one); the problems found:",
-            problems,
-        )
-    if split is not None and split.group_by is not None and split.group_by not in schema.columns:
-        problems.append(
-            f"preprocess.group_by {split.group_by!r} is not a column of {schema_name}; "
-            f"name one of {_some(schema.columns)}, or set it to null"
-        )
-    if problems:
-        raise DataValidationError(
-            f"the dataset breaks its schema ({len(problems)} problem{'s' * (len(problems) > 1)}):",
-            problems,
-        )
+        problems.extend(duplicate_problem(duplicates, len(frame), params))
+    raise_problems(problems, list(frame.columns), schema, split, schema_name)
     summary = profile(frame, schema, duplicates)
     if split is not None:
         found = data_warnings(frame, schema, split)
-        blocking = [w.message for w in found if w.kind in params.fail_on]
-        if blocking:
-            raise DataValidationError(
-                f"{len(blocking)} warning{'s' * (len(blocking) > 1)} of a kind data.fail_on makes an error:",
-                blocking,
-            )
-        summary["warnings"] = [w.message for w in found]
+        summary["warnings"] = blocking_warnings([w.message for w in found], [w.kind for w in found], params)
     return summary
 
 
 def read_raw(paths: ProjectPaths, columns: list[str] | None = None) -> pd.DataFrame:
-    if not paths.raw_data.is_file():
-        raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
     # One block per column and Arrow buffers freed as they convert: about one copy of the data, not two.
-    return pq.read_table(paths.raw_data, columns=columns).to_pandas(self_destruct=True, split_blocks=True)
-
-
-def run_validate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
-    with stage("validate") as log:
-        schema = load_schema(paths.schema(params.data))
-        frame = read_raw(paths)
-        schema_name = f"data.schema ({params.data.schema_path})"
-        summary = validate_frame(
-            frame, schema, params.data, params.preprocess, params.train.cv_folds, schema_name
-        )
-        summary["sha256"] = sha256_file(paths.raw_data)
-        for message in summary.get("warnings", []):
-            warn(message)
-        write_json(paths.data_profile, summary)
-        log.add(f"{len(frame):,} rows x {frame.shape[1]} columns pass {paths.schema(params.data)}")
-        log.add(f"profile -> {paths.data_profile}")
-        return summary
+    return pq.read_table(existing_raw_data(paths), columns=columns).to_pandas(
+        self_destruct=True, split_blocks=True
+    )

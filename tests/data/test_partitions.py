@@ -1,0 +1,207 @@
+"""data.partition_rows: ingest, validate and preprocess a table a partition at a time.
+
+Held against the stages that read the table whole, on public tables with gaps, duplicates, IDs,
+text labels and a regression target: the same profile, the same problems named at the same rows,
+and a split that does not depend on the partition size. Sources: one Parquet file, a folder of
+them, and an s3:// prefix on moto's S3 server on loopback.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import boto3
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from mlcd.config import ProjectPaths, parse_params
+from mlcd.data.partitions import run_preprocess
+from mlcd.data.schema import infer_schema, schema_to_yaml
+from mlcd.data.sources import run_ingest
+from mlcd.data.validation_partitions import run_validate
+from mlcd.errors import DataValidationError, SourceError
+
+from ..helpers import copy_params_and_data, run_pipeline_in_process
+from .test_real_targets import penguins, r_dataset, vega_cars
+
+# Partition-size-free keys of the profile (the warnings are judged on a sample when partitioned).
+SAME = ("rows", "features", "missing_cells", "duplicate_rows", "class_balance", "dropped_missing_target")
+
+
+def _project(tmp_path, frame: pd.DataFrame, target: str, **schema_edits):
+    project = copy_params_and_data(tmp_path / "project")
+    frame.to_parquet(project / "data" / "external" / "table.parquet", index=False, row_group_size=97)
+    body = yaml.safe_load(schema_to_yaml(infer_schema(frame, target)))
+    body["target"].update(schema_edits)
+    (project / "data" / "schemas" / "table.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
+    return project
+
+
+def _params(partition_rows, **sections):
+    data = {"source": "data/external/table.parquet", "schema": "data/schemas/table.yaml"}
+    data |= {"partition_rows": partition_rows, **sections.pop("data", {})}
+    return parse_params({"data": data, **sections})
+
+
+def _stages(project, params, *, split=True):
+    paths = ProjectPaths(project)
+    run_ingest(params.data, paths)
+    profile = run_validate(params, paths)
+    if split:
+        run_preprocess(params.data, params.preprocess, paths)
+    return paths, profile
+
+
+TABLES = {
+    "penguins: text classes, gaps": (penguins, "species", {}, {}),
+    "pbc: a float 0/1 target with gaps": (lambda: r_dataset("pbc"), "ascites", {"drop_missing": True}, {}),
+    "biopsy: duplicates and an ID": (
+        lambda: r_dataset("biopsy"),
+        "class",
+        {},
+        {"data": {"max_duplicate_fraction": 0.05}},
+    ),
+    "cars: regression, dates, gaps": (
+        vega_cars,
+        "Miles_per_Gallon",
+        {"drop_missing": True},
+        {"data": {"max_duplicate_fraction": 0.01}, "train": {"task": "regression", "estimator": "ridge"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("table", list(TABLES))
+def test_the_profile_is_the_same_read_whole_or_in_partitions(table, tmp_path):
+    load, target, edits, sections = TABLES[table]
+    project = _project(tmp_path, load(), target, **edits)
+    _, whole = _stages(project, _params(None, **sections), split=False)
+    _, parts = _stages(project, _params(100, **sections), split=False)
+    assert {k: whole.get(k) for k in SAME} == {k: parts.get(k) for k in SAME}
+    for key in ("target_mean", "target_std"):  # merged from partitions: equal to float rounding
+        assert parts.get(key) == pytest.approx(whole.get(key), rel=1e-9)
+    assert parts["partition_rows"] == 100
+
+
+def test_problems_are_named_at_their_rows_and_classes_are_counted_over_every_partition(tmp_path):
+    frame = penguins()
+    frame = frame.sort_values("species", kind="stable").reset_index(drop=True)  # Gentoo only at the end
+    project = _project(tmp_path, frame, "species")
+    bad = frame.copy()
+    bad.loc[[250, 301], "bill_length_mm"] = -1.0
+    bad.loc[[5, 150, 300], "year"] = None  # three partitions with gaps in a column without any
+    bad.to_parquet(project / "data" / "external" / "table.parquet", index=False)
+    schema = yaml.safe_load((project / "data" / "schemas" / "table.yaml").read_text())
+    for feature in schema["features"]:
+        if feature["name"] == "bill_length_mm":
+            feature["min"] = 0
+    (project / "data" / "schemas" / "table.yaml").write_text(yaml.safe_dump(schema, sort_keys=False))
+    with pytest.raises(DataValidationError) as refused:
+        _stages(project, _params(100), split=False)
+    problems = {p.split(":")[0]: p for p in refused.value.problems}
+    bill = problems["column 'bill_length_mm'"]
+    assert bill.startswith("column 'bill_length_mm': 1 values below min 0 (extreme -1, data rows 251)")
+    assert "1 more partitions have some" in bill  # row 302 is in the next partition
+    assert problems["column 'year'"].startswith("column 'year': 1 missing values (data rows 6)")
+    assert "2 more partitions have some" in problems["column 'year'"]
+    assert not any("class" in p for p in problems), problems  # every species is seen, in any partition
+
+
+def test_duplicates_in_different_partitions_are_counted(tmp_path):
+    frame = penguins().dropna().reset_index(drop=True)
+    doubled = pd.concat([frame, frame.iloc[:7]], ignore_index=True)  # copies far from their originals
+    project = _project(tmp_path, doubled, "species")
+    with pytest.raises(DataValidationError) as refused:
+        _stages(project, _params(50), split=False)
+    assert any(p.startswith("7 duplicate rows") for p in refused.value.problems)
+
+
+def test_the_split_is_the_same_whatever_the_partition_size_and_stratified(tmp_path):
+    frame = r_dataset("biopsy")
+    project = _project(tmp_path, frame, "class")
+    sides = {}
+    for rows in (100, 256, 5000):
+        paths, _ = _stages(project, _params(rows, data={"max_duplicate_fraction": 0.05}))
+        sides[rows] = pd.read_parquet(paths.train_data), pd.read_parquet(paths.test_data)
+        assert pq.ParquetFile(paths.train_data).metadata.num_rows + pq.ParquetFile(
+            paths.test_data
+        ).metadata.num_rows == len(frame)
+    for rows in (256, 5000):
+        for got, expected in zip(sides[rows], sides[100], strict=True):
+            pd.testing.assert_frame_equal(got, expected)
+    train, test = sides[100]
+    assert Counter(train["ID"]) + Counter(test["ID"]) == Counter(frame["ID"])  # every row, once
+    for label in ("benign", "malignant"):  # each class split near test_size (binomially, not exactly)
+        share = (test["class"] == label).sum() / (frame["class"] == label).sum()
+        assert share == pytest.approx(0.2, abs=0.05)
+    # Another seed, another split.
+    paths, _ = _stages(project, _params(100, data={"max_duplicate_fraction": 0.05}, preprocess={"seed": 7}))
+    assert not pd.read_parquet(paths.test_data).equals(test)
+
+
+def test_group_by_keeps_each_group_on_one_side_across_partitions(tmp_path):
+    frame = r_dataset("biopsy")
+    project = _project(tmp_path, frame, "class")
+    params = _params(64, data={"max_duplicate_fraction": 0.05}, preprocess={"group_by": "ID"})
+    paths, _ = _stages(project, params)
+    train, test = pd.read_parquet(paths.train_data), pd.read_parquet(paths.test_data)
+    assert not set(train["ID"]) & set(test["ID"])
+    assert len(test) == pytest.approx(0.2 * len(frame), rel=0.25)
+
+
+def test_a_folder_of_parquet_files_is_read_in_name_order_and_trains(tmp_path):
+    frame = penguins()
+    project = _project(tmp_path, frame, "species")
+    folder = project / "data" / "external" / "penguins"
+    folder.mkdir()
+    for index, start in enumerate(range(0, len(frame), 100)):  # names sort as the rows came
+        frame.iloc[start : start + 100].to_parquet(folder / f"part-{index:03d}.parquet", index=False)
+    (folder / "README.txt").write_text("not data")
+    overrides = {"data": {"source": "data/external/penguins/", "schema": "data/schemas/table.yaml"}}
+    _, manifest = run_pipeline_in_process(project, {"data": {**overrides["data"], "partition_rows": 60}})
+    raw = pd.read_parquet(ProjectPaths(project).raw_data)
+    pd.testing.assert_frame_equal(raw, frame)
+    assert manifest.metrics  # the rest of the pipeline trains on the partitioned split
+
+
+def test_a_folder_whose_files_disagree_or_hold_no_parquet_is_one_error(tmp_path):
+    frame = penguins()
+    project = _project(tmp_path, frame, "species")
+    folder = project / "data" / "external" / "parts"
+    folder.mkdir()
+    with pytest.raises(SourceError, match=r"holds no .parquet files"):
+        _stages(project, _params(100, data={"source": "data/external/parts/"}), split=False)
+    frame.iloc[:100].to_parquet(folder / "a.parquet", index=False)
+    frame.iloc[100:].assign(bill_length_mm="long").to_parquet(folder / "b.parquet", index=False)
+    with pytest.raises(SourceError, match=r"cannot read data.source 'data/external/parts/'"):
+        _stages(project, _params(100, data={"source": "data/external/parts/"}), split=False)
+    assert not ProjectPaths(project).raw_data.exists()  # nothing half-written
+
+
+def test_a_csv_source_in_partitions_says_to_convert_it(tmp_path):
+    project = _project(tmp_path, penguins(), "species")
+    penguins().to_csv(project / "data" / "external" / "table.csv", index=False)
+    with pytest.raises(SourceError, match=r"partitioned ingest .* reads Parquet; convert the file"):
+        _stages(project, _params(100, data={"source": "data/external/table.csv"}), split=False)
+
+
+def test_an_s3_prefix_is_read_where_it_lies(s3_endpoint, tmp_path):
+    frame = penguins()
+    project = _project(tmp_path, frame, "species")
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="team-data")
+    for index, start in enumerate(range(0, len(frame), 120)):
+        body = frame.iloc[start : start + 120].to_parquet(index=False)
+        s3.put_object(Bucket="team-data", Key=f"penguins/2026/part-{index}.parquet", Body=body)
+    s3.put_object(Bucket="team-data", Key="penguins/_SUCCESS", Body=b"")
+    params = _params(50, data={"source": "s3://team-data/penguins/"})
+    paths, profile = _stages(project, params)
+    assert profile["rows"] == len(frame)
+    pd.testing.assert_frame_equal(pd.read_parquet(paths.raw_data), frame)
+    with pytest.raises(
+        SourceError, match=r"cannot list data.source 's3://team-data/nothing-here/'.*does not exist"
+    ):
+        _stages(project, _params(50, data={"source": "s3://team-data/nothing-here/"}), split=False)
+    with pytest.raises(SourceError, match=r"cannot list data.source 's3://no-such-bucket/x/'"):
+        _stages(project, _params(50, data={"source": "s3://no-such-bucket/x/"}), split=False)
