@@ -125,3 +125,14 @@ def human_size(n_bytes: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     raise AssertionError("unreachable")
+
+
+def unbuffered_parquet(path: Path) -> Any:
+    """A Parquet file (pyarrow.parquet.ParquetFile) to read batch by batch in bounded memory.
+
+    Without pre-buffering: with it, pyarrow kept what it had read ahead, and a stage's memory grew
+    by about a partition per partition (measured on 3M rows in 1M-row batches: 1.2 GB against 0.45).
+    """
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, pre_buffer=False)

@@ -106,21 +106,24 @@ def dask_address():
 def test_on_a_dask_cluster_the_answers_are_the_same_and_a_refusal_names_its_row(
     served, table, tmp_path, dask_address, monkeypatch
 ):
-    """Two worker processes score the batches (each in its own task); the driver writes them in order."""
+    """Two worker processes score: a Parquet input's row groups they read themselves (a task each),
+    a CSV's batches the driver reads and sends; the driver writes the answers in order."""
     bundle, _ = served
-    source = tmp_path / "in.parquet"
-    table.to_parquet(source)
+    source, csv = tmp_path / "in.parquet", tmp_path / "in.csv"
+    table.to_parquet(source, row_group_size=25)  # 5 row groups: 5 tasks, read where they run
+    table.to_csv(csv, index=False)
     predict_table(source, tmp_path / "here.parquet", bundle, batch_rows=9)
     monkeypatch.setenv(SCHEDULER_ENV, dask_address)
-    scored = predict_table(source, tmp_path / "there.parquet", bundle, batch_rows=9)
-    assert scored.rows == len(table)
-    pd.testing.assert_frame_equal(
-        pd.read_parquet(tmp_path / "there.parquet"), pd.read_parquet(tmp_path / "here.parquet")
-    )
+    for given in (source, csv):
+        scored = predict_table(given, tmp_path / "there.parquet", bundle, batch_rows=9)
+        assert scored.rows == len(table)
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "there.parquet"), pd.read_parquet(tmp_path / "here.parquet")
+        )
 
     bad = table.copy()
-    bad.loc[100, "mean_radius"] = -1.0  # in the twelfth batch, well after the first ones were sent
-    bad.to_parquet(source)
+    bad.loc[100, "mean_radius"] = -1.0  # in the fifth row group, well after the first ones were sent
+    bad.to_parquet(source, row_group_size=25)
     with pytest.raises(DataValidationError) as raised:
         predict_table(source, tmp_path / "refused.parquet", bundle, batch_rows=9)
     assert "row 101, column 'mean_radius': must be >= 0" in str(raised.value)
@@ -129,12 +132,13 @@ def test_on_a_dask_cluster_the_answers_are_the_same_and_a_refusal_names_its_row(
 
 @pytest.mark.slow
 def test_a_worker_killed_mid_scoring_has_its_batches_run_again(served, table, tmp_path, monkeypatch):
-    """kill -9 of a worker process while batches are in flight: Dask runs its batches again on the
-    other worker (each batch travels in its task; the bundle was sent to both), so the output is
+    """kill -9 of a worker process while row groups are in flight: Dask runs its tasks again on the
+    other worker (a task names the rows it reads; the bundle was sent to both), so the output is
     whole and the same as here."""
     bundle, _ = served
     source = tmp_path / "in.parquet"
-    pd.concat([table] * 20, ignore_index=True).to_parquet(source)  # about 11,000 rows, 570 batches
+    tall = pd.concat([table] * 20, ignore_index=True)  # about 11,000 rows in 57 row groups of 200
+    tall.to_parquet(source, row_group_size=200)
     predict_table(source, tmp_path / "here.parquet", bundle, batch_rows=20)
     with loopback_cluster() as cluster, a_worker_killed_when_busy(cluster) as killed:
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)

@@ -23,7 +23,7 @@ from mlcd.console import progress, stage
 from mlcd.data.schema import load_schema
 from mlcd.data.split import MISSING_CATEGORY, existing_raw_data, preprocess_in_memory, tidy
 from mlcd.errors import SourceError
-from mlcd.files import atomic_path
+from mlcd.files import atomic_path, unbuffered_parquet
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -68,9 +68,12 @@ def in_test(start: int, table: pa.Table, params: PreprocessParams) -> np.ndarray
 def partitions(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
     """A Parquet file `rows` rows at a time, each with its first row's position."""
     start = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=rows, columns=columns):
-        yield start, pa.Table.from_batches([batch])
-        start += batch.num_rows
+    for batch in unbuffered_parquet(path).iter_batches(batch_size=rows, columns=columns):
+        table = pa.Table.from_batches([batch])
+        del batch  # one partition in memory: the caller drops its own before asking for the next
+        yield start, table
+        start += table.num_rows
+        del table
 
 
 def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from mlcd.config import S3_SCHEME, DataParams, ProjectPaths
 from mlcd.console import progress, stage
 from mlcd.errors import SourceError
-from mlcd.files import human_size, write_with
+from mlcd.files import human_size, unbuffered_parquet, write_with
 
 BREAST_CANCER_TARGET = "diagnosis"
 DIABETES_TARGET = "progression"
@@ -219,7 +219,9 @@ def parquet_set(params: DataParams, paths: ProjectPaths) -> ds.Dataset:
     if not files:
         raise SourceError(f"data.source {source!r} holds no .parquet files")
     try:
-        return ds.dataset(files, format="parquet", filesystem=filesystem)
+        unbuffered = ds.ParquetFragmentScanOptions(pre_buffer=False)  # see files.unbuffered_parquet
+        parquet = ds.ParquetFileFormat(default_fragment_scan_options=unbuffered)
+        return ds.dataset(files, format=parquet, filesystem=filesystem)
     except (pa.ArrowInvalid, OSError) as exc:
         raise SourceError(f"cannot read data.source {source!r}: {exc}") from None
 
@@ -228,7 +230,10 @@ def source_batches(params: DataParams, paths: ProjectPaths, rows: int) -> Iterat
     """data.source `rows` rows at a time: what a partitioned ingest reads (Parquet sources only)."""
     try:
         if is_parquet_set(params.source):
-            yield from parquet_set(params, paths).to_batches(batch_size=rows)
+            # One file and one batch ahead: pyarrow's defaults read far ahead and hold what they read.
+            yield from parquet_set(params, paths).to_batches(
+                batch_size=rows, batch_readahead=1, fragment_readahead=1
+            )
             return
         path = paths.source(params)
         if not path.name.lower().endswith(_PARQUET):
@@ -239,7 +244,7 @@ def source_batches(params: DataParams, paths: ProjectPaths, rows: int) -> Iterat
         if not path.is_file():
             raise SourceError(f"data.source {params.source!r} does not exist: check the path in params.yaml")
         _check_kind(path)
-        yield from pq.ParquetFile(path).iter_batches(batch_size=rows)
+        yield from unbuffered_parquet(path).iter_batches(batch_size=rows)
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:  # e.g. a file whose columns disagree with the first
         raise SourceError(f"cannot read data.source {params.source!r}: {exc}") from None
 

@@ -138,7 +138,10 @@ def validate_partitions(
     with tempfile.TemporaryDirectory(prefix="mlcd-duplicates-") as spill:
         duplicates = DuplicateCounter(Path(spill))
         for start, table in partitions(raw, params.partition_rows):
-            frame = table.to_pandas()
+            # A block per column: no copy into one 2-D block (pyarrow's self_destruct, which would
+            # also free Arrow's copy as it converts, crashed the process here: not used).
+            frame = table.to_pandas(split_blocks=True)
+            del table
             for spec in present_features:
                 per_column.add(spec.name, check_feature(spec, frame[spec.name], start, whole=False))
             gaps = frame[[s.name for s in present_features]].isna().sum()
@@ -161,6 +164,7 @@ def validate_partitions(
                 < SAMPLE_ROWS / rows
             )
             samples.append(frame[keep])
+            del frame  # before the next partition is read
         duplicate_rows = duplicates.count()
     empty = [name for name, gaps in missing_per_column.items() if rows and gaps == rows]
     problems += [f"column {name!r} has no values: all {rows:,} rows are missing" for name in empty]

@@ -9,7 +9,7 @@ of the input that are not features (IDs, keys) are copied beside the predictions
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,12 +78,7 @@ def predict_table(source: Path, target: Path, bundle: Path, batch_rows: int = BA
         closing(_writer(tmp, writer_format, columns.schema)) as writer,
     ):
         task = bar.add_task(f"scoring {source.name} on {where.describe()}", total=dataset.count_rows())
-        batches = (
-            batch
-            for batch in dataset.to_batches(columns=[*columns.keys, *columns.features], batch_size=batch_rows)
-            if batch.num_rows
-        )
-        for table in _scored(where, model, bundle, columns, batches):
+        for table in _scored(where, model, bundle, columns, dataset, batch_rows):
             writer.write_table(table)
             done += table.num_rows
             bar.advance(task, table.num_rows)
@@ -110,19 +105,36 @@ def _columns(source: Path, dataset: Any, model: BundleModel) -> Columns:
     return Columns(str(source), features, keys, schema)
 
 
-def _scored(
-    where: Engine, model: BundleModel, bundle: Path, columns: Columns, batches: Iterable[Any]
-) -> Iterator[Any]:
-    """Each batch's output table, in order: here, or on the cluster MLCD_DASK_SCHEDULER names."""
-    if where.client is not None:
-        from mlcd.serve.batch_dask import scored_on_cluster
+def _parquet_files(dataset: Any) -> list[Path] | None:
+    """The dataset's files when they are Parquet (workers can read their row groups), else None."""
+    import pyarrow.dataset as ds
 
-        yield from scored_on_cluster(where.client, where.workers, bundle, columns, batches)
+    if not isinstance(dataset.format, ds.ParquetFileFormat):
+        return None
+    return [Path(name) for name in dataset.files]
+
+
+def _scored(
+    where: Engine, model: BundleModel, bundle: Path, columns: Columns, dataset: Any, batch_rows: int
+) -> Iterator[Any]:
+    """Each batch's output table, in order: here, or on the cluster MLCD_DASK_SCHEDULER names
+    (whose workers read a Parquet input's row groups themselves)."""
+    if where.client is not None:
+        from mlcd.serve.batch_dask import row_groups, scored_on_cluster
+
+        parquet = _parquet_files(dataset)
+        work = row_groups(parquet) if parquet is not None else _batches(dataset, columns, batch_rows)
+        yield from scored_on_cluster(where.client, where.workers, bundle, columns, work, batch_rows)
         return
     first_row = 0
-    for batch in batches:
+    for batch in _batches(dataset, columns, batch_rows):
         yield score_batch(model, columns, batch, first_row)
         first_row += batch.num_rows
+
+
+def _batches(dataset: Any, columns: Columns, batch_rows: int) -> Iterator[Any]:
+    wanted = [*columns.keys, *columns.features]
+    return (batch for batch in dataset.to_batches(columns=wanted, batch_size=batch_rows) if batch.num_rows)
 
 
 def _writer(path: Path, kind: str, schema: Any) -> Any:

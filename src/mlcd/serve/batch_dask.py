@@ -1,10 +1,13 @@
 """Batch scoring on a Dask cluster (MLCD_DASK_SCHEDULER set): the workers validate and score, the
-driver reads the input and writes the output, in the input's order.
+driver writes the output, in the input's order.
 
-The workers need no shared storage: the bundle's files are sent to each worker once (a few
-megabytes at most) and each batch travels with its task, so a batch whose worker dies is run
-again elsewhere. At most WINDOW_PER_WORKER batches per worker are in flight, so the driver's
-memory holds a bounded number of batches, whatever the table's size.
+Parquet inputs are read by the workers themselves, a row group per task (`RowGroups`): the
+driver sends a file name and row-group numbers, not data, so it only writes what comes back.
+That needs the input on storage every worker sees (the same machine, a shared file system).
+CSV inputs have no row groups to hand out: the driver reads them and each batch travels with
+its task. Either way a task whose worker dies is run again elsewhere, and the bundle's files are
+sent to each worker once (a few megabytes at most). At most WINDOW_PER_WORKER tasks per worker
+are in flight, so the driver's memory is bounded whatever the table's size.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mlcd.errors import SourceError
 from mlcd.serve.model import BundleModel
 from mlcd.serve.scoring import Columns, score_batch
 
@@ -58,24 +62,73 @@ def _worker_model(shipped: BundleFiles) -> BundleModel:
     return model
 
 
-def _score_on_worker(shipped: BundleFiles, columns: Columns, batch: Any, first_row: int) -> Any:
-    return score_batch(_worker_model(shipped), columns, batch, first_row)
+@dataclass(frozen=True)
+class RowGroups:
+    """Rows a worker reads itself: row groups of one Parquet file, the first being row `first_row`."""
+
+    path: str
+    groups: list[int]
+    first_row: int
+
+
+def row_groups(files: Iterable[Path]) -> Iterator[RowGroups]:
+    """Every non-empty row group of the files, in order, with its first row's position."""
+    from mlcd.files import unbuffered_parquet
+
+    first = 0
+    for path in files:
+        metadata = unbuffered_parquet(path).metadata
+        for group in range(metadata.num_row_groups):
+            rows = metadata.row_group(group).num_rows
+            if rows:
+                yield RowGroups(str(path.resolve()), [group], first)
+            first += rows
+
+
+def _score_batches(shipped: BundleFiles, columns: Columns, batch: Any, first_row: int) -> list[Any]:
+    return [score_batch(_worker_model(shipped), columns, batch, first_row)]
+
+
+def _read_and_score(shipped: BundleFiles, columns: Columns, part: RowGroups, batch_rows: int) -> list[Any]:
+    from mlcd.files import unbuffered_parquet
+
+    try:
+        reader = unbuffered_parquet(Path(part.path))
+    except OSError as exc:
+        raise SourceError(
+            f"a Dask worker cannot read {part.path} ({exc}): workers read Parquet inputs themselves, "
+            "so put the input on storage every worker sees, or score a CSV (the driver sends it)"
+        ) from None
+    model, scored, first = _worker_model(shipped), [], part.first_row
+    wanted = [*columns.keys, *columns.features]
+    for batch in reader.iter_batches(batch_size=batch_rows, row_groups=part.groups, columns=wanted):
+        if batch.num_rows:
+            scored.append(score_batch(model, columns, batch, first))
+            first += batch.num_rows
+    return scored
 
 
 def scored_on_cluster(
-    client: Any, workers: int, bundle: Path, columns: Columns, batches: Iterable[Any]
+    client: Any, workers: int, bundle: Path, columns: Columns, work: Iterable[Any], batch_rows: int
 ) -> Iterator[Any]:
-    """Output tables in the input's order; a refused batch raises here and cancels the rest."""
+    """Output tables in the input's order; a refused batch raises here and cancels the rest.
+
+    `work`: RowGroups the workers read, or record batches the driver read.
+    """
     shipped = client.scatter(BundleFiles.read(bundle), broadcast=True, hash=False)
     window: deque[Any] = deque()
     read = 0
     try:
-        for batch in batches:
-            window.append(client.submit(_score_on_worker, shipped, columns, batch, read, pure=False))
-            read += batch.num_rows
+        for item in work:
+            if isinstance(item, RowGroups):
+                task = client.submit(_read_and_score, shipped, columns, item, batch_rows, pure=False)
+            else:
+                task = client.submit(_score_batches, shipped, columns, item, read, pure=False)
+                read += item.num_rows
+            window.append(task)
             if len(window) >= WINDOW_PER_WORKER * max(workers, 1):
-                yield window.popleft().result()
+                yield from window.popleft().result()
         while window:
-            yield window.popleft().result()
+            yield from window.popleft().result()
     finally:
         client.cancel(list(window))
