@@ -123,3 +123,14 @@ def test_a_delimiter_hint_is_yaml_that_reads_as_a_tab(dvc_project, tmp_path):
     hint = str(refused.value).split("set ")[1].removesuffix(" in params.yaml")
     assert yaml.safe_load(hint) == {"data.delimiter": "\t"}
     assert read_source_file(source, delimiter=yaml.safe_load(hint)["data.delimiter"]).shape == (40, 3)
+
+
+def test_a_table_already_in_data_external_is_named_from_the_project_root(dvc_project):
+    """As after `dvc import-url` or a copy by hand: the path given relative to the project root."""
+    churn_table(dvc_project / "data" / "external" / "churn.csv")
+    result = runner.invoke(app, ["data", "use", "data/external/churn.csv", "--target", "churned"])
+    assert result.exit_code == 0, result.output
+    assert (
+        yaml.safe_load((dvc_project / "params.yaml").read_text())["data"]["source"]
+        == "data/external/churn.csv"
+    )

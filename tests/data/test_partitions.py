@@ -8,6 +8,7 @@ them, and an s3:// prefix on moto's S3 server on loopback.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import boto3
@@ -23,7 +24,7 @@ from mlcd.data.sources import run_ingest
 from mlcd.data.validation_partitions import run_validate
 from mlcd.errors import DataValidationError, SourceError
 
-from ..helpers import copy_params_and_data, run_pipeline_in_process
+from ..helpers import copy_params_and_data, new_repo, run_pipeline_in_process
 from .test_real_targets import penguins, r_dataset, vega_cars
 
 # Partition-size-free keys of the profile (the warnings are judged on a sample when partitioned).
@@ -205,3 +206,46 @@ def test_an_s3_prefix_is_read_where_it_lies(s3_endpoint, tmp_path):
         _stages(project, _params(50, data={"source": "s3://team-data/nothing-here/"}), split=False)
     with pytest.raises(SourceError, match=r"cannot list data.source 's3://no-such-bucket/x/'"):
         _stages(project, _params(50, data={"source": "s3://no-such-bucket/x/"}), split=False)
+
+
+@pytest.mark.e2e
+def test_dvc_records_an_s3_prefix_and_a_change_there_re_runs_the_pipeline(s3_endpoint, tmp_path):
+    """The README's way: the prefix is an external dependency of ingest in dvc.yaml, so DVC records
+    its version (an md5 of its objects) in dvc.lock without downloading it, ingest reads the objects
+    where they lie, and a change there makes `dvc status` and `dvc repro` run ingest again."""
+    frame = penguins()
+    repo = new_repo(tmp_path / "repo")
+    frame.to_parquet(repo.path / "data" / "external" / "penguins.parquet", index=False)
+    repo.mlcd("data", "use", "data/external/penguins.parquet", "--target", "species")  # schema, params
+    repo.dvc("remove", "--outs", "data/external/penguins.parquet.dvc")  # the table now lives on S3
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="team-data")
+
+    def publish(table: pd.DataFrame) -> None:
+        for index, start in enumerate(range(0, len(table), 120)):
+            body = table.iloc[start : start + 120].to_parquet(index=False)
+            s3.put_object(Bucket="team-data", Key=f"penguins/part-{index}.parquet", Body=body)
+
+    publish(frame)
+    repo.set_params(
+        **{"data.source": "s3://team-data/penguins/", "data.partition_rows": 100, "train.cv_folds": 0}
+    )
+    pipeline = yaml.safe_load((repo.path / "dvc.yaml").read_text())
+    pipeline["stages"]["ingest"]["deps"].append("s3://team-data/penguins/")
+    (repo.path / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
+    repo.dvc("repro")
+    repo.commit("penguins from S3, 100 rows at a time")
+    recorded = [d for d in repo.lock()["stages"]["ingest"]["deps"] if d["path"].startswith("s3://")]
+    assert recorded and recorded[0]["nfiles"] == 3 and recorded[0]["md5"].endswith(".dir")
+    assert json.loads((repo.path / "metrics" / "data.json").read_text())["rows"] == len(frame)
+    assert "up to date" in repo.dvc("status").stdout
+    assert not (repo.path / "data" / "external" / "penguins").exists()  # read there, never copied here
+
+    s3.delete_object(Bucket="team-data", Key="penguins/part-2.parquet")
+    publish(frame.sample(240, random_state=0))  # fewer rows, every species
+    assert "modified:           s3://team-data/penguins/" in repo.dvc("status").stdout
+    repo.dvc("repro")
+    assert json.loads((repo.path / "metrics" / "data.json").read_text())["rows"] == 240
+    committed = yaml.safe_load(repo.run("git", "show", "HEAD:dvc.lock").stdout)
+    raw = next(o["md5"] for o in committed["stages"]["ingest"]["outs"])
+    assert raw != next(o["md5"] for o in repo.lock()["stages"]["ingest"]["outs"])

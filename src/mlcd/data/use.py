@@ -43,7 +43,8 @@ def _source_in_project(file: Path, paths: ProjectPaths) -> Path:
     external = paths.external_data
     resolved = file.resolve()
     if resolved.is_relative_to(external.resolve()):
-        return resolved
+        # Named from the project root as the rest of params.yaml is, however the file was given.
+        return external / resolved.relative_to(external.resolve())
     return external / file.name
 
 
