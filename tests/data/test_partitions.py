@@ -227,24 +227,22 @@ def test_dvc_records_an_s3_prefix_and_a_change_there_re_runs_the_pipeline(s3_end
             s3.put_object(Bucket="team-data", Key=f"penguins/part-{index}.parquet", Body=body)
 
     publish(frame)
-    repo.set_params(
-        **{"data.source": "s3://team-data/penguins/", "data.partition_rows": 100, "train.cv_folds": 0}
-    )
+    repo.set_params(**{"data.source": "s3://team-data/penguins/", "data.partition_rows": 100})
     pipeline = yaml.safe_load((repo.path / "dvc.yaml").read_text())
     pipeline["stages"]["ingest"]["deps"].append("s3://team-data/penguins/")
     (repo.path / "dvc.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
-    repo.dvc("repro")
+    repo.dvc("repro", "validate")  # the stages that read the source (in_process tests train on it)
     repo.commit("penguins from S3, 100 rows at a time")
     recorded = [d for d in repo.lock()["stages"]["ingest"]["deps"] if d["path"].startswith("s3://")]
     assert recorded and recorded[0]["nfiles"] == 3 and recorded[0]["md5"].endswith(".dir")
     assert json.loads((repo.path / "metrics" / "data.json").read_text())["rows"] == len(frame)
-    assert "up to date" in repo.dvc("status").stdout
+    assert "up to date" in repo.dvc("status", "--with-deps", "validate").stdout
     assert not (repo.path / "data" / "external" / "penguins").exists()  # read there, never copied here
 
     s3.delete_object(Bucket="team-data", Key="penguins/part-2.parquet")
     publish(frame.sample(240, random_state=0))  # fewer rows, every species
-    assert "modified:           s3://team-data/penguins/" in repo.dvc("status").stdout
-    repo.dvc("repro")
+    assert "modified:           s3://team-data/penguins/" in repo.dvc("status", "--with-deps", "validate").stdout
+    repo.dvc("repro", "validate")
     assert json.loads((repo.path / "metrics" / "data.json").read_text())["rows"] == 240
     committed = yaml.safe_load(repo.run("git", "show", "HEAD:dvc.lock").stdout)
     raw = next(o["md5"] for o in committed["stages"]["ingest"]["outs"])
