@@ -178,6 +178,10 @@ def test_a_folder_whose_files_disagree_or_hold_no_parquet_is_one_error(tmp_path)
     with pytest.raises(SourceError, match=r"cannot read data.source 'data/external/parts/'"):
         _stages(project, _params(100, data={"source": "data/external/parts/"}), split=False)
     assert not ProjectPaths(project).raw_data.exists()  # nothing half-written
+    (folder / "b.parquet").write_bytes(b"PAR1" + b"\x00" * 64)  # a truncated upload
+    with pytest.raises(SourceError, match=r"cannot read data.source 'data/external/parts/'"):
+        _stages(project, _params(100, data={"source": "data/external/parts/"}), split=False)
+    assert not ProjectPaths(project).raw_data.exists()
 
 
 def test_a_csv_source_in_partitions_says_to_convert_it(tmp_path):
@@ -241,7 +245,8 @@ def test_dvc_records_an_s3_prefix_and_a_change_there_re_runs_the_pipeline(s3_end
 
     s3.delete_object(Bucket="team-data", Key="penguins/part-2.parquet")
     publish(frame.sample(240, random_state=0))  # fewer rows, every species
-    assert "modified:           s3://team-data/penguins/" in repo.dvc("status", "--with-deps", "validate").stdout
+    status = repo.dvc("status", "--with-deps", "validate").stdout
+    assert "modified:           s3://team-data/penguins/" in status
     repo.dvc("repro", "validate")
     assert json.loads((repo.path / "metrics" / "data.json").read_text())["rows"] == 240
     committed = yaml.safe_load(repo.run("git", "show", "HEAD:dvc.lock").stdout)
