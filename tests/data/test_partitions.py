@@ -252,3 +252,19 @@ def test_dvc_records_an_s3_prefix_and_a_change_there_re_runs_the_pipeline(s3_end
     committed = yaml.safe_load(repo.run("git", "show", "HEAD:dvc.lock").stdout)
     raw = next(o["md5"] for o in committed["stages"]["ingest"]["outs"])
     assert raw != next(o["md5"] for o in repo.lock()["stages"]["ingest"]["outs"])
+
+
+def test_evaluate_in_partitions_scores_every_test_row_as_read_whole(tmp_path):
+    """The same model and test split: metrics from one matrix and from partitions of 10 rows agree."""
+    from mlcd.modeling.evaluate import run_evaluate
+
+    frame = r_dataset("biopsy")
+    project = _project(tmp_path, frame, "class")
+    overrides = {"data": {"source": "data/external/table.parquet", "schema": "data/schemas/table.yaml"}}
+    overrides["data"] |= {"max_duplicate_fraction": 0.05}
+    paths, _ = run_pipeline_in_process(project, overrides)
+    whole = json.loads(paths.metrics.read_text())
+    params = _params(10, data={"max_duplicate_fraction": 0.05})
+    parts = run_evaluate(params.data, params.evaluate, paths)
+    assert parts == pytest.approx(whole, rel=1e-12)
+    assert json.loads(paths.metrics.read_text()) == parts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,25 @@ def read_split(path: Path, schema: DatasetSchema, float32: bool = True) -> tuple
     regression fits to within 1e-6 of the float64 one). Package reads float64 to record exact ranges.
     """
     table = pq.read_table(path, columns=[*schema.feature_names, schema.target.name])
+    return split_frame(table, schema, float32)
+
+
+def split_partitions(
+    path: Path, schema: DatasetSchema, rows: int
+) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
+    """read_split `rows` rows at a time (data.partition_rows): one partition in memory."""
+    from mlcd.files import unbuffered_parquet
+
+    columns = [*schema.feature_names, schema.target.name]
+    for batch in unbuffered_parquet(path).iter_batches(batch_size=rows, columns=columns):
+        # Not self-destructing: the batch still holds the buffers the table shares with it.
+        yield split_frame(pa.Table.from_batches([batch]), schema, float32=True, only_copy=False)
+
+
+def split_frame(
+    table: pa.Table, schema: DatasetSchema, float32: bool, only_copy: bool = True
+) -> tuple[pd.DataFrame, pd.Series]:
+    """`only_copy`: nothing else holds the table's buffers, so they are freed as they convert."""
     if float32:
         numeric = set(schema.numeric)
         table = table.cast(
@@ -27,6 +47,6 @@ def read_split(path: Path, schema: DatasetSchema, float32: bool = True) -> tuple
             )
         )
     # One consolidated block: scikit-learn then takes the features without another copy.
-    frame = table.to_pandas(self_destruct=True)
+    frame = table.to_pandas(self_destruct=only_copy)
     del table
     return frame[schema.feature_names], frame[schema.target.name]

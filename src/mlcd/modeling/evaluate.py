@@ -10,7 +10,7 @@ from sklearn import metrics as skm
 
 from mlcd.config import PLOT_NAMES, DataParams, EvaluateParams, ProjectPaths
 from mlcd.console import stage
-from mlcd.data.model_input import read_split
+from mlcd.data.model_input import read_split, split_partitions
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.files import atomic_dir, write_json
 from mlcd.modeling import plots
@@ -138,17 +138,35 @@ def write_plots(data: dict[str, list[dict[str, Any]]], plot_dir: Path) -> None:
         write_json(plot_dir / f"{name}.json", {name: records} if records else [])
 
 
+def predictions(
+    model: Any, test: Path, schema: DatasetSchema, partition_rows: int | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The test split's targets, predictions and (classification) probabilities: from one matrix, or
+    with data.partition_rows partition by partition, so memory holds the answers, not the features."""
+    parts = (
+        [read_split(test, schema)]
+        if partition_rows is None
+        else split_partitions(test, schema, partition_rows)
+    )
+    targets, predicted, proba = [], [], []
+    for x, y in parts:
+        targets.append(y.to_numpy())
+        predicted.append(model.predict(x))
+        if schema.task == "classification":
+            proba.append(model.predict_proba(x))
+    if len(targets) == 1:  # read whole: the arrays as they are (no copy)
+        return targets[0], predicted[0], proba[0] if proba else None
+    return np.concatenate(targets), np.concatenate(predicted), np.concatenate(proba) if proba else None
+
+
 def run_evaluate(data: DataParams, params: EvaluateParams, paths: ProjectPaths) -> dict[str, float]:
     with stage("evaluate") as log:
         schema = load_schema(paths.schema(data)).for_model()
         model = load_model(paths.model)
-        x, y_series = read_split(paths.test_data, schema)
-        y = y_series.to_numpy()
-        predicted = model.predict(x)
-        proba = None
+        y, predicted, proba = predictions(model, paths.test_data, schema, data.partition_rows)
         if schema.task == "classification":
             classes = [str(c) for c in model.classes_]
-            proba = model.predict_proba(x)
+            assert proba is not None
             scores = classification_metrics(y, predicted, proba, classes, schema.positive_class)
         else:
             classes = []
