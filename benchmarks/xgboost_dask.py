@@ -47,9 +47,10 @@ def main() -> None:
     import pyarrow.parquet as pq
     import xgboost as xgb
     import xgboost.dask as dxgb
-    from distributed import Client, LocalCluster, wait
+    from distributed import Client, wait
     from sklearn.metrics import accuracy_score, roc_auc_score
 
+    from mlcd.cluster import loopback_cluster
     from mlcd.data.sources import write_synthetic
 
     folder = Path(tempfile.mkdtemp(prefix="mlcd-xgb-dask-"))
@@ -69,15 +70,7 @@ def main() -> None:
     dask.config.set({"dataframe.parquet.minimum-partition-size": 1})
     started = time.perf_counter()
     with (
-        LocalCluster(
-            n_workers=2,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            scheduler_port=0,
-            dashboard_address=None,
-            memory_limit=args.memory_limit,
-        ) as cluster,
+        loopback_cluster(2, memory_limit=args.memory_limit) as cluster,
         Client(cluster) as client,
     ):
         frame = dd.read_parquet(str(parts), blocksize=None)

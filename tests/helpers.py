@@ -267,16 +267,9 @@ def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, Any]:
 
 def loopback_cluster() -> Any:
     """A Dask LocalCluster of two single-threaded worker processes bound to 127.0.0.1 only."""
-    from distributed import LocalCluster
+    from mlcd.cluster import loopback_cluster as cluster
 
-    return LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address=None,
-    )
+    return cluster(2)
 
 
 @contextmanager

@@ -52,6 +52,22 @@ def requested() -> str | None:
     return value or None
 
 
+def loopback_cluster(workers: int, **options: Any) -> Any:
+    """A LocalCluster of `workers` single-threaded processes bound to 127.0.0.1 only (distributed's
+    own keywords in `options`, e.g. memory_limit)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(
+        n_workers=workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address=None,
+        **options,
+    )
+
+
 @contextmanager
 def engine() -> Iterator[Engine]:
     """The engine MLCD_DASK_SCHEDULER picks, with joblib's work sent to it for the block."""
@@ -60,21 +76,9 @@ def engine() -> Iterator[Engine]:
         yield Engine(None)
         return
     import joblib
-    from distributed import LocalCluster
 
     local = _local_workers(address)
-    cluster = (
-        LocalCluster(
-            n_workers=local,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",  # binds loopback only
-            scheduler_port=0,
-            dashboard_address=None,
-        )
-        if local
-        else nullcontext()
-    )
+    cluster = loopback_cluster(local) if local else nullcontext()
     with cluster as started:
         client = _connect(started if local else address)
         try:
