@@ -265,13 +265,6 @@ def run_pipeline_in_process(project: Path, overrides: dict) -> tuple[Any, Any]:
     return paths, run_package(params, paths)
 
 
-def loopback_cluster() -> Any:
-    """A Dask LocalCluster of two single-threaded worker processes bound to 127.0.0.1 only."""
-    from mlcd.cluster import loopback_cluster as cluster
-
-    return cluster(2)
-
-
 @contextmanager
 def a_worker_killed_when_busy(cluster: Any) -> Iterator[threading.Event]:
     """kill -9 of one of `cluster`'s worker processes as soon as the scheduler has a task in

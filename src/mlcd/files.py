@@ -136,3 +136,16 @@ def unbuffered_parquet(path: Path) -> Any:
     import pyarrow.parquet as pq
 
     return pq.ParquetFile(path, pre_buffer=False)
+
+
+def parquet_partitions(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[tuple[int, Any]]:
+    """A Parquet file `rows` rows at a time as pyarrow tables, each with its first row's position."""
+    import pyarrow as pa
+
+    start = 0
+    for batch in unbuffered_parquet(path).iter_batches(batch_size=rows, columns=columns):
+        table = pa.Table.from_batches([batch])
+        del batch  # one partition in memory: the caller drops its own before asking for the next
+        yield start, table
+        start += table.num_rows
+        del table

@@ -19,30 +19,27 @@ import yaml
 
 from mlcd.config import ProjectPaths, parse_params
 from mlcd.data.partitions import run_preprocess
-from mlcd.data.schema import infer_schema, schema_to_yaml
 from mlcd.data.sources import run_ingest
 from mlcd.data.validation_partitions import run_validate
 from mlcd.errors import DataValidationError, SourceError
 
-from ..helpers import copy_params_and_data, new_repo, run_pipeline_in_process
-from .test_real_targets import penguins, r_dataset, vega_cars
+from ..helpers import new_repo, run_pipeline_in_process
+from .test_real_targets import _project as project_with_table
+from .test_real_targets import _sources, penguins, r_dataset, vega_cars
 
 # Partition-size-free keys of the profile (the warnings are judged on a sample when partitioned).
 SAME = ("rows", "features", "missing_cells", "duplicate_rows", "class_balance", "dropped_missing_target")
 
 
 def _project(tmp_path, frame: pd.DataFrame, target: str, **schema_edits):
-    project = copy_params_and_data(tmp_path / "project")
+    project = project_with_table(tmp_path, frame, target, "table", **schema_edits)
+    # Row groups that line up with none of the partition sizes used here.
     frame.to_parquet(project / "data" / "external" / "table.parquet", index=False, row_group_size=97)
-    body = yaml.safe_load(schema_to_yaml(infer_schema(frame, target)))
-    body["target"].update(schema_edits)
-    (project / "data" / "schemas" / "table.yaml").write_text(yaml.safe_dump(body, sort_keys=False))
     return project
 
 
 def _params(partition_rows, **sections):
-    data = {"source": "data/external/table.parquet", "schema": "data/schemas/table.yaml"}
-    data |= {"partition_rows": partition_rows, **sections.pop("data", {})}
+    data = {**_sources("table"), "partition_rows": partition_rows, **sections.pop("data", {})}
     return parse_params({"data": data, **sections})
 
 
@@ -260,8 +257,7 @@ def test_evaluate_in_partitions_scores_every_test_row_as_read_whole(tmp_path):
 
     frame = r_dataset("biopsy")
     project = _project(tmp_path, frame, "class")
-    overrides = {"data": {"source": "data/external/table.parquet", "schema": "data/schemas/table.yaml"}}
-    overrides["data"] |= {"max_duplicate_fraction": 0.05}
+    overrides = {"data": {**_sources("table"), "max_duplicate_fraction": 0.05}}
     paths, _ = run_pipeline_in_process(project, overrides)
     whole = json.loads(paths.metrics.read_text())
     params = _params(10, data={"max_duplicate_fraction": 0.05})

@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from mlcd.cli import app
-from mlcd.cluster import SCHEDULER_ENV
+from mlcd.cluster import SCHEDULER_ENV, loopback_cluster
 from mlcd.errors import DataValidationError, SourceError
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.batch import predict_table
@@ -16,7 +16,7 @@ from mlcd.serve.model import BundleModel
 from mlcd.serve.scoring import LABEL_COLUMN, PROBABILITY_PREFIX
 from mlcd.serve.server import load
 
-from ..helpers import a_worker_killed_when_busy, loopback_cluster
+from ..helpers import a_worker_killed_when_busy
 
 JSON = {"content-type": "application/json"}
 
@@ -98,7 +98,7 @@ def test_the_command_scores_a_folder(served, table, tmp_path):
 
 @pytest.fixture(scope="module")
 def dask_address():
-    with loopback_cluster() as cluster:
+    with loopback_cluster(2) as cluster:
         yield cluster.scheduler_address
 
 
@@ -140,7 +140,7 @@ def test_a_worker_killed_mid_scoring_has_its_batches_run_again(served, table, tm
     tall = pd.concat([table] * 20, ignore_index=True)  # about 11,000 rows in 57 row groups of 200
     tall.to_parquet(source, row_group_size=200)
     predict_table(source, tmp_path / "here.parquet", bundle, batch_rows=20)
-    with loopback_cluster() as cluster, a_worker_killed_when_busy(cluster) as killed:
+    with loopback_cluster(2) as cluster, a_worker_killed_when_busy(cluster) as killed:
         monkeypatch.setenv(SCHEDULER_ENV, cluster.scheduler_address)
         predict_table(source, tmp_path / "there.parquet", bundle, batch_rows=20)
     assert killed.is_set(), "no worker was ever busy: the test proved nothing"

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 
 import pytest
 
-from mlcd.cluster import SCHEDULER_ENV, engine
+from mlcd.cluster import SCHEDULER_ENV, engine, loopback_cluster
 from mlcd.config import ProjectPaths, load_params
 from mlcd.errors import ClusterError
 from mlcd.modeling.train import run_train
 
-from ..helpers import a_worker_killed_when_busy, loopback_cluster
+from ..helpers import a_worker_killed_when_busy
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dask")]
 
 
 @pytest.fixture
 def cluster() -> Iterator[object]:
-    with loopback_cluster() as started:
+    with loopback_cluster(2) as started:
         yield started
 
 

@@ -27,12 +27,12 @@ def split_partitions(
     path: Path, schema: DatasetSchema, rows: int
 ) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
     """read_split `rows` rows at a time (data.partition_rows): one partition in memory."""
-    from mlcd.files import unbuffered_parquet
+    from mlcd.files import parquet_partitions
 
     columns = [*schema.feature_names, schema.target.name]
-    for batch in unbuffered_parquet(path).iter_batches(batch_size=rows, columns=columns):
-        # Not self-destructing: the batch still holds the buffers the table shares with it.
-        yield split_frame(pa.Table.from_batches([batch]), schema, float32=True, only_copy=False)
+    for _, table in parquet_partitions(path, rows, columns):
+        # Not self-destructing: the reader still holds the table until it reads the next one.
+        yield split_frame(table, schema, float32=True, only_copy=False)
 
 
 def split_frame(

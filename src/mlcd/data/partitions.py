@@ -10,9 +10,6 @@ to the row as the in-memory split does: README, "Data beyond memory").
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +20,7 @@ from mlcd.console import progress, stage
 from mlcd.data.schema import load_schema
 from mlcd.data.split import MISSING_CATEGORY, existing_raw_data, preprocess_in_memory, tidy
 from mlcd.errors import SourceError
-from mlcd.files import atomic_path, unbuffered_parquet
+from mlcd.files import atomic_path, parquet_partitions
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -65,17 +62,6 @@ def in_test(start: int, table: pa.Table, params: PreprocessParams) -> np.ndarray
     return uniform(keys, params.seed) < params.test_size
 
 
-def partitions(path: Path, rows: int, columns: list[str] | None = None) -> Iterator[tuple[int, pa.Table]]:
-    """A Parquet file `rows` rows at a time, each with its first row's position."""
-    start = 0
-    for batch in unbuffered_parquet(path).iter_batches(batch_size=rows, columns=columns):
-        table = pa.Table.from_batches([batch])
-        del batch  # one partition in memory: the caller drops its own before asking for the next
-        yield start, table
-        start += table.num_rows
-        del table
-
-
 def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:
     """The preprocess stage: the table whole (split.py), or data.partition_rows rows at a time."""
     if data.partition_rows:
@@ -97,7 +83,7 @@ def preprocess_partitions(rows: int, data: DataParams, params: PreprocessParams,
             task = bar.add_task("split partitions", total=total)
             writers: dict[str, pq.ParquetWriter] = {}
             try:
-                for start, raw in partitions(paths.raw_data, rows, schema.columns):
+                for start, raw in parquet_partitions(paths.raw_data, rows, schema.columns):
                     # Judged before tidy drops rows without a target, so a row's key is its raw position.
                     test = pa.array(in_test(start, raw, params))
                     if raw[schema.target.name].null_count:

@@ -21,7 +21,7 @@ from mlcd.config import DataParams, Params, PreprocessParams, ProjectPaths
 from mlcd.console import stage, warn
 from mlcd.data.advice import data_warnings
 from mlcd.data.labels import series_labels
-from mlcd.data.partitions import partitions, uniform
+from mlcd.data.partitions import uniform
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import existing_raw_data
 from mlcd.data.validation import (
@@ -37,7 +37,7 @@ from mlcd.data.validation import (
     target_problems,
     validate_frame,
 )
-from mlcd.files import sha256_file, write_json
+from mlcd.files import parquet_partitions, sha256_file, write_json
 
 SAMPLE_ROWS = 100_000
 _BUCKET_BITS = 6  # 64 spill files: a bucket holds 1/64 of the row hashes
@@ -125,19 +125,19 @@ def validate_partitions(
 ) -> dict[str, Any]:
     """validate_frame's profile of a Parquet file read `data.partition_rows` rows at a time."""
     assert params.partition_rows is not None
-    names = pq.ParquetFile(raw).schema_arrow.names
+    file = pq.ParquetFile(raw)
+    names, rows = file.schema_arrow.names, file.metadata.num_rows
     problems = column_problems(names, schema)
     target_name = schema.target.name
     present_features = [spec for spec in schema.features if spec.name in names]
-    rows = pq.ParquetFile(raw).metadata.num_rows
     per_column = _FirstPerColumn()
     counts = pd.Series(dtype="int64")
     spread, missing_target, missing_where, numeric, dtype = _Spread(), 0, "", True, ""
-    missing_cells, missing_per_column = 0, pd.Series(dtype="int64")
+    missing_per_column = pd.Series(dtype="int64")
     samples: list[pd.DataFrame] = []
     with tempfile.TemporaryDirectory(prefix="mlcd-duplicates-") as spill:
         duplicates = DuplicateCounter(Path(spill))
-        for start, table in partitions(raw, params.partition_rows):
+        for start, table in parquet_partitions(raw, params.partition_rows):
             # A block per column: no copy into one 2-D block (pyarrow's self_destruct, which would
             # also free Arrow's copy as it converts, crashed the process here: not used).
             frame = table.to_pandas(split_blocks=True)
@@ -145,7 +145,6 @@ def validate_partitions(
             for spec in present_features:
                 per_column.add(spec.name, check_feature(spec, frame[spec.name], start, whole=False))
             gaps = frame[[s.name for s in present_features]].isna().sum()
-            missing_cells += int(gaps.sum())
             missing_per_column = missing_per_column.add(gaps, fill_value=0)
             if target_name in frame:
                 column = frame[target_name]
@@ -181,7 +180,7 @@ def validate_partitions(
     summary: dict[str, Any] = {
         "rows": rows,
         "features": len(schema.features),
-        "missing_cells": missing_cells,
+        "missing_cells": int(missing_per_column.sum()),
         "duplicate_rows": duplicate_rows,
     }
     if schema.target.drop_missing:

@@ -133,8 +133,8 @@ def _scored(
 
 
 def _batches(dataset: Any, columns: Columns, batch_rows: int) -> Iterator[Any]:
-    wanted = [*columns.keys, *columns.features]
-    return (batch for batch in dataset.to_batches(columns=wanted, batch_size=batch_rows) if batch.num_rows)
+    batches = dataset.to_batches(columns=columns.read, batch_size=batch_rows)
+    return (batch for batch in batches if batch.num_rows)
 
 
 def _writer(path: Path, kind: str, schema: Any) -> Any:

@@ -100,8 +100,7 @@ def _read_and_score(shipped: BundleFiles, columns: Columns, part: RowGroups, bat
             "so put the input on storage every worker sees, or score a CSV (the driver sends it)"
         ) from None
     model, scored, first = _worker_model(shipped), [], part.first_row
-    wanted = [*columns.keys, *columns.features]
-    for batch in reader.iter_batches(batch_size=batch_rows, row_groups=part.groups, columns=wanted):
+    for batch in reader.iter_batches(batch_size=batch_rows, row_groups=part.groups, columns=columns.read):
         if batch.num_rows:
             scored.append(score_batch(model, columns, batch, first))
             first += batch.num_rows

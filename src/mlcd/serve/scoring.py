@@ -34,6 +34,11 @@ class Columns:
     keys: list[str]  # input columns copied beside the predictions
     schema: Any  # the output's pyarrow schema: keys, then the answer fields
 
+    @property
+    def read(self) -> list[str]:
+        """The input columns a batch is read with: keys, then features."""
+        return [*self.keys, *self.features]
+
 
 def answer_fields(model: BundleModel) -> list[Any]:
     """The prediction columns, in the order they are written: one place for their names and types."""
