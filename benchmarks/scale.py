@@ -2,7 +2,7 @@
 
 Run: uv run python benchmarks/scale.py search [--rounds N]
      uv run python benchmarks/scale.py predict [--rows N] [--rounds N]   (needs models/bundle: dvc repro)
-     uv run python benchmarks/scale.py data [--rows N ...] [--partition-rows P]
+     uv run python benchmarks/scale.py data [--rows N ...] [--partition-rows P] [--train xgboost]
 
 search: a grid of 6 random-forest candidates (10 or 20 trees) x 4 folds (24 fits) on 100,000
 synthetic rows of 20 features, through mlcd's own run_search, three ways in alternation: one
@@ -15,7 +15,8 @@ file (read a batch, make the float32 matrix, run the session: no validation, no 
 data: the data stages (ingest, validate, preprocess) on N synthetic rows, each in its own process as
 DVC runs it, read whole (data.partition_rows: null) and in partitions of P rows: each stage's wall
 time and peak RSS (the process's ru_maxrss). Whole is skipped where it would not fit (about 600 bytes
-a row: 10M rows need 6 GB, 50M about 30 GB).
+a row: 10M rows need 6 GB, 50M about 30 GB). With --train ESTIMATOR, train (cv_folds 0) and evaluate
+run after them, and the test metrics are printed (xgboost streams the split in partitions).
 Prints tables; asserts nothing but the equal best values.
 """
 
@@ -168,7 +169,8 @@ def _stage_process(stage: str, project: Path) -> tuple[float, float]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024**2
 
 
-def bench_data(rows_list: list[int], partition_rows: int) -> None:
+def bench_data(rows_list: list[int], partition_rows: int, estimator: str | None) -> None:
+    import json
     import shutil
 
     import yaml
@@ -188,15 +190,22 @@ def bench_data(rows_list: list[int], partition_rows: int) -> None:
                 shutil.copytree(ROOT / "data" / "schemas", project / "data" / "schemas")
                 params = yaml.safe_load((project / "params.yaml").read_text())
                 params["data"] |= {"source": "synthetic", "rows": rows, "partition_rows": partitions}
+                stages = DATA_STAGES
+                if estimator:
+                    params["train"] |= {"estimator": estimator, "cv_folds": 0}
+                    stages = (*DATA_STAGES, "train", "evaluate")
                 (project / "params.yaml").write_text(yaml.safe_dump(params))
                 read = "whole" if partitions is None else f"{partitions:,} at a time"
-                for stage in DATA_STAGES:
+                for stage in stages:
                     seconds, peak = _stage_process(stage, project)
                     print(
                         f"| {rows:,} | {read} | {stage} | {seconds:.1f} | {seconds / rows * 1e6:.2f} "
                         f"| {peak:.2f} |",
                         flush=True,
                     )
+                if estimator:
+                    metrics = json.loads((project / "metrics" / "metrics.json").read_text())
+                    print(f"| {rows:,} | {read} | test metrics | {metrics} | | |", flush=True)
 
 
 def _ratio_table(title: str, seconds: dict[str, list[float]], base: str) -> None:
@@ -218,11 +227,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="predict, data: rows")
     parser.add_argument("--partition-rows", type=int, default=1_000_000, help="data: rows per partition")
+    parser.add_argument("--train", metavar="ESTIMATOR", help="data: also train and evaluate this estimator")
     args = parser.parse_args()
     if args.what == "search":
         bench_search(args.rounds)
     elif args.what == "data":
-        bench_data(args.rows, args.partition_rows)
+        bench_data(args.rows, args.partition_rows, args.train)
     else:
         bench_predict(args.rows[0], args.rounds)
 

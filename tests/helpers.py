@@ -194,11 +194,19 @@ def wait_http(url: str, timeout: float = 60, any_answer: bool = True) -> None:
 
 
 def start_service(
-    args: list[str], url: str, log: Path, any_answer: bool = True, timeout: float = 60
+    args: list[str],
+    url: str,
+    log: Path,
+    any_answer: bool = True,
+    timeout: float = 60,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A server process for a test, its output in `log`; fails with that log if `url` never answers."""
+    """A server process for a test, its output in `log`; fails with that log if `url` never answers.
+    `env`: variables added to this process's environment for it."""
     with log.open("wb") as sink:
-        process = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            args, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, **env} if env else None
+        )
     try:
         wait_http(url, timeout=timeout, any_answer=any_answer)
     except TimeoutError:

@@ -83,5 +83,10 @@ def start_mlflow(base: Path) -> MlflowServer:
     ]
     # A cold start (database migrations, the FastAPI app) takes seconds, and far more while the other
     # test process keeps the second core busy.
-    process = start_service(command, f"{url}/health", base / "server.log", any_answer=False, timeout=180)
+    # MLflow 3's job runner (two huey consumers and their workers) serves GenAI scorers no test uses;
+    # off, the server starts with one process fewer per consumer and leaves the cores to the tests.
+    no_jobs = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    process = start_service(
+        command, f"{url}/health", base / "server.log", any_answer=False, timeout=180, env=no_jobs
+    )
     return MlflowServer(url, process, base)

@@ -15,7 +15,9 @@ def single_matrix(schema: DatasetSchema) -> bool:
     return not schema.categorical
 
 
-def build_preprocessor(schema: DatasetSchema, scale: bool, dense: bool = False) -> ColumnTransformer:
+def build_preprocessor(
+    schema: DatasetSchema, scale: bool, dense: bool = False, impute: bool = True
+) -> ColumnTransformer:
     """Column-wise preparation that skl2onnx can export feature by feature.
 
     Trees skip scaling: it changes nothing for them, and keeping raw values lets
@@ -24,9 +26,11 @@ def build_preprocessor(schema: DatasetSchema, scale: bool, dense: bool = False) 
     validation has ruled missing values out otherwise, and the imputer costs a
     full copy of the data and a median per column. `dense` for estimators that refuse sparse
     input (histogram gradient boosting): one-hot columns of many levels are otherwise sparse.
+    `impute=False` for a model that learns where a missing value goes (XGBoost): the median would only
+    hide that a value was missing, and it cannot be computed partition by partition.
     """
     numeric_steps: list[tuple[str, object]] = []
-    if any(f.nullable for f in schema.features if f.dtype != "category"):
+    if impute and any(f.nullable for f in schema.features if f.dtype != "category"):
         numeric_steps.append(("impute", SimpleImputer(strategy="median")))
     if scale:
         numeric_steps.append(("scale", StandardScaler()))

@@ -11,7 +11,7 @@ from sklearn.model_selection import KFold, StratifiedKFold, cross_validate
 from sklearn.pipeline import Pipeline
 
 from mlcd.config import DataParams, ProjectPaths, TrainParams
-from mlcd.console import progress, stage, working
+from mlcd.console import StageLog, progress, stage, working
 from mlcd.data.model_input import read_split
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.errors import ConfigError
@@ -21,6 +21,11 @@ from mlcd.modeling.model_io import save_model
 
 LINEAR = frozenset({"logistic_regression", "ridge"})
 DENSE = frozenset({"hist_gradient_boosting", "xgboost"})
+# Estimators given missing values as they are (features.build_preprocessor's `impute`).
+NATIVE_MISSING = frozenset({"xgboost"})
+# Estimators that train on a split read partition by partition (data.partition_rows); the others read
+# it whole (README "Data beyond memory").
+STREAMED = frozenset({"xgboost"})
 
 
 def cv_scoring(task: str, n_classes: int) -> tuple[str, ...]:
@@ -89,6 +94,7 @@ def build_pipeline(schema: DatasetSchema, params: TrainParams) -> Pipeline:
                     scale=params.estimator in LINEAR,
                     # XGBoost would read a sparse matrix's absent entries as missing, not as zeros.
                     dense=params.estimator in DENSE,
+                    impute=params.estimator not in NATIVE_MISSING,
                 ),
             ),
             ("model", build_estimator(params)),
@@ -154,28 +160,48 @@ def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dic
                 f"train.task is {params.task!r} but the schema {paths.schema(data)} describes a "
                 f"{schema.task} target; change train.task or data.schema"
             )
-        x, y = read_split(paths.train_data, schema)
         pipeline = build_pipeline(schema, params)
-        summary: dict[str, Any] = {"estimator": params.estimator, "train_rows": len(x)}
         searched: dict[str, Any] = {"kind": "none"}
-        if params.search.kind != "none":
-            from mlcd.cluster import engine
-            from mlcd.modeling.search import run_search
+        if data.partition_rows and params.estimator in STREAMED:
+            from mlcd.modeling.xgboost_partitions import fit_xgboost_in_partitions
 
-            with engine() as where:
-                searched = run_search(pipeline, x, y, params, where)
-            summary["search"] = {"best": searched["best"], "best_score": searched["best_score"]}
-            scored = f"{searched['scoring']} {searched['best_score']}"
-            log.add(f"{searched['kind']} search on {where.describe()}: best {searched['best']} ({scored})")
-        if params.cv_folds:
-            summary["cv"] = cross_validation(pipeline, x, y, params)
-            log.add(f"CV {params.cv_folds} folds")
-        with working(f"fitting {params.estimator} on {len(x):,} rows"):
-            pipeline.fit(x, y)
-            thresholds_as_float32(pipeline)
+            rows = data.partition_rows
+            with working(f"fitting {params.estimator} on {paths.train_data}, {rows:,} rows at a time"):
+                pipeline, train_rows = fit_xgboost_in_partitions(
+                    pipeline, schema, params, paths.train_data, rows
+                )
+            summary: dict[str, Any] = {"estimator": params.estimator, "train_rows": train_rows}
+        else:
+            x, y = read_split(paths.train_data, schema)
+            train_rows = len(x)
+            summary = {"estimator": params.estimator, "train_rows": train_rows}
+            searched = _search_and_cross_validate(pipeline, x, y, params, summary, log)
+            with working(f"fitting {params.estimator} on {train_rows:,} rows"):
+                pipeline.fit(x, y)
+                thresholds_as_float32(pipeline)
         save_model(pipeline, paths.model)
         write_json(paths.train_metrics, summary)
         write_search(searched, paths)
-        log.add(f"{params.estimator} on {len(x):,} rows x {x.shape[1]} features")
+        log.add(f"{params.estimator} on {train_rows:,} rows x {len(schema.feature_names)} features")
         log.add(f"-> {paths.model} ({human_size(paths.model.stat().st_size)})")
         return summary
+
+
+def _search_and_cross_validate(
+    pipeline: Pipeline, x: Any, y: Any, params: TrainParams, summary: dict[str, Any], log: StageLog
+) -> dict[str, Any]:
+    """train.search, then train.cv_folds, on the split in memory; the search's record."""
+    searched: dict[str, Any] = {"kind": "none"}
+    if params.search.kind != "none":
+        from mlcd.cluster import engine
+        from mlcd.modeling.search import run_search
+
+        with engine() as where:
+            searched = run_search(pipeline, x, y, params, where)
+        summary["search"] = {"best": searched["best"], "best_score": searched["best_score"]}
+        scored = f"{searched['scoring']} {searched['best_score']}"
+        log.add(f"{searched['kind']} search on {where.describe()}: best {searched['best']} ({scored})")
+    if params.cv_folds:
+        summary["cv"] = cross_validation(pipeline, x, y, params)
+        log.add(f"CV {params.cv_folds} folds")
+    return searched

@@ -1,0 +1,172 @@
+"""train.estimator: xgboost beyond memory (data.partition_rows): the training split streamed through
+XGBoost's external-memory iterator, so memory holds one partition and XGBoost's compressed histogram
+pages, not the feature matrix.
+
+Two passes over the split. The first gathers what the whole split decides: each text feature's levels
+(the one-hot encoder's columns, sorted as fitting on every row would sort them), the classes and their
+counts (the labels' codes and class_weight's weights). The second is XGBoost's own: it reads the
+partitions through `_Partitions` once to sketch the quantiles, then trains on its cached pages.
+
+The model is equivalent to the in-memory fit, not identical: XGBoost merges the quantile sketches of
+the partitions, so a split threshold can move by a bin (README "Data beyond memory").
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.pipeline import Pipeline
+
+from mlcd.config import TrainParams
+from mlcd.data.model_input import split_partitions
+from mlcd.data.schema import DatasetSchema
+from mlcd.errors import ConfigError
+from mlcd.modeling.xgboost_models import FIXED, LabelledXGBClassifier, xgboost_options
+
+
+class SplitSummary:
+    """What the first pass learns from every partition of the split."""
+
+    def __init__(self, categorical: list[str]) -> None:
+        self.levels: dict[str, set[str]] = {name: set() for name in categorical}
+        self.class_counts: dict[Any, int] = {}
+        self.first: pd.DataFrame | None = None
+        self.rows = 0
+
+    def add(self, x: pd.DataFrame, y: pd.Series) -> None:
+        for name, seen in self.levels.items():
+            seen.update(x[name].dropna().unique().tolist())
+        for label, count in y.value_counts(sort=False).items():
+            self.class_counts[label] = self.class_counts.get(label, 0) + int(count)
+        if self.first is None:
+            self.first = x
+        self.rows += len(x)
+
+
+def summarize(train: Path, schema: DatasetSchema, rows: int) -> SplitSummary:
+    summary = SplitSummary(schema.categorical)
+    for x, y in split_partitions(train, schema, rows):
+        summary.add(x, y)
+    if summary.first is None:
+        raise ConfigError(f"{train} has no rows to train on; re-run preprocess")
+    return summary
+
+
+def fit_features(features: Any, summary: SplitSummary) -> Any:
+    """The preprocessor as fitting on every row would leave it: for trees it only passes numbers
+    through and one-hot encodes, so the levels seen anywhere are all it needs to learn."""
+    if summary.levels:
+        features.set_params(categorical__categories=[sorted(v) for v in summary.levels.values()])
+    assert summary.first is not None
+    return features.fit(summary.first)
+
+
+class _Partitions:
+    """The split as XGBoost's DataIter asks for it: features encoded, labels coded, weights given."""
+
+    def __init__(
+        self,
+        train: Path,
+        schema: DatasetSchema,
+        rows: int,
+        features: Any,
+        targets: Callable[[pd.Series], tuple[np.ndarray, np.ndarray | None]],
+    ) -> None:
+        self.train, self.schema, self.rows = train, schema, rows
+        self.features, self.targets = features, targets
+        self._batches: Iterator[tuple[pd.DataFrame, pd.Series]] | None = None
+
+    def reset(self) -> None:
+        self._batches = None
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        if self._batches is None:
+            self._batches = split_partitions(self.train, self.schema, self.rows)
+        batch = next(self._batches, None)
+        if batch is None:
+            return None
+        x, y = batch
+        labels, weights = self.targets(y)
+        return np.ascontiguousarray(self.features.transform(x), dtype=np.float32), labels, weights
+
+
+def _iterator(partitions: _Partitions, cache: str) -> Any:
+    import xgboost
+
+    class Iterator(xgboost.DataIter):
+        def __init__(self) -> None:
+            super().__init__(cache_prefix=cache)
+
+        def next(self, input_data: Callable[..., None]) -> bool:
+            batch = partitions.next_batch()
+            if batch is None:
+                return False
+            x, labels, weights = batch
+            input_data(data=x, label=labels, weight=weights)
+            return True
+
+        def reset(self) -> None:
+            partitions.reset()
+
+    return Iterator()
+
+
+def fit_xgboost_in_partitions(
+    pipeline: Pipeline, schema: DatasetSchema, params: TrainParams, train: Path, rows: int
+) -> tuple[Pipeline, int]:
+    """The pipeline (features, then XGBoost) fitted on `train` read `rows` rows at a time, and the
+    split's row count."""
+    import xgboost
+
+    if params.cv_folds or params.search.kind != "none":
+        raise ConfigError(
+            "train.cv_folds and train.search fit the training split in memory; with data.partition_rows "
+            "XGBoost streams it instead: set train.cv_folds: 0 and train.search.kind: none "
+            "(evaluate still scores every test row)"
+        )
+    summary = summarize(train, schema, rows)
+    features = fit_features(pipeline.named_steps["features"], summary)
+    estimator: BaseEstimator = pipeline.named_steps["model"]
+    options = {**xgboost_options(params), **FIXED}
+    booster_params = xgboost.XGBRegressor(**options).get_xgb_params()
+    if params.task == "classification":
+        classes = np.array(sorted(summary.class_counts))
+        counts = np.array([summary.class_counts[c] for c in classes], dtype=np.float64)
+        # class_weight "balanced", as scikit-learn's compute_sample_weight: rows / (classes x count)
+        balanced = summary.rows / (len(classes) * counts) if params.class_weight else None
+
+        def targets(y: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+            codes = np.searchsorted(classes, y.to_numpy())
+            return codes, None if balanced is None else balanced[codes]
+
+        objective: dict[str, Any] = {"objective": "binary:logistic"}
+        if len(classes) > 2:
+            objective = {"objective": "multi:softprob", "num_class": len(classes)}
+        booster_params.update(objective)
+    else:
+
+        def targets(y: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+            return y.to_numpy(np.float64), None
+
+        booster_params["objective"] = "reg:squarederror"
+    partitions = _Partitions(train, schema, rows, features, targets)
+    with tempfile.TemporaryDirectory(prefix="mlcd-xgboost-pages-") as pages:
+        matrix = xgboost.ExtMemQuantileDMatrix(
+            _iterator(partitions, str(Path(pages) / "cache")), max_bin=params.xgboost.max_bin, missing=np.nan
+        )
+        booster = xgboost.train(booster_params, matrix, num_boost_round=params.xgboost.n_estimators)
+        del matrix
+    if params.task == "classification":
+        assert isinstance(estimator, LabelledXGBClassifier)
+        estimator.classes_ = classes
+        estimator.booster_ = xgboost.XGBClassifier(**options)
+        estimator.booster_.load_model(booster.save_raw())
+    else:
+        estimator.load_model(booster.save_raw())
+    return Pipeline([("features", features), ("model", estimator)]), summary.rows
