@@ -88,10 +88,10 @@ def test_the_pin_reproduces_the_committed_files_byte_for_byte(reproduced_repo):
 def test_a_truly_non_deterministic_stage_is_different(repo_copy, monkeypatch):
     monkeypatch.delenv(CORETYPE_VARIABLE, raising=False)
     train = repo_copy.path / "src" / "mlcd" / "modeling" / "train.py"
-    fit = "            pipeline.fit(x, y)\n"
-    assert fit in train.read_text()
+    fit = "\n                pipeline.fit(x, y)\n"  # a whole line: its indent is the block's
+    assert train.read_text().count(fit) == 1
     # Unseeded noise on the coefficients: every run a new model, far beyond float noise.
-    noise = "            pipeline.steps[-1][1].coef_ += np.random.default_rng().normal(0, 0.5, 30)\n"
+    noise = "                pipeline.steps[-1][1].coef_ += np.random.default_rng().normal(0, 0.5, 30)\n"
     train.write_text(train.read_text().replace(fit, fit + noise))
     repo_copy.dvc("repro")
     repo_copy.commit("train with unseeded noise")
