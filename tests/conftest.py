@@ -33,13 +33,26 @@ SLOW_FIXTURES = {"reproduced_repo", "repo_copy"}
 PODMAN_MARKERS = {"image", "needs_podman"}
 
 
+# A test's rough cost in seconds by what it drives, to hand out the costliest groups first: a
+# pipeline in gitlab-ci-local or a container takes about a minute, a dvc repro about twenty seconds.
+COST_SECONDS = (({"ci", "image", "needs_podman"}, 60.0), ({"e2e"}, 20.0), ({"slow"}, 10.0))
+FAST_COST_SECONDS = 0.2
+
+
+def _cost(marked: set[str]) -> float:
+    return next((seconds for names, seconds in COST_SECONDS if marked & names), FAST_COST_SECONDS)
+
+
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups into node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    groups: dict[pytest.Item, str] = {}
+    costs: dict[str, float] = {}
     for item in items:
         marked = {mark.name for mark in item.iter_markers()}
         fixtures = set(getattr(item, "fixturenames", ()))
         if marked & SLOW_MARKERS or fixtures & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+            marked.add("slow")
         if marked & PODMAN_MARKERS:
             group = "podman"
         elif "spread" in marked:  # tests that share no module fixture: either process may take each
@@ -47,6 +60,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         else:
             group = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
+        groups[item] = group
+        costs[group] = costs.get(group, 0.0) + _cost(marked)
+    # Costliest group first (xdist hands groups out in this order: `--no-loadscope-reorder` in
+    # pyproject.toml, as its default order, most tests first, left one-test minutes for the end
+    # while the other process idled). The sort is stable, so a group's tests keep their order.
+    items.sort(key=lambda item: -costs[groups[item]])
 
 
 @pytest.fixture(scope="session")

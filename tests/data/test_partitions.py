@@ -9,6 +9,8 @@ them, and an s3:// prefix on moto's S3 server on loopback.
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections import Counter
 
 import boto3
@@ -207,6 +209,29 @@ def test_an_s3_prefix_is_read_where_it_lies(s3_endpoint, tmp_path):
         _stages(project, _params(50, data={"source": "s3://team-data/nothing-here/"}), split=False)
     with pytest.raises(SourceError, match=r"cannot list data.source 's3://no-such-bucket/x/'"):
         _stages(project, _params(50, data={"source": "s3://no-such-bucket/x/"}), split=False)
+
+
+@pytest.mark.parametrize("endpoint", ["refuses connections", "accepts and never answers"])
+def test_an_s3_endpoint_that_is_down_is_one_error_in_bounded_time(endpoint, tmp_path, monkeypatch):
+    project = _project(tmp_path, penguins(), "species")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        if endpoint == "accepts and never answers":
+            silent.listen(8)  # the kernel completes the handshakes; nobody reads or writes
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"  # bound, not listening: refused
+        for name, value in {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
+            monkeypatch.setenv(name, value)
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=rf"cannot list data.source .*check that {url} answers"):
+            _stages(project, _params(50, data={"source": "s3://team-data/penguins/"}), split=False)
+    # Measured: at once when refused; about 10 s silent (the AWS SDK's timeouts and retries).
+    assert time.monotonic() - started < 60
+    assert not ProjectPaths(project).raw_data.exists()  # nothing half-written
 
 
 @pytest.mark.e2e

@@ -212,7 +212,9 @@ def parquet_set(params: DataParams, paths: ProjectPaths) -> ds.Dataset:
     try:
         found = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
     except OSError as exc:  # pyarrow raises OSError for every S3 failure; its text says which
-        raise SourceError(f"cannot list data.source {source!r}: {exc}") from None
+        where = os.environ.get(S3_ENDPOINT_VARIABLE) or "AWS"
+        hint = f"; check that {where} answers and the credentials may list it" if S3_SCHEME in source else ""
+        raise SourceError(f"cannot list data.source {source!r}: {exc}{hint}") from None
     files = sorted(
         f.path for f in found if f.type == pafs.FileType.File and f.path.lower().endswith(_PARQUET)
     )
