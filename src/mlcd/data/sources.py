@@ -202,9 +202,12 @@ def parquet_set(params: DataParams, paths: ProjectPaths) -> ds.Dataset:
     import pyarrow.dataset as ds
 
     source = params.source
+    hint = ""
     if source.startswith(S3_SCHEME):
         filesystem: pafs.FileSystem = _s3_filesystem()
         base = source[len(S3_SCHEME) :].rstrip("/")
+        where = os.environ.get(S3_ENDPOINT_VARIABLE) or "AWS"
+        hint = f"; check that {where} answers and the credentials may list it"
     else:
         filesystem, base = pafs.LocalFileSystem(), str(paths.source(params))
         if not Path(base).is_dir():
@@ -212,8 +215,6 @@ def parquet_set(params: DataParams, paths: ProjectPaths) -> ds.Dataset:
     try:
         found = filesystem.get_file_info(pafs.FileSelector(base, recursive=True))
     except OSError as exc:  # pyarrow raises OSError for every S3 failure; its text says which
-        where = os.environ.get(S3_ENDPOINT_VARIABLE) or "AWS"
-        hint = f"; check that {where} answers and the credentials may list it" if S3_SCHEME in source else ""
         raise SourceError(f"cannot list data.source {source!r}: {exc}{hint}") from None
     files = sorted(
         f.path for f in found if f.type == pafs.FileType.File and f.path.lower().endswith(_PARQUET)

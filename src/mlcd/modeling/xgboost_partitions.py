@@ -132,6 +132,7 @@ def fit_xgboost_in_partitions(
         )
     summary = summarize(train, schema, rows)
     features = fit_features(pipeline.named_steps["features"], summary)
+    summary.first = None  # a partition XGBoost's training need not hold
     estimator: BaseEstimator = pipeline.named_steps["model"]
     options = {**xgboost_options(params), **FIXED}
     booster_params = xgboost.XGBRegressor(**options).get_xgb_params()
