@@ -64,6 +64,9 @@ def loopback_cluster(workers: int, **options: Any) -> Any:
         host="127.0.0.1",
         scheduler_port=0,
         dashboard_address=None,
+        # No dashboard, but the scheduler still serves /health and /metrics over HTTP, by default on
+        # 8787 (the next free port, with a warning, when two clusters run): a free port instead.
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         **options,
     )
 

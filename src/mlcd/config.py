@@ -334,6 +334,16 @@ class GateParams(Section):
             raise ValueError(f"unknown metrics {unknown}; allowed: {', '.join(HIGHER_IS_BETTER)}")
         return value
 
+    def metric_limits(self, reported: set[str]) -> tuple[dict[str, float], str]:
+        """max_drop's rules for the metrics a model reports, or its task's defaults if it names none;
+        and a note saying when the defaults were taken."""
+        chosen = {name: limit for name, limit in self.max_drop.items() if name in reported}
+        if chosen or not reported:
+            return chosen, ""
+        task = task_of_metrics(reported)
+        defaults = {name: limit for name, limit in TASK_MAX_DROP[task].items() if name in reported}
+        return defaults, f" ({task} default: gate.max_drop names no metric this model reports)"
+
 
 class Params(Section):
     data: DataParams = DataParams()

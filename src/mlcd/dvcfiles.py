@@ -176,6 +176,23 @@ def remove_stale_leftovers(root: Path) -> None:
         return
 
 
+def stage_and_downstream(root: Path, name: str) -> set[str]:
+    """`name` and every stage that depends, directly or through others, on what it writes."""
+    stages = _stages(root)
+    found, written = {name}, {path for path, _ in _outputs({name: stages.get(name) or {}})}
+    grew = True
+    while grew:
+        grew = False
+        for other, stage in stages.items():
+            deps = {str(dep) for dep in stage.get("deps") or []}
+            reads = any(dep == out or dep.startswith(f"{out}/") for dep in deps for out in written)
+            if other not in found and reads:
+                found.add(other)
+                written |= {path for path, _ in _outputs({other: stage})}
+                grew = True
+    return found
+
+
 def stage_params(root: Path) -> dict[str, list[str]]:
     """{stage: the params.yaml keys it lists}; {} when there is no dvc.yaml."""
     found: dict[str, list[str]] = {}

@@ -12,11 +12,12 @@ from mlcd.dvcfiles import (
     model_artifact,
     parse_lock,
     read_lock,
+    stage_and_downstream,
     stage_params,
 )
 from mlcd.errors import ConfigError, VersionError
 
-from ..helpers import committed_text
+from ..helpers import PROJECT_ROOT, committed_text
 
 
 @pytest.fixture
@@ -73,3 +74,10 @@ def test_outside_a_project_the_artifact_lookup_names_the_way_in(repo):
     (repo / "dvc.yaml").write_text("stages: {}\n")
     with pytest.raises(VersionError, match="exactly one artifact of type model"):
         model_artifact(repo)
+
+
+def test_stage_and_downstream_follows_outputs_into_deps():
+    """What the lock check re-judges after a cluster-trained model (ci/reproduce.py)."""
+    assert stage_and_downstream(PROJECT_ROOT, "train") == {"train", "evaluate", "package"}
+    assert stage_and_downstream(PROJECT_ROOT, "package") == {"package"}
+    assert stage_and_downstream(PROJECT_ROOT, "ingest") == set(stage_params(PROJECT_ROOT))

@@ -26,6 +26,15 @@ NATIVE_MISSING = frozenset({"xgboost"})
 # Estimators that train on a split read partition by partition (data.partition_rows); the others read
 # it whole (README "Data beyond memory").
 STREAMED = frozenset({"xgboost"})
+TRAIN_STAGE = "train"  # the dvc.yaml stage that runs run_train
+
+
+def depends_on_cluster_shape(data: DataParams, params: TrainParams) -> bool:
+    """Whether this process's train runs xgboost.dask (streamed XGBoost with MLCD_DASK_SCHEDULER set),
+    whose model depends on how the rows fall across the cluster's workers."""
+    from mlcd.cluster import requested
+
+    return bool(data.partition_rows) and params.estimator in STREAMED and requested() is not None
 
 
 def cv_scoring(task: str, n_classes: int) -> tuple[str, ...]:
@@ -153,7 +162,7 @@ def write_search(searched: dict[str, Any], paths: ProjectPaths) -> None:
 
 
 def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dict[str, Any]:
-    with stage("train") as log:
+    with stage(TRAIN_STAGE) as log:
         schema = load_schema(paths.schema(data)).for_model()
         if schema.task != params.task:
             raise ConfigError(
@@ -163,13 +172,7 @@ def run_train(data: DataParams, params: TrainParams, paths: ProjectPaths) -> dic
         pipeline = build_pipeline(schema, params)
         searched: dict[str, Any] = {"kind": "none"}
         if data.partition_rows and params.estimator in STREAMED:
-            from mlcd.modeling.xgboost_partitions import fit_xgboost_in_partitions
-
-            rows = data.partition_rows
-            with working(f"fitting {params.estimator} on {paths.train_data}, {rows:,} rows at a time"):
-                pipeline, train_rows = fit_xgboost_in_partitions(
-                    pipeline, schema, params, paths.train_data, rows
-                )
+            pipeline, train_rows = _fit_streamed(pipeline, schema, data, params, paths, log)
             summary: dict[str, Any] = {"estimator": params.estimator, "train_rows": train_rows}
         else:
             x, y = read_split(paths.train_data, schema)
@@ -205,3 +208,29 @@ def _search_and_cross_validate(
         summary["cv"] = cross_validation(pipeline, x, y, params)
         log.add(f"CV {params.cv_folds} folds")
     return searched
+
+
+def _fit_streamed(
+    pipeline: Pipeline,
+    schema: DatasetSchema,
+    data: DataParams,
+    params: TrainParams,
+    paths: ProjectPaths,
+    log: StageLog,
+) -> tuple[Pipeline, int]:
+    """XGBoost on the training split read data.partition_rows rows at a time: by its external-memory
+    iterator here, or by xgboost.dask on the cluster MLCD_DASK_SCHEDULER names."""
+    from mlcd.cluster import engine
+
+    rows = data.partition_rows or 0
+    if not depends_on_cluster_shape(data, params):
+        from mlcd.modeling.xgboost_partitions import fit_xgboost_in_partitions
+
+        with working(f"fitting {params.estimator} on {paths.train_data}, {rows:,} rows at a time"):
+            return fit_xgboost_in_partitions(pipeline, schema, params, paths.train_data, rows)
+    from mlcd.modeling.xgboost_dask import fit_xgboost_on_dask
+
+    with engine() as where, working(f"fitting xgboost on {where.describe()}, {rows:,} rows a task"):
+        fitted = fit_xgboost_on_dask(pipeline, schema, params, paths.train_data, rows, where.client)
+    log.add(f"xgboost.dask on {where.describe()}: equivalent to, not identical with, a fit elsewhere")
+    return fitted

@@ -117,6 +117,59 @@ def _iterator(partitions: _Partitions, cache: str) -> Any:
     return Iterator()
 
 
+class Objective:
+    """What the booster is asked to learn, decided from the whole split's summary."""
+
+    def __init__(self, params: TrainParams, summary: SplitSummary) -> None:
+        import xgboost
+
+        self.options = {**xgboost_options(params), **FIXED}
+        self.booster_params: dict[str, Any] = xgboost.XGBRegressor(**self.options).get_xgb_params()
+        self.classes: np.ndarray | None = None
+        self._balanced: np.ndarray | None = None
+        if params.task == "classification":
+            classes = np.array(sorted(summary.class_counts))
+            counts = np.array([summary.class_counts[c] for c in classes], dtype=np.float64)
+            # class_weight "balanced", as scikit-learn's compute_sample_weight: rows / (classes x count)
+            self._balanced = summary.rows / (len(classes) * counts) if params.class_weight else None
+            self.classes = classes
+            objective: dict[str, Any] = {"objective": "binary:logistic"}
+            if len(classes) > 2:
+                objective = {"objective": "multi:softprob", "num_class": len(classes)}
+            self.booster_params.update(objective)
+        else:
+            self.booster_params["objective"] = "reg:squarederror"
+
+    def targets(self, y: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
+        """Labels as XGBoost's codes (classification) or values, and each row's weight."""
+        if self.classes is None:
+            return y.to_numpy(np.float64), None
+        codes = np.searchsorted(self.classes, y.to_numpy())
+        return codes, None if self._balanced is None else self._balanced[codes]
+
+    def estimator(self, estimator: BaseEstimator, booster: Any) -> BaseEstimator:
+        """The pipeline's estimator holding the trained booster, as its own fit would have left it."""
+        import xgboost
+
+        if self.classes is None:
+            estimator.load_model(booster.save_raw())
+            return estimator
+        assert isinstance(estimator, LabelledXGBClassifier)
+        estimator.classes_ = self.classes
+        estimator.booster_ = xgboost.XGBClassifier(**self.options)
+        estimator.booster_.load_model(booster.save_raw())
+        return estimator
+
+
+def refuse_in_memory_steps(params: TrainParams) -> None:
+    if params.cv_folds or params.search.kind != "none":
+        raise ConfigError(
+            "train.cv_folds and train.search fit the training split in memory; with data.partition_rows "
+            "XGBoost streams it instead: set train.cv_folds: 0 and train.search.kind: none "
+            "(evaluate still scores every test row)"
+        )
+
+
 def fit_xgboost_in_partitions(
     pipeline: Pipeline, schema: DatasetSchema, params: TrainParams, train: Path, rows: int
 ) -> tuple[Pipeline, int]:
@@ -124,50 +177,17 @@ def fit_xgboost_in_partitions(
     split's row count."""
     import xgboost
 
-    if params.cv_folds or params.search.kind != "none":
-        raise ConfigError(
-            "train.cv_folds and train.search fit the training split in memory; with data.partition_rows "
-            "XGBoost streams it instead: set train.cv_folds: 0 and train.search.kind: none "
-            "(evaluate still scores every test row)"
-        )
+    refuse_in_memory_steps(params)
     summary = summarize(train, schema, rows)
     features = fit_features(pipeline.named_steps["features"], summary)
     summary.first = None  # a partition XGBoost's training need not hold
-    estimator: BaseEstimator = pipeline.named_steps["model"]
-    options = {**xgboost_options(params), **FIXED}
-    booster_params = xgboost.XGBRegressor(**options).get_xgb_params()
-    if params.task == "classification":
-        classes = np.array(sorted(summary.class_counts))
-        counts = np.array([summary.class_counts[c] for c in classes], dtype=np.float64)
-        # class_weight "balanced", as scikit-learn's compute_sample_weight: rows / (classes x count)
-        balanced = summary.rows / (len(classes) * counts) if params.class_weight else None
-
-        def targets(y: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
-            codes = np.searchsorted(classes, y.to_numpy())
-            return codes, None if balanced is None else balanced[codes]
-
-        objective: dict[str, Any] = {"objective": "binary:logistic"}
-        if len(classes) > 2:
-            objective = {"objective": "multi:softprob", "num_class": len(classes)}
-        booster_params.update(objective)
-    else:
-
-        def targets(y: pd.Series) -> tuple[np.ndarray, np.ndarray | None]:
-            return y.to_numpy(np.float64), None
-
-        booster_params["objective"] = "reg:squarederror"
-    partitions = _Partitions(train, schema, rows, features, targets)
+    objective = Objective(params, summary)
+    partitions = _Partitions(train, schema, rows, features, objective.targets)
     with tempfile.TemporaryDirectory(prefix="mlcd-xgboost-pages-") as pages:
         matrix = xgboost.ExtMemQuantileDMatrix(
             _iterator(partitions, str(Path(pages) / "cache")), max_bin=params.xgboost.max_bin, missing=np.nan
         )
-        booster = xgboost.train(booster_params, matrix, num_boost_round=params.xgboost.n_estimators)
+        booster = xgboost.train(objective.booster_params, matrix, num_boost_round=params.xgboost.n_estimators)
         del matrix
-    if params.task == "classification":
-        assert isinstance(estimator, LabelledXGBClassifier)
-        estimator.classes_ = classes
-        estimator.booster_ = xgboost.XGBClassifier(**options)
-        estimator.booster_.load_model(booster.save_raw())
-    else:
-        estimator.load_model(booster.save_raw())
+    estimator = objective.estimator(pipeline.named_steps["model"], booster)
     return Pipeline([("features", features), ("model", estimator)]), summary.rows

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mlcd.config import HIGHER_IS_BETTER, TASK_MAX_DROP, GateParams, flatten, task_of_metrics
+from mlcd.config import HIGHER_IS_BETTER, GateParams, flatten
 from mlcd.report.sides import PROCESSED, Side
 
 
@@ -120,20 +120,10 @@ def _rule(
     return Rule(name, limit, format_number(value, spec), value <= allowed, on_metric)
 
 
-def metric_limits(params: GateParams, reported: set[str]) -> tuple[dict[str, float], str]:
-    """gate.max_drop's rules for the metrics either side reports, or the task's defaults if it names none."""
-    chosen = {name: limit for name, limit in params.max_drop.items() if name in reported}
-    if chosen or not reported:
-        return chosen, ""
-    task = task_of_metrics(reported)
-    defaults = {name: limit for name, limit in TASK_MAX_DROP[task].items() if name in reported}
-    return defaults, f" ({task} default: gate.max_drop names no metric this model reports)"
-
-
 def gate(rows: list[MetricRow], base: Side, head: Side, params: GateParams) -> list[Rule]:
     rules = []
     by_name = {row.name: row for row in rows}
-    limits, note = metric_limits(params, set(by_name))
+    limits, note = params.metric_limits(set(by_name))
     for name, limit in limits.items():
         row = by_name.get(name)
         worse = row.worsening if row else None

@@ -8,7 +8,11 @@ it means instead:
 - a model (skops or ONNX) by its predictions on the test split, within the ONNX parity
   tolerance that packaging already accepts between scikit-learn and ONNX;
 - metrics and plot data (JSON) value by value, within VALUE_TOLERANCE;
-- figures (PNG) by the RMS of their pixel difference, within IMAGE_TOLERANCE.
+- figures (PNG) by the RMS of their pixel difference, within IMAGE_TOLERANCE;
+- whatever a model trained by xgboost.dask leads to, by its test metrics (judge_by_metrics): its
+  split points depend on how the rows fell across the cluster's workers, so its predictions move
+  by more than float noise. Each gated metric must stay within the gate's own max_drop, either way:
+  the change a merge request may make to a metric without being called a regression.
 
 The committed copy comes through DVC at HEAD: git for `cache: false` outputs, the DVC
 cache or remote for the rest. An output whose committed copy is in neither cannot be
@@ -124,6 +128,25 @@ def compare_json(old: bytes, new: bytes) -> tuple[Verdict, str]:
     if mismatch:
         return Verdict.DIFFERENT, f"not the same structure or text: {mismatch}"
     return _judge(difference, VALUE_TOLERANCE, "values")
+
+
+def judge_by_metrics(old: bytes, new: bytes, limits: dict[str, float]) -> tuple[Verdict, str]:
+    """Evaluate's metrics (JSON) of two models trained on different cluster shapes: equivalent when
+    each metric in `limits` moved by at most its limit, never identical."""
+    before, after = json.loads(old), json.loads(new)
+    if before.keys() != after.keys():
+        return Verdict.DIFFERENT, f"test metrics are not the same set: {sorted(before.keys() ^ after.keys())}"
+    moved = {name: abs(after[name] - before[name]) for name in limits if name in before}
+    if not moved:
+        return Verdict.DIFFERENT, f"no gated metric to judge by among {sorted(before)}"
+    outside = [name for name, change in moved.items() if change > limits[name]]
+    shown = ", ".join(
+        f"{name} {before[name]} -> {after[name]} ({change:.2g}, limit {limits[name]:g})"
+        for name, change in moved.items()
+    )
+    if outside:
+        return Verdict.DIFFERENT, f"test metrics moved past the gate's max_drop in {outside}: {shown}"
+    return Verdict.EQUIVALENT, f"test metrics within the gate's max_drop: {shown}"
 
 
 def compare_parquet(old: bytes, new: bytes) -> tuple[Verdict, str]:
