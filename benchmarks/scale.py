@@ -3,6 +3,7 @@
 Run: uv run python benchmarks/scale.py search [--rounds N]
      uv run python benchmarks/scale.py predict [--rows N] [--rounds N]   (needs models/bundle: dvc repro)
      uv run python benchmarks/scale.py data [--rows N ...] [--partition-rows P] [--train xgboost]
+                                           [--cluster-memory 1GB]
 
 search: a grid of 6 random-forest candidates (10 or 20 trees) x 4 folds (24 fits) on 100,000
 synthetic rows of 20 features, through mlcd's own run_search, three ways in alternation: one
@@ -16,7 +17,9 @@ data: the data stages (ingest, validate, preprocess) on N synthetic rows, each i
 DVC runs it, read whole (data.partition_rows: null) and in partitions of P rows: each stage's wall
 time and peak RSS (the process's ru_maxrss). Whole is skipped where it would not fit (about 600 bytes
 a row: 10M rows need 6 GB, 50M about 30 GB). With --train ESTIMATOR, train (cv_folds 0) and evaluate
-run after them, and the test metrics are printed (xgboost streams the split in partitions).
+run after them, and the test metrics are printed (xgboost streams the split in partitions). With
+--cluster-memory M as well, the partitioned run's train uses a LocalCluster of 2 worker processes on
+127.0.0.1 with a Dask memory_limit of M each (xgboost.dask), and the workers' peak RSS is printed.
 Prints tables; asserts nothing but the equal best values.
 """
 
@@ -169,7 +172,20 @@ def _stage_process(stage: str, project: Path) -> tuple[float, float]:
     return time.perf_counter() - started, usage.ru_maxrss / 1024**2
 
 
-def bench_data(rows_list: list[int], partition_rows: int, estimator: str | None) -> None:
+def _workers_peak_gb(scheduler: str) -> list[float]:
+    """Each worker process's peak RSS so far (its ru_maxrss), in GB."""
+    import resource
+
+    from distributed import Client
+
+    with Client(scheduler) as client:
+        peaks = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2)
+    return sorted(peaks.values())
+
+
+def bench_data(
+    rows_list: list[int], partition_rows: int, estimator: str | None, cluster_memory: str | None = None
+) -> None:
     import json
     import shutil
 
@@ -197,6 +213,9 @@ def bench_data(rows_list: list[int], partition_rows: int, estimator: str | None)
                 (project / "params.yaml").write_text(yaml.safe_dump(params))
                 read = "whole" if partitions is None else f"{partitions:,} at a time"
                 for stage in stages:
+                    if stage == "train" and partitions and cluster_memory:
+                        _train_on_a_cluster(project, rows, read, cluster_memory)
+                        continue
                     seconds, peak = _stage_process(stage, project)
                     print(
                         f"| {rows:,} | {read} | {stage} | {seconds:.1f} | {seconds / rows * 1e6:.2f} "
@@ -206,6 +225,23 @@ def bench_data(rows_list: list[int], partition_rows: int, estimator: str | None)
                 if estimator:
                     metrics = json.loads((project / "metrics" / "metrics.json").read_text())
                     print(f"| {rows:,} | {read} | test metrics | {metrics} | | |", flush=True)
+
+
+def _train_on_a_cluster(project: Path, rows: int, read: str, memory: str) -> None:
+    from mlcd.cluster import SCHEDULER_ENV, loopback_cluster
+
+    with loopback_cluster(2, memory_limit=memory) as cluster:
+        os.environ[SCHEDULER_ENV] = cluster.scheduler_address
+        try:
+            seconds, peak = _stage_process("train", project)
+        finally:
+            del os.environ[SCHEDULER_ENV]
+        workers = " + ".join(f"{gb:.2f}" for gb in _workers_peak_gb(cluster.scheduler_address))
+    print(
+        f"| {rows:,} | {read} | train, xgboost.dask on 2 workers of {memory} | {seconds:.1f} "
+        f"| {seconds / rows * 1e6:.2f} | {peak:.2f} (workers {workers}) |",
+        flush=True,
+    )
 
 
 def _ratio_table(title: str, seconds: dict[str, list[float]], base: str) -> None:
@@ -228,11 +264,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000], help="predict, data: rows")
     parser.add_argument("--partition-rows", type=int, default=1_000_000, help="data: rows per partition")
     parser.add_argument("--train", metavar="ESTIMATOR", help="data: also train and evaluate this estimator")
+    parser.add_argument("--cluster-memory", help="data --train xgboost: 2 Dask workers of this memory")
     args = parser.parse_args()
     if args.what == "search":
         bench_search(args.rounds)
     elif args.what == "data":
-        bench_data(args.rows, args.partition_rows, args.train)
+        bench_data(args.rows, args.partition_rows, args.train, args.cluster_memory)
     else:
         bench_predict(args.rows[0], args.rounds)
 
