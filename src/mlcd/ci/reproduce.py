@@ -34,6 +34,7 @@ from mlcd.reproducibility.equivalence import (
     overall,
 )
 from mlcd.reproducibility.lockcheck import explain, lock_drift
+from mlcd.versions.storage import NOT_IN_ANY_STORE
 
 PACKAGE_STAGE = "package"  # the dvc.yaml stage that writes the bundle
 
@@ -113,7 +114,10 @@ def _trained_on_a_cluster(root: Path, committed_fs: Any, comparisons: list[Compa
     if not depends_on_cluster_shape(params.data, params.train):
         return comparisons
     metrics = paths.metrics.relative_to(root).as_posix()
-    committed, reproduced = committed_fs.read_bytes(metrics), paths.metrics.read_bytes()
+    try:
+        committed, reproduced = committed_fs.read_bytes(metrics), paths.metrics.read_bytes()
+    except NOT_IN_ANY_STORE:  # OSError included: no reproduced metrics either
+        return comparisons  # nothing to judge by: the byte and prediction verdicts stand
     limits, _ = params.gate.metric_limits(set(read_json(paths.metrics)))
     verdict, detail = judge_by_metrics(committed, reproduced, limits)
     detail = f"trained by xgboost.dask, whose model depends on the cluster's shape: {detail}"
