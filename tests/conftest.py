@@ -5,6 +5,14 @@ Helpers (Repo, new_repo, run, ...) live in tests/helpers.py; import them from th
 
 from __future__ import annotations
 
+import os
+
+# One OpenMP (and so OpenBLAS) thread per process, set before numpy or scikit-learn load: two test
+# processes share two cores, and a second spinning thread in each made scikit-learn's histogram
+# boosting 2-4 times slower whenever the other process was busy (measured: 5.7 s against 3.0 s
+# beside one busy core, 12.6 s in a full run). Every process a test starts inherits it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
