@@ -107,9 +107,22 @@ def fit_xgboost_on_dask(
         y_blocks.append(da.from_delayed(chunk[1], shape=(count,), dtype=np.float64))
         w_blocks.append(da.from_delayed(chunk[2], shape=(count,), dtype=np.float64))
     x, y, w = _read_on_workers(client, [da.concatenate(b) for b in (x_blocks, y_blocks, w_blocks)])
-    matrix = dxgb.DaskQuantileDMatrix(client, x, y, weight=w, max_bin=params.xgboost.max_bin, missing=np.nan)
-    rounds = params.xgboost.n_estimators
-    trained = dxgb.train(client, objective.booster_params, matrix, num_boost_round=rounds)
+    rounds, bins = params.xgboost.n_estimators, params.xgboost.max_bin
+    try:
+        matrix = dxgb.DaskQuantileDMatrix(client, x, y, weight=w, max_bin=bins, missing=np.nan)
+        trained = dxgb.train(client, objective.booster_params, matrix, num_boost_round=rounds)
+    except (ValueError, xgboost.core.XGBoostError) as exc:
+        if isinstance(exc, ValueError) and "died" not in str(exc):
+            raise
+        # xgboost.dask's workers train as one ring: it has no resilience, so a worker lost midway
+        # (a nanny restarting it past its memory limit, measured at 6M rows on 2 workers of 1 GB)
+        # ends the training.
+        raise ClusterError(
+            f"a Dask worker of {client.scheduler.address} died while XGBoost trained on it "
+            f"({type(exc).__name__}), and xgboost.dask cannot continue without it; nothing was written. "
+            "Each worker holds its share of the encoded training split: give the workers more memory "
+            "(their logs say whether the limit was passed) or add workers, then run again"
+        ) from None
     booster: xgboost.Booster = trained["booster"]
     estimator = objective.estimator(pipeline.named_steps["model"], booster)
     return Pipeline([("features", features), ("model", estimator)]), summary.rows
