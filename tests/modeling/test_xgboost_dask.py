@@ -21,7 +21,7 @@ import yaml
 
 from mlcd.ci.reproduce import _trained_on_a_cluster
 from mlcd.cluster import SCHEDULER_ENV, loopback_cluster
-from mlcd.config import parse_params
+from mlcd.config import load_params, parse_params
 from mlcd.errors import ClusterError
 from mlcd.modeling.evaluate import run_evaluate
 from mlcd.modeling.package import run_package
@@ -92,7 +92,8 @@ def test_xgboost_dask_across_two_workers_is_equivalent_by_metrics(cluster, tmp_p
         Comparison("train", "models/model.skops", Verdict.DIFFERENT, "predictions differ by up to 0.2"),
         Comparison("package", "models/bundle/model.onnx", Verdict.DIFFERENT, "predictions differ"),
     ]
-    judged = _trained_on_a_cluster(project, _Committed(committed), found)
+    params = load_params(project / "params.yaml")
+    judged = _trained_on_a_cluster(project, params, _Committed(committed), found)
     assert judged[0] == found[0]
     assert {c.verdict for c in judged[1:]} == {Verdict.EQUIVALENT}, judged
     detail = judged[1].detail

@@ -8,6 +8,7 @@ other results from the same inputs; the job fails, naming stage, file and differ
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from typing import Any
 from mlcd.blas import CORETYPE_VARIABLE
 from mlcd.bundle import MANIFEST, read_manifest
 from mlcd.ci.remote import URL_VARIABLE, configure_remote, probe_remote, remote_timeout
-from mlcd.config import ProjectPaths
+from mlcd.config import Params, ProjectPaths, load_params
 from mlcd.console import info, warn
 from mlcd.dvcfiles import Lock, lock_at, read_lock, stage_and_downstream
 from mlcd.errors import PipelineError
@@ -57,15 +58,13 @@ def dvc(root: Path, *args: str) -> None:
         raise PipelineError(f"`dvc {' '.join(args)}` failed (exit {done.returncode}); its output is above")
 
 
-def model_check(root: Path) -> ModelCheck | None:
+def model_check(root: Path, params: Params) -> ModelCheck | None:
     """The test split and tolerance models are judged by; None when the workspace has no test split."""
-    from mlcd.config import load_params
     from mlcd.data.model_input import read_split
     from mlcd.data.schema import load_schema
     from mlcd.modeling.package import onnx_feeds, parity_tolerance
 
     paths = ProjectPaths(root)
-    params = load_params(paths.params)
     if not paths.test_data.is_file():
         return None
     schema = load_schema(paths.schema(params.data)).for_model()
@@ -85,14 +84,15 @@ def judge(root: Path, committed: Lock, reproduced: Lock) -> list[Comparison]:
     from dvc.api import DVCFileSystem
 
     committed_fs = DVCFileSystem(str(root), rev="HEAD")
-    check = model_check(root)
+    params = load_params(ProjectPaths(root).params)
+    check = model_check(root, params)
     comparisons = [
         comparison
         for drift in drifts
         for output in drift.changed_outputs
         for comparison in compare_output(drift.stage, output, root, committed_fs, check)
     ]
-    comparisons = _trained_on_a_cluster(root, committed_fs, comparisons)
+    comparisons = _trained_on_a_cluster(root, params, committed_fs, comparisons)
     if overall(comparisons) is Verdict.DIFFERENT:
         raise PipelineError(
             "the reproduced pipeline differs from the committed dvc.lock by more than float noise: "
@@ -103,14 +103,14 @@ def judge(root: Path, committed: Lock, reproduced: Lock) -> list[Comparison]:
     return comparisons
 
 
-def _trained_on_a_cluster(root: Path, committed_fs: Any, comparisons: list[Comparison]) -> list[Comparison]:
+def _trained_on_a_cluster(
+    root: Path, params: Params, committed_fs: Any, comparisons: list[Comparison]
+) -> list[Comparison]:
     """With XGBoost trained by xgboost.dask here, train's outputs and all that follows from them are
     judged by the test metrics (equivalence.judge_by_metrics), not by bytes or predictions."""
-    from mlcd.config import load_params
     from mlcd.modeling.train import TRAIN_STAGE, depends_on_cluster_shape
 
     paths = ProjectPaths(root)
-    params = load_params(paths.params)
     if not depends_on_cluster_shape(params.data, params.train):
         return comparisons
     metrics = paths.metrics.relative_to(root).as_posix()
@@ -118,7 +118,7 @@ def _trained_on_a_cluster(root: Path, committed_fs: Any, comparisons: list[Compa
         committed, reproduced = committed_fs.read_bytes(metrics), paths.metrics.read_bytes()
     except NOT_IN_ANY_STORE:  # OSError included: no reproduced metrics either
         return comparisons  # nothing to judge by: the byte and prediction verdicts stand
-    limits, _ = params.gate.metric_limits(set(read_json(paths.metrics)))
+    limits, _ = params.gate.metric_limits(set(json.loads(reproduced)))
     verdict, detail = judge_by_metrics(committed, reproduced, limits)
     detail = f"trained by xgboost.dask, whose model depends on the cluster's shape: {detail}"
     after_train = stage_and_downstream(root, TRAIN_STAGE)

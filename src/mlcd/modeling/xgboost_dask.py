@@ -2,15 +2,15 @@
 each worker reads and encodes its own partitions of the training split, and `xgboost.dask` trains
 one booster across them.
 
-The driver makes the first pass (modeling/xgboost_partitions.summarize: the text features' levels and
+The driver makes the first pass (modeling/xgboost_partitions.first_pass: the text features' levels and
 the classes, one partition in memory at a time) and fits the encoder; the workers then read the
 split's Parquet row groups themselves, so they need the project's path on shared storage (README
 "Scale out").
 
 Not identical to the one-machine fit, and not even to another cluster's: distributed XGBoost merges
 each worker's quantile sketch and sums their histograms, so the split points depend on how the rows
-fell across workers. The lock check judges such a model by its test metrics (reproducibility/
-equivalence.py, CLUSTER_SHAPE_TOLERANCE) and says "equivalent", never "identical".
+fell across workers. The lock check judges such a model by its test metrics within the gate's
+max_drop (reproducibility/equivalence.judge_by_metrics) and says "equivalent", never "identical".
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from sklearn.pipeline import Pipeline
 from mlcd.config import TrainParams
 from mlcd.data.schema import DatasetSchema
 from mlcd.errors import ClusterError
-from mlcd.modeling.xgboost_partitions import Objective, fit_features, refuse_in_memory_steps, summarize
+from mlcd.modeling.xgboost_partitions import Objective, first_pass
 
 
 def row_group_chunks(train: Path, rows: int) -> list[tuple[list[int], int]]:
@@ -91,11 +91,7 @@ def fit_xgboost_on_dask(
     import xgboost
     from xgboost import dask as dxgb
 
-    refuse_in_memory_steps(params)
-    summary = summarize(train, schema, rows)
-    features = fit_features(pipeline.named_steps["features"], summary)
-    summary.first = None
-    objective = Objective(params, summary)
+    features, objective, train_rows = first_pass(pipeline, schema, params, train, rows)
     width = len(features.get_feature_names_out())
     # Absolute: a worker's working directory is its own. The fitted encoder and the objective travel
     # to every task once, as one graph key each.
@@ -125,4 +121,4 @@ def fit_xgboost_on_dask(
         ) from None
     booster: xgboost.Booster = trained["booster"]
     estimator = objective.estimator(pipeline.named_steps["model"], booster)
-    return Pipeline([("features", features), ("model", estimator)]), summary.rows
+    return Pipeline([("features", features), ("model", estimator)]), train_rows

@@ -170,6 +170,18 @@ def refuse_in_memory_steps(params: TrainParams) -> None:
         )
 
 
+def first_pass(
+    pipeline: Pipeline, schema: DatasetSchema, params: TrainParams, train: Path, rows: int
+) -> tuple[Any, Objective, int]:
+    """What every streamed XGBoost fit (here, or xgboost.dask) decides before training: the fitted
+    encoder, the objective, and the split's row count."""
+    refuse_in_memory_steps(params)
+    summary = summarize(train, schema, rows)
+    features = fit_features(pipeline.named_steps["features"], summary)
+    summary.first = None  # a partition XGBoost's training need not hold
+    return features, Objective(params, summary), summary.rows
+
+
 def fit_xgboost_in_partitions(
     pipeline: Pipeline, schema: DatasetSchema, params: TrainParams, train: Path, rows: int
 ) -> tuple[Pipeline, int]:
@@ -177,11 +189,7 @@ def fit_xgboost_in_partitions(
     split's row count."""
     import xgboost
 
-    refuse_in_memory_steps(params)
-    summary = summarize(train, schema, rows)
-    features = fit_features(pipeline.named_steps["features"], summary)
-    summary.first = None  # a partition XGBoost's training need not hold
-    objective = Objective(params, summary)
+    features, objective, train_rows = first_pass(pipeline, schema, params, train, rows)
     partitions = _Partitions(train, schema, rows, features, objective.targets)
     with tempfile.TemporaryDirectory(prefix="mlcd-xgboost-pages-") as pages:
         matrix = xgboost.ExtMemQuantileDMatrix(
@@ -190,4 +198,4 @@ def fit_xgboost_in_partitions(
         booster = xgboost.train(objective.booster_params, matrix, num_boost_round=params.xgboost.n_estimators)
         del matrix
     estimator = objective.estimator(pipeline.named_steps["model"], booster)
-    return Pipeline([("features", features), ("model", estimator)]), summary.rows
+    return Pipeline([("features", features), ("model", estimator)]), train_rows
