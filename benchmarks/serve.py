@@ -283,7 +283,7 @@ def report(results: Results, seconds: int, rounds: int) -> None:
     print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
     print("|---|" + "---:|" * len(CONCURRENCY))
     for name, top, bottom in RATIOS:
-        if bottom not in results:
+        if top not in results or bottom not in results:
             continue
         cells = []
         for c in CONCURRENCY:

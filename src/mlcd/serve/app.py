@@ -148,6 +148,9 @@ class Api:
             ("GET", "/v2/health/live"): Route(self.v2_live, "/v2/health/live"),
             ("GET", "/v2/health/ready"): Route(self.v2_ready, "/v2/health/ready"),
         }
+        v2_handlers = {"metadata": self.v2_metadata, "ready": self.v2_model_ready, "infer": self.v2_infer}
+        for kind, method, path, label in self.v2.paths():
+            self.routes[method, path] = Route(v2_handlers[kind], label, protected=True, work=kind == "infer")
         if settings.docs:
             self.routes["GET", "/docs"] = Route(self.docs, "/docs")
         self.allowed: dict[str, list[str]] = {}
@@ -186,23 +189,10 @@ class Api:
         prometheus.observe(route.label if route else "other", request.method, reply.status, started)
 
     def route(self, request: Request) -> Route | None:
-        found = self.routes.get((request.method, request.path))
-        if found is None and request.path.startswith("/v2/models/"):
-            match = self.v2.match(request.path)
-            if match is not None and match[1] == request.method:
-                kind, _, label = match
-                handlers = {
-                    "metadata": self.v2_metadata,
-                    "ready": self.v2_model_ready,
-                    "infer": self.v2_infer,
-                }
-                found = Route(handlers[kind], label, protected=True, work=kind == "infer")
-        return found
+        return self.routes.get((request.method, request.path))
 
     def not_routed(self, request: Request) -> Reply:
         allowed = self.allowed.get(request.path)
-        if allowed is None and (match := self.v2.match(request.path)):
-            allowed = [match[1]]
         if allowed:
             status, message = 405, f"use {' or '.join(allowed)} on {request.path}"
             headers: tuple[tuple[bytes, bytes], ...] = ((b"allow", ", ".join(allowed).encode()),)

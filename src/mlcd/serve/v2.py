@@ -17,7 +17,6 @@ of the metadata's `classes`) for a classifier; `prediction` (FP32, [n]) for a re
 from __future__ import annotations
 
 import math
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -29,8 +28,6 @@ from mlcd.serve.model import BundleModel, Layout
 from mlcd.serve.payload import Batch, numeric_columns, parse_json, problem_place, to_batch
 
 HEADER_LENGTH = "inference-header-content-length"
-# \Z, not $: "$" also matches before a final newline, which made ".../infer%0A" an inference.
-_PATH = re.compile(r"/v2/models/(?P<name>[^/]+)(?:/versions/(?P<version>[^/]+))?(?P<kind>/ready|/infer)?\Z")
 NUMERIC_TYPES = {
     "FP16": np.float16,
     "FP32": np.float32,
@@ -67,6 +64,8 @@ class InferCall:
             if numbers is not None:
                 return Batch(numbers)
         for name, datatype in self.json_datatypes.items():
+            if list in map(type, self.columns[name]):  # [[v], [v], ...], which parse took unchecked
+                self.columns[name] = _unnest(self.columns[name], name)
             _check_datatype(_label(name), datatype, self.columns[name])
         values = self.columns.values()
         records = [dict(zip(self.columns, row, strict=True)) for row in zip(*values, strict=True)]
@@ -79,21 +78,23 @@ class Protocol:
         self.name = model.manifest.artifact
         self.version = model.model_hash[:12]
 
-    def match(self, path: str) -> tuple[str, str, str] | None:
-        """(kind, method, metrics label) for this model's paths; None for anything else (a 404)."""
-        found = _PATH.match(path)
-        if not found or not self._is_this_model(found["name"], found["version"]):
-            return None
-        kind = (found["kind"] or "/metadata").lstrip("/")
-        versioned = "/versions/{version}" if found["version"] else ""
-        suffix = "" if kind == "metadata" else f"/{kind}"
-        return kind, "POST" if kind == "infer" else "GET", f"/v2/models/{{name}}{versioned}{suffix}"
+    def paths(self) -> list[tuple[str, str, str, str]]:
+        """(kind, method, path, metrics label) of each of this model's paths: unversioned, or with its
+        version or whole hash. Anything else under /v2/models/ is a 404."""
+        found = []
+        for version in (None, self.version, self.model.model_hash):
+            base = f"/v2/models/{self.name}" + (f"/versions/{version}" if version else "")
+            template = "/v2/models/{name}" + ("/versions/{version}" if version else "")
+            for kind, method, suffix in (
+                ("metadata", "GET", ""),
+                ("ready", "GET", "/ready"),
+                ("infer", "POST", "/infer"),
+            ):
+                found.append((kind, method, base + suffix, template + suffix))
+        return found
 
     def not_found(self, path: str) -> str:
         return f"no model at {path}: this server has {self.name!r}, version {self.version!r}"
-
-    def _is_this_model(self, name: str, version: str | None) -> bool:
-        return name == self.name and (version is None or version in (self.version, self.model.model_hash))
 
     def server_metadata(self) -> dict[str, Any]:
         return {"name": "mlcd", "version": self.version, "extensions": ["binary_tensor_data"]}
@@ -141,18 +142,39 @@ class Protocol:
         columns: dict[str, list[Any]] = {}
         json_datatypes: dict[str, str] = {}
         offset = 0
+        rows: set[int] = set()
         for index, tensor in enumerate(request["inputs"]):
+            if type(tensor) is dict and len(tensor) == 4:
+                # The common tensor, checked inline (a request carries one per feature): exactly a
+                # name, a datatype, shape [rows] and that many JSON values. Whether the values are
+                # flat is left to InferCall.batch, whose fast path checks every value's type anyway.
+                name, shape, data = tensor.get("name"), tensor.get("shape"), tensor.get("data")
+                datatype = tensor.get("datatype")
+                if (
+                    type(name) is str
+                    and type(data) is list
+                    and type(shape) is list
+                    and len(shape) == 1
+                    and type(shape[0]) is int
+                    and shape[0] == len(data)
+                    and datatype in DATATYPES
+                    and name not in columns
+                ):
+                    columns[name] = data
+                    json_datatypes[name] = datatype
+                    rows.add(shape[0])
+                    continue
             name, datatype, values, size = _column(tensor, index, binary, offset)
             if name in columns:
                 raise PayloadError(422, f"{_label(name)} is sent twice")
             columns[name] = values
+            rows.add(len(values))
             if size is None:
                 json_datatypes[name] = datatype
             else:
                 offset += size
         if offset != len(binary):
             raise PayloadError(422, f"{len(binary) - offset} bytes of binary data belong to no input")
-        rows = {len(values) for values in columns.values()}
         if len(rows) != 1:
             raise PayloadError(422, f"the inputs have different numbers of rows: {sorted(rows)}")
         _parameters(request, "the request")
