@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +99,12 @@ class Layout:
         return tuple(f.name for f in self.features)
 
     @cached_property
+    def values_of(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """A record's values in feature order (operator.itemgetter: a KeyError for a missing one)."""
+        getter: Callable[[Mapping[str, Any]], Any] = itemgetter(*self.names)
+        return getter if len(self.names) > 1 else lambda record: (getter(record),)
+
+    @cached_property
     def width(self) -> int:
         return sum(f.width for f in self.features)
 
@@ -185,6 +193,6 @@ class BundleModel:
         if not self.is_classifier:
             return {"predictions": [row[0] for row in rows]}
         return {
-            "labels": [str(label) for label in outputs[0]],
+            "labels": list(map(str, outputs[0].tolist())),
             "probabilities": [dict(zip(self.classes, row, strict=True)) for row in rows],
         }

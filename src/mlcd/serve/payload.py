@@ -209,11 +209,11 @@ def to_batch(payload: Any, layout: Layout, max_batch: int) -> Batch:
 def _all_numbers(records: list[Any], layout: Layout) -> np.ndarray | None:
     """The common case: every record exactly the numeric features, each a number within its bounds
     (which lie within float32's range). None: read record by record, naming each problem."""
-    names = layout.names
+    width = len(layout.names)
     try:
-        if any(len(record) != len(names) for record in records):
+        if any(len(record) != width for record in records):
             return None
-        rows = [[record[name] for name in names] for record in records]
+        rows = list(map(layout.values_of, records))
     except (KeyError, TypeError):  # a missing key, a non-object
         return None
     return _number_matrix(rows, layout)

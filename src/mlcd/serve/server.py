@@ -115,6 +115,8 @@ def _run(
         http=functools.partial(GuardedHttpToolsProtocol, limits=limits),  # type: ignore[arg-type]
         log_level="warning",
         access_log=False,
+        # The API reads no client address, so X-Forwarded-For need not be parsed on every request.
+        proxy_headers=False,
         timeout_keep_alive=max(1, round(limits.keepalive_seconds)),
         h11_max_incomplete_event_size=limits.max_header_bytes,
     )
