@@ -95,6 +95,31 @@ def test_a_body_sent_a_byte_at_a_time_gets_408(server):
     assert get(port, "/ready")[0] == 200
 
 
+def test_a_slow_request_after_a_fast_one_gets_its_whole_time_then_408(server):
+    """The connection's one deadline timer, armed by the first request, is re-armed for the second:
+    the second gets the whole --request-timeout (2 s) from its own first byte, then 408."""
+    port, _ = server
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(0.7)  # within the 1 s keep-alive
+        began = time.monotonic()
+        sock.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n"
+        )
+        try:
+            for _ in range(30):
+                sock.sendall(b" ")
+                time.sleep(0.2)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        answer = _read_all(sock)
+        waited = time.monotonic() - began
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
+    assert 1.9 <= waited < 6, waited
+
+
 def test_a_client_that_leaves_mid_body_is_counted_as_499_not_500(built_project):
     with served(built_project / "models" / "bundle", *LIMITS) as (port, process):
         with socket.create_connection(("127.0.0.1", port)) as sock:
