@@ -290,6 +290,16 @@ def test_a_v2_header_length_that_is_not_ascii_digits_is_a_422(client, record, le
     still_serving(client, record)
 
 
+@pytest.mark.parametrize("datatype", [[], {"FP64": 1}, None, 64])
+def test_a_v2_datatype_that_is_not_a_name_is_a_422(client, record, datatype):
+    body = _infer(record)
+    body["inputs"][0]["datatype"] = datatype
+    response = client.post("/v2/models/model/infer", json=body)
+    assert response.status_code == 422, response.text
+    assert "is not BYTES or a number type" in response.json()["error"] and len(response.content) < 300
+    still_serving(client, record)
+
+
 def test_a_column_named_twice_is_refused_in_csv_and_dataframe_split(client, record):
     names, values = list(record), [str(v) for v in record.values()]
     csv_body = ",".join([*names, names[0]]) + "\n" + ",".join([*values, "99"]) + "\n"

@@ -157,6 +157,7 @@ class Protocol:
                     and len(shape) == 1
                     and type(shape[0]) is int
                     and shape[0] == len(data)
+                    and type(datatype) is str  # a list or an object is unhashable
                     and datatype in DATATYPES
                     and name not in columns
                 ):
