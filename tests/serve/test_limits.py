@@ -47,6 +47,21 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
+def _trickle_a_prediction(sock: socket.socket, every: float) -> bytes:
+    """A /predict head declaring 100 bytes, then its body a byte every `every` seconds until the
+    server stops reading (30 bytes at most); what the server answered."""
+    sock.sendall(
+        b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+    )
+    try:
+        for _ in range(30):
+            sock.sendall(b" ")
+            time.sleep(every)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return _read_all(sock)
+
+
 def get(port: int, path: str) -> tuple[int, float]:
     started = time.perf_counter()
     with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
@@ -79,17 +94,7 @@ def test_a_body_sent_a_byte_at_a_time_gets_408(server):
     port, _ = server
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n"
-        )
-        try:
-            for _ in range(30):
-                sock.sendall(b" ")
-                time.sleep(0.3)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = _read_all(sock)
+        answer = _trickle_a_prediction(sock, every=0.3)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
     assert time.monotonic() - started < 8
     assert get(port, "/ready")[0] == 200
@@ -104,17 +109,7 @@ def test_a_slow_request_after_a_fast_one_gets_its_whole_time_then_408(server):
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         time.sleep(0.7)  # within the 1 s keep-alive
         began = time.monotonic()
-        sock.sendall(
-            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n"
-        )
-        try:
-            for _ in range(30):
-                sock.sendall(b" ")
-                time.sleep(0.2)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = _read_all(sock)
+        answer = _trickle_a_prediction(sock, every=0.2)
         waited = time.monotonic() - began
     assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
     assert 1.9 <= waited < 6, waited
