@@ -19,7 +19,8 @@ time and peak RSS (the process's ru_maxrss). Whole is skipped where it would not
 a row: 10M rows need 6 GB, 50M about 30 GB). With --train ESTIMATOR, train (cv_folds 0) and evaluate
 run after them, and the test metrics are printed (xgboost streams the split in partitions). With
 --cluster-memory M as well, the partitioned run's train uses a LocalCluster of 2 worker processes on
-127.0.0.1 with a Dask memory_limit of M each (xgboost.dask), and the workers' peak RSS is printed.
+127.0.0.1 with a Dask memory_limit of M each (XGBoost across them, each streaming its share), and the
+workers' peak RSS is printed.
 Prints tables; asserts nothing but the equal best values.
 """
 
@@ -238,7 +239,7 @@ def _train_on_a_cluster(project: Path, rows: int, read: str, memory: str) -> Non
             del os.environ[SCHEDULER_ENV]
         workers = " + ".join(f"{gb:.2f}" for gb in _workers_peak_gb(cluster.scheduler_address))
     print(
-        f"| {rows:,} | {read} | train, xgboost.dask on 2 workers of {memory} | {seconds:.1f} "
+        f"| {rows:,} | {read} | train, XGBoost across 2 Dask workers of {memory} | {seconds:.1f} "
         f"| {seconds / rows * 1e6:.2f} | {peak:.2f} (workers {workers}) |",
         flush=True,
     )

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,7 +98,9 @@ def test_xgboost_dask_across_two_workers_is_equivalent_by_metrics(cluster, tmp_p
     assert judged[0] == found[0]
     assert {c.verdict for c in judged[1:]} == {Verdict.EQUIVALENT}, judged
     detail = judged[1].detail
-    assert detail.startswith("trained by xgboost.dask, whose model depends on the cluster's shape: ")
+    assert detail.startswith(
+        "trained by XGBoost across Dask workers, whose model depends on the cluster's shape: "
+    )
     # Measured here, two runs on the same 2 workers: roc_auc 0.9645 -> 0.9612 and -> 0.9626 (which
     # worker gets which partition varies too), accuracy and f1 by 0.003 to 0.006.
     assert "test metrics within the gate's max_drop: " in detail and "roc_auc 0.964457 -> " in detail
@@ -133,3 +136,45 @@ def test_a_worker_that_cannot_read_the_split_names_shared_storage(tmp_path, monk
         finally:
             elsewhere.kill()
             elsewhere.wait()
+
+
+def test_a_worker_killed_while_xgboost_trains_ends_train_with_one_error_and_nothing_written(
+    tmp_path, monkeypatch
+):
+    """SIGKILL, not a nanny's restart: the worker's peer sockets close mid-round. Before the collective's
+    timeout was set, the other worker waited on its lost peer without end."""
+    import os
+    import signal
+    import threading
+    import time
+
+    project = _project(tmp_path, _table(60_000), "label")
+    paths, _ = run_pipeline_in_process(project, _sections({}, 5000))
+    paths.model.unlink()
+    with loopback_cluster(2) as started:
+        from distributed import Client
+
+        with Client(started) as client:
+            places = client.run(lambda dask_worker: (os.getpid(), dask_worker.local_directory))
+        victim_pid, victim_dir = places[sorted(places)[1]]
+
+        def kill_once_training() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not list(Path(victim_dir).glob("mlcd-xgboost-pages-*")):
+                time.sleep(0.05)
+            time.sleep(0.5)  # into the boosting rounds
+            os.kill(victim_pid, signal.SIGKILL)
+
+        killer = threading.Thread(target=kill_once_training)
+        monkeypatch.setenv(SCHEDULER_ENV, started.scheduler_address)
+        params = parse_params(_sections({"train": {"xgboost": {"n_estimators": 2000, "max_depth": 8}}}, 5000))
+        began = time.monotonic()
+        killer.start()
+        with pytest.raises(
+            ClusterError, match=r"stopped: a peer was lost \(Ring \w+ failed[^)]*\); nothing was written"
+        ):
+            run_train(params.data, params.train, paths)
+        killer.join()
+        print(f"train ended {time.monotonic() - began:.1f} s after it began")
+        assert time.monotonic() - began < 120
+    assert not paths.model.exists(), "a model was written"

@@ -106,7 +106,7 @@ def judge(root: Path, committed: Lock, reproduced: Lock) -> list[Comparison]:
 def _trained_on_a_cluster(
     root: Path, params: Params, committed_fs: Any, comparisons: list[Comparison]
 ) -> list[Comparison]:
-    """With XGBoost trained by xgboost.dask here, train's outputs and all that follows from them are
+    """With XGBoost trained across Dask workers here, train's outputs and all that follows from them are
     judged by the test metrics (equivalence.judge_by_metrics), not by bytes or predictions."""
     from mlcd.modeling.train import TRAIN_STAGE, depends_on_cluster_shape
 
@@ -120,7 +120,7 @@ def _trained_on_a_cluster(
         return comparisons  # nothing to judge by: the byte and prediction verdicts stand
     limits, _ = params.gate.metric_limits(set(json.loads(reproduced)))
     verdict, detail = judge_by_metrics(committed, reproduced, limits)
-    detail = f"trained by xgboost.dask, whose model depends on the cluster's shape: {detail}"
+    detail = f"trained by XGBoost across Dask workers, whose model depends on the cluster's shape: {detail}"
     after_train = stage_and_downstream(root, TRAIN_STAGE)
     return [
         Comparison(c.stage, c.path, verdict, detail)

@@ -30,8 +30,8 @@ TRAIN_STAGE = "train"  # the dvc.yaml stage that runs run_train
 
 
 def depends_on_cluster_shape(data: DataParams, params: TrainParams) -> bool:
-    """Whether this process's train runs xgboost.dask (streamed XGBoost with MLCD_DASK_SCHEDULER set),
-    whose model depends on how the rows fall across the cluster's workers."""
+    """Whether this process's train fits XGBoost across Dask workers (streamed XGBoost with
+    MLCD_DASK_SCHEDULER set), whose model depends on how the rows fall across the cluster's workers."""
     from mlcd.cluster import requested
 
     return bool(data.partition_rows) and params.estimator in STREAMED and requested() is not None
@@ -219,7 +219,7 @@ def _fit_streamed(
     log: StageLog,
 ) -> tuple[Pipeline, int]:
     """XGBoost on the training split read data.partition_rows rows at a time: by its external-memory
-    iterator here, or by xgboost.dask on the cluster MLCD_DASK_SCHEDULER names."""
+    iterator here, or across the workers of the cluster MLCD_DASK_SCHEDULER names."""
     from mlcd.cluster import engine
 
     rows = data.partition_rows or 0
@@ -232,5 +232,7 @@ def _fit_streamed(
 
     with engine() as where, working(f"fitting xgboost on {where.describe()}, {rows:,} rows a task"):
         fitted = fit_xgboost_on_dask(pipeline, schema, params, paths.train_data, rows, where.client)
-    log.add(f"xgboost.dask on {where.describe()}: equivalent to, not identical with, a fit elsewhere")
+    log.add(
+        f"XGBoost across the workers of {where.describe()}: equivalent to, not identical with, another fit"
+    )
     return fitted

@@ -1,11 +1,18 @@
 """train.estimator: xgboost beyond memory on a Dask cluster (data.partition_rows with MLCD_DASK_SCHEDULER):
-each worker reads and encodes its own partitions of the training split, and `xgboost.dask` trains
-one booster across them.
+XGBoost's collective trains one booster across the workers, each streaming its own share of the
+split's partitions through XGBoost's external-memory matrix.
+
+Not `xgboost.dask.train`: it holds every worker's share of the encoded split as Dask arrays in the
+worker's memory, so a split larger than the workers' memory stopped it (measured: 6M rows on 2 workers
+of 1 GB). This is XGBoost's documented recipe for distributed external memory (a RabitTracker, a
+CommunicatorContext per worker, `ExtMemQuantileDMatrix`), with Dask placing one task on each worker:
+a worker holds one partition at a time and XGBoost's compressed pages, which it keeps on its local disk.
 
 The driver makes the first pass (modeling/xgboost_partitions.first_pass: the text features' levels and
 the classes, one partition in memory at a time) and fits the encoder; the workers then read the
 split's Parquet row groups themselves, so they need the project's path on shared storage (README
-"Scale out").
+"Scale out"). The tracker runs in the scheduler, as xgboost.dask runs it, so the workers reach it
+wherever the driver runs (a CI job outside the cluster's network).
 
 Not identical to the one-machine fit, and not even to another cluster's: distributed XGBoost merges
 each worker's quantile sketch and sums their histograms, so the split points depend on how the rows
@@ -15,6 +22,7 @@ max_drop (reproducibility/equivalence.judge_by_metrics) and says "equivalent", n
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +32,17 @@ from sklearn.pipeline import Pipeline
 from mlcd.config import TrainParams
 from mlcd.data.schema import DatasetSchema
 from mlcd.errors import ClusterError
-from mlcd.modeling.xgboost_partitions import Objective, first_pass
+from mlcd.modeling.xgboost_partitions import Objective, external_memory_matrix, first_pass
+
+# A collective operation waits this long for a peer before it fails: a worker killed mid-training
+# (SIGKILL, out of memory) otherwise leaves the others waiting on it without end. Generous, because a
+# round on a large share can keep a peer busy for minutes before its next exchange.
+COLLECTIVE_TIMEOUT_SECONDS = 600
 
 
-def row_group_chunks(train: Path, rows: int) -> list[tuple[list[int], int]]:
+def row_group_chunks(train: Path, rows: int) -> list[list[int]]:
     """The split's Parquet row groups gathered into chunks of about `rows` rows (at least one group
-    each): one task, and one block of XGBoost's input, per chunk. (indices, row count) each."""
+    each): one batch of XGBoost's input per chunk."""
     import pyarrow.parquet as pq
 
     metadata = pq.ParquetFile(train).metadata
@@ -37,88 +50,142 @@ def row_group_chunks(train: Path, rows: int) -> list[tuple[list[int], int]]:
     for group in range(metadata.num_row_groups):
         size = metadata.row_group(group).num_rows
         if chunks and chunks[-1][1] + size <= rows:
-            chunks[-1][0].append(group)
-            chunks[-1] = (chunks[-1][0], chunks[-1][1] + size)
+            chunks[-1] = ([*chunks[-1][0], group], chunks[-1][1] + size)
         else:
             chunks.append(([group], size))
-    return [chunk for chunk in chunks if chunk[1]]
+    return [groups for groups, size in chunks if size]
 
 
-def _encoded_chunk(
-    train: str, groups: list[int], schema: DatasetSchema, features: Any, objective: Objective
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """On a worker: one chunk read, encoded, and its labels coded (weights 1.0 when unweighted)."""
+class _Share:
+    """One worker's chunks of the split as XGBoost's DataIter asks for them: encoded, labels coded."""
+
+    def __init__(
+        self, train: str, chunks: list[list[int]], schema: DatasetSchema, features: Any, objective: Objective
+    ) -> None:
+        self.train, self.chunks, self.schema = train, chunks, schema
+        self.features, self.objective = features, objective
+        self._next = 0
+
+    def reset(self) -> None:
+        self._next = 0
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
+        import pyarrow.parquet as pq
+
+        from mlcd.data.model_input import split_frame
+
+        if self._next == len(self.chunks):
+            return None
+        groups = self.chunks[self._next]
+        self._next += 1
+        columns = [*self.schema.feature_names, self.schema.target.name]
+        table = pq.ParquetFile(self.train).read_row_groups(groups, columns=columns)
+        x, y = split_frame(table, self.schema, float32=True)
+        labels, weights = self.objective.targets(y)
+        return np.ascontiguousarray(self.features.transform(x), dtype=np.float32), labels, weights
+
+
+def _can_read(train: str) -> int:
+    """On a worker, before any training starts: the split's row count, or the OSError of a worker
+    that cannot see it (no shared storage)."""
     import pyarrow.parquet as pq
 
-    from mlcd.data.model_input import split_frame
-
-    columns = [*schema.feature_names, schema.target.name]
-    table = pq.ParquetFile(train).read_row_groups(groups, columns=columns)
-    x, y = split_frame(table, schema, float32=True)
-    labels, weights = objective.targets(y)
-    encoded = np.ascontiguousarray(features.transform(x), dtype=np.float32)
-    unweighted = np.ones(len(labels))
-    return encoded, labels.astype(np.float64), unweighted if weights is None else weights
+    return int(pq.ParquetFile(train).metadata.num_rows)
 
 
-def _read_on_workers(client: Any, arrays: list[Any]) -> list[Any]:
-    """The arrays computed and held on the workers; a chunk a worker could not read is one error.
-    (xgboost.dask would only assert that its parts finished.)"""
-    from distributed import futures_of, wait
+def _start_tracker(workers: int, timeout: int, dask_scheduler: Any = None) -> dict[str, Any]:
+    """In the scheduler: XGBoost's tracker for `workers` peers, on the scheduler's own host; the
+    arguments each peer connects with. A thread waits on it, as xgboost.dask's does; the tracker's
+    timeout ends that wait when a peer never comes or never finishes."""
+    from threading import Thread
 
-    held = client.persist(arrays)
-    wait(held)
-    for future in futures_of(held):
-        if future.status != "error":
-            continue
-        exc = future.exception()
-        if isinstance(exc, OSError):
-            raise ClusterError(
-                f"a Dask worker of {client.scheduler.address} cannot read the training split ({exc}); "
-                "workers read the partitions themselves, so they need this project's path on shared "
-                'storage (README "Scale out")'
-            ) from None
-        future.result()  # raises what the task raised
-    return list(held)
+    from distributed.comm import get_address_host
+    from xgboost.tracker import RabitTracker
+
+    host = get_address_host(dask_scheduler.address)
+    tracker = RabitTracker(n_workers=workers, host_ip=host, sortby="task", timeout=timeout)
+    tracker.start()
+    Thread(target=tracker.wait_for, daemon=True).start()
+    return dict(tracker.worker_args())
+
+
+def _train_share(
+    rank: int, share: _Share, objective: Objective, rounds: int, bins: int, peers: dict[str, Any]
+) -> bytes:
+    """On a worker: its share streamed into XGBoost's external-memory matrix (pages in the worker's
+    local directory), trained with the other workers as one booster; the booster's bytes."""
+    import xgboost
+    from distributed import get_worker
+    from xgboost import collective
+
+    # dmlc_task_id orders the peers (sortby="task"): rank 0 is the first share, whichever worker runs it.
+    args = {**peers, "dmlc_task_id": f"{rank:06d}", "dmlc_timeout": COLLECTIVE_TIMEOUT_SECONDS}
+    with (
+        collective.CommunicatorContext(**args),
+        tempfile.TemporaryDirectory(prefix="mlcd-xgboost-pages-", dir=get_worker().local_directory) as pages,
+    ):
+        matrix = external_memory_matrix(share, str(Path(pages) / "cache"), bins)
+        booster = xgboost.train(objective.booster_params, matrix, num_boost_round=rounds)
+        del matrix
+    return bytes(booster.save_raw())
+
+
+def _on_each_worker(client: Any, tasks: list[tuple[str, Any, tuple[Any, ...]]]) -> list[Any]:
+    """Each (worker, function, args) run there and nowhere else, all at once; their results. The first
+    to fail ends the wait: a peer that failed leaves the others waiting on it until the timeout."""
+    from distributed import as_completed
+
+    futures = [
+        client.submit(function, *args, workers=[worker], allow_other_workers=False, pure=False, retries=0)
+        for worker, function, args in tasks
+    ]
+    try:
+        for done in as_completed(futures):
+            if done.status == "error":
+                done.result()  # raises what the task raised
+        return [future.result() for future in futures]
+    finally:
+        client.cancel(futures)
 
 
 def fit_xgboost_on_dask(
     pipeline: Pipeline, schema: DatasetSchema, params: TrainParams, train: Path, rows: int, client: Any
 ) -> tuple[Pipeline, int]:
-    """The pipeline fitted by `xgboost.dask` on the cluster `client` reaches, and the split's row count."""
-    import dask
-    import dask.array as da
+    """The pipeline fitted by XGBoost across the workers of the cluster `client` reaches, and the
+    split's row count."""
     import xgboost
-    from xgboost import dask as dxgb
 
     features, objective, train_rows = first_pass(pipeline, schema, params, train, rows)
-    width = len(features.get_feature_names_out())
-    # Absolute: a worker's working directory is its own. The fitted encoder and the objective travel
-    # to every task once, as one graph key each.
-    source, shared = str(train.resolve()), (dask.delayed(features), dask.delayed(objective))
-    x_blocks, y_blocks, w_blocks = [], [], []
-    for groups, count in row_group_chunks(train, rows):
-        chunk = dask.delayed(_encoded_chunk, nout=3)(source, groups, schema, *shared)
-        x_blocks.append(da.from_delayed(chunk[0], shape=(count, width), dtype=np.float32))
-        y_blocks.append(da.from_delayed(chunk[1], shape=(count,), dtype=np.float64))
-        w_blocks.append(da.from_delayed(chunk[2], shape=(count,), dtype=np.float64))
-    x, y, w = _read_on_workers(client, [da.concatenate(b) for b in (x_blocks, y_blocks, w_blocks)])
-    rounds, bins = params.xgboost.n_estimators, params.xgboost.max_bin
+    # Absolute: a worker's working directory is its own.
+    source, chunks = str(train.resolve()), row_group_chunks(train, rows)
+    workers = sorted(client.scheduler_info()["workers"])[: len(chunks)]
     try:
-        matrix = dxgb.DaskQuantileDMatrix(client, x, y, weight=w, max_bin=bins, missing=np.nan)
-        trained = dxgb.train(client, objective.booster_params, matrix, num_boost_round=rounds)
-    except (ValueError, xgboost.core.XGBoostError) as exc:
-        if isinstance(exc, ValueError) and "died" not in str(exc):
-            raise
-        # xgboost.dask's workers train as one ring: it has no resilience, so a worker lost midway
-        # (a nanny restarting it past its memory limit, measured at 6M rows on 2 workers of 1 GB)
-        # ends the training.
+        _on_each_worker(client, [(worker, _can_read, (source,)) for worker in workers])
+    except OSError as exc:
         raise ClusterError(
-            f"a Dask worker of {client.scheduler.address} died while XGBoost trained on it "
-            f"({type(exc).__name__}), and xgboost.dask cannot continue without it; nothing was written. "
-            "Each worker holds its share of the encoded training split: give the workers more memory "
-            "(their logs say whether the limit was passed) or add workers, then run again"
+            f"a Dask worker of {client.scheduler.address} cannot read the training split ({exc}); "
+            "workers read the partitions themselves, so they need this project's path on shared "
+            'storage (README "Scale out")'
         ) from None
-    booster: xgboost.Booster = trained["booster"]
+    peers = client.run_on_scheduler(_start_tracker, len(workers), COLLECTIVE_TIMEOUT_SECONDS)
+    rounds, bins = params.xgboost.n_estimators, params.xgboost.max_bin
+    tasks = []
+    for rank, worker in enumerate(workers):
+        share = _Share(source, chunks[rank :: len(workers)], schema, features, objective)
+        tasks.append((worker, _train_share, (rank, share, objective, rounds, bins, peers)))
+    try:
+        boosters = _on_each_worker(client, tasks)
+    except xgboost.core.XGBoostError as exc:
+        # The workers train as one ring: one lost (killed, or restarted by its nanny past its memory
+        # limit) ends the training for all; XGBoost's collective has no resilience.
+        # XGBoost's message is a trace of nested steps; the innermost failure names what broke.
+        failed = [line.rsplit("]: ", 1)[-1] for line in str(exc).splitlines() if "failed" in line.lower()]
+        first = (failed or ["XGBoostError"])[0].strip()[:200]
+        raise ClusterError(
+            f"XGBoost's training across the Dask workers of {client.scheduler.address} stopped: a peer "
+            f"was lost ({first}); nothing was written. Look in the workers' logs (memory limit? killed?), "
+            "then run again"
+        ) from None
+    booster = xgboost.Booster(model_file=bytearray(boosters[0]))
     estimator = objective.estimator(pipeline.named_steps["model"], booster)
     return Pipeline([("features", features), ("model", estimator)]), train_rows

@@ -16,7 +16,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -96,7 +96,16 @@ class _Partitions:
         return np.ascontiguousarray(self.features.transform(x), dtype=np.float32), labels, weights
 
 
-def _iterator(partitions: _Partitions, cache: str) -> Any:
+class Batches(Protocol):
+    """What XGBoost's external-memory iterator reads: the next encoded batch, or None at the end."""
+
+    def reset(self) -> None: ...
+
+    def next_batch(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None: ...
+
+
+def external_memory_matrix(batches: Batches, cache: str, bins: int) -> Any:
+    """XGBoost's quantised matrix built from `batches` one at a time, its pages kept under `cache`."""
     import xgboost
 
     class Iterator(xgboost.DataIter):
@@ -104,7 +113,7 @@ def _iterator(partitions: _Partitions, cache: str) -> Any:
             super().__init__(cache_prefix=cache)
 
         def next(self, input_data: Callable[..., None]) -> bool:
-            batch = partitions.next_batch()
+            batch = batches.next_batch()
             if batch is None:
                 return False
             x, labels, weights = batch
@@ -112,9 +121,9 @@ def _iterator(partitions: _Partitions, cache: str) -> Any:
             return True
 
         def reset(self) -> None:
-            partitions.reset()
+            batches.reset()
 
-    return Iterator()
+    return xgboost.ExtMemQuantileDMatrix(Iterator(), max_bin=bins, missing=np.nan)
 
 
 class Objective:
@@ -173,7 +182,7 @@ def refuse_in_memory_steps(params: TrainParams) -> None:
 def first_pass(
     pipeline: Pipeline, schema: DatasetSchema, params: TrainParams, train: Path, rows: int
 ) -> tuple[Any, Objective, int]:
-    """What every streamed XGBoost fit (here, or xgboost.dask) decides before training: the fitted
+    """What every streamed XGBoost fit (here, or across Dask workers) decides before training: the fitted
     encoder, the objective, and the split's row count."""
     refuse_in_memory_steps(params)
     summary = summarize(train, schema, rows)
@@ -192,9 +201,7 @@ def fit_xgboost_in_partitions(
     features, objective, train_rows = first_pass(pipeline, schema, params, train, rows)
     partitions = _Partitions(train, schema, rows, features, objective.targets)
     with tempfile.TemporaryDirectory(prefix="mlcd-xgboost-pages-") as pages:
-        matrix = xgboost.ExtMemQuantileDMatrix(
-            _iterator(partitions, str(Path(pages) / "cache")), max_bin=params.xgboost.max_bin, missing=np.nan
-        )
+        matrix = external_memory_matrix(partitions, str(Path(pages) / "cache"), params.xgboost.max_bin)
         booster = xgboost.train(objective.booster_params, matrix, num_boost_round=params.xgboost.n_estimators)
         del matrix
     estimator = objective.estimator(pipeline.named_steps["model"], booster)

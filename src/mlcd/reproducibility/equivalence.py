@@ -9,10 +9,11 @@ it means instead:
   tolerance that packaging already accepts between scikit-learn and ONNX;
 - metrics and plot data (JSON) value by value, within VALUE_TOLERANCE;
 - figures (PNG) by the RMS of their pixel difference, within IMAGE_TOLERANCE;
-- whatever a model trained by xgboost.dask leads to, by its test metrics (judge_by_metrics): its
-  split points depend on how the rows fell across the cluster's workers, so its predictions move
-  by more than float noise. Each gated metric must stay within the gate's own max_drop, either way:
-  the change a merge request may make to a metric without being called a regression.
+- whatever a model trained by XGBoost across Dask workers leads to, by its test metrics
+  (judge_by_metrics): its split points depend on how the rows fell across the cluster's workers,
+  so its predictions move by more than float noise. Each gated metric must stay within the gate's
+  own max_drop, either way: the change a merge request may make to a metric without being called a
+  regression.
 
 The committed copy comes through DVC at HEAD: git for `cache: false` outputs, the DVC
 cache or remote for the rest. An output whose committed copy is in neither cannot be
