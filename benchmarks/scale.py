@@ -17,7 +17,7 @@ data: the data stages (ingest, validate, preprocess) on N synthetic rows, each i
 DVC runs it, read whole (data.partition_rows: null) and in partitions of P rows: each stage's wall
 time and peak RSS (the process's ru_maxrss). Whole is skipped where it would not fit (about 600 bytes
 a row: 10M rows need 6 GB, 50M about 30 GB). With --train ESTIMATOR, train (cv_folds 0) and evaluate
-run after them, and the test metrics are printed (xgboost streams the split in partitions). With
+run after them (and package), and the test metrics are printed (xgboost streams the split in partitions). With
 --cluster-memory M as well, the partitioned run's train uses a LocalCluster of 2 worker processes on
 127.0.0.1 with a Dask memory_limit of M each (XGBoost across them, each streaming its share), and the
 workers' peak RSS is printed.
@@ -185,7 +185,11 @@ def _workers_peak_gb(scheduler: str) -> list[float]:
 
 
 def bench_data(
-    rows_list: list[int], partition_rows: int, estimator: str | None, cluster_memory: str | None = None
+    rows_list: list[int],
+    partition_rows: int,
+    estimator: str | None,
+    cluster_memory: str | None = None,
+    only_partitions: bool = False,
 ) -> None:
     import json
     import shutil
@@ -196,10 +200,10 @@ def bench_data(
     print("| rows | read | stage | seconds | µs per row | peak RSS GB |")
     print("|---:|---|---|---:|---:|---:|")
     for rows in rows_list:
-        for partitions in (None, partition_rows):
+        for partitions in (partition_rows,) if only_partitions else (None, partition_rows):
             if partitions is None and rows * WHOLE_BYTES_PER_ROW > 0.8 * available:
                 needed = rows * WHOLE_BYTES_PER_ROW / 1e9
-                print(f"| {rows:,} | whole | (skipped: about {needed:.0f} GB) | | | |")
+                print(f"| {rows:,} | whole | (skipped: about {needed:.0f} GB) | | | |", flush=True)
                 continue
             with tempfile.TemporaryDirectory(prefix="mlcd-bench-data-") as folder:
                 project = Path(folder)
@@ -210,7 +214,7 @@ def bench_data(
                 stages = DATA_STAGES
                 if estimator:
                     params["train"] |= {"estimator": estimator, "cv_folds": 0}
-                    stages = (*DATA_STAGES, "train", "evaluate")
+                    stages = (*DATA_STAGES, "train", "evaluate", "package")
                 (project / "params.yaml").write_text(yaml.safe_dump(params))
                 read = "whole" if partitions is None else f"{partitions:,} at a time"
                 for stage in stages:
@@ -266,11 +270,12 @@ def main() -> None:
     parser.add_argument("--partition-rows", type=int, default=1_000_000, help="data: rows per partition")
     parser.add_argument("--train", metavar="ESTIMATOR", help="data: also train and evaluate this estimator")
     parser.add_argument("--cluster-memory", help="data --train xgboost: 2 Dask workers of this memory")
+    parser.add_argument("--only-partitions", action="store_true", help="data: skip the whole read")
     args = parser.parse_args()
     if args.what == "search":
         bench_search(args.rounds)
     elif args.what == "data":
-        bench_data(args.rows, args.partition_rows, args.train, args.cluster_memory)
+        bench_data(args.rows, args.partition_rows, args.train, args.cluster_memory, args.only_partitions)
     else:
         bench_predict(args.rows[0], args.rounds)
 

@@ -289,3 +289,45 @@ def test_evaluate_in_partitions_scores_every_test_row_as_read_whole(tmp_path):
     parts = run_evaluate(params.data, params.evaluate, paths)
     assert parts == pytest.approx(whole, rel=1e-12)
     assert json.loads(paths.metrics.read_text()) == parts
+
+
+@pytest.mark.parametrize(
+    "load, target, edits, train",
+    [
+        (lambda: r_dataset("biopsy"), "class", {}, {}),  # binary: the calibration too
+        # regression: the sampled predictions
+        (vega_cars, "Miles_per_Gallon", {"drop_missing": True}, {"task": "regression", "estimator": "ridge"}),
+    ],
+    ids=["biopsy", "cars"],
+)
+def test_package_in_partitions_never_reads_a_split_whole_and_writes_the_same_bundle(
+    load, target, edits, train, tmp_path, monkeypatch
+):
+    """The features a column at a time, the answers and parity a partition at a time: on tables
+    smaller than the calibration's sample, every bundle file but the manifest (which records
+    partition_rows) is the same bytes as read whole."""
+    from mlcd.bundle import MANIFEST
+    from mlcd.modeling import package, reference
+    from mlcd.modeling.package import run_package
+
+    project = _project(tmp_path, load(), target, **edits)
+    overrides = {"data": {**_sources("table"), "max_duplicate_fraction": 0.05}, "train": train}
+    paths, whole = run_pipeline_in_process(project, overrides)
+    profile = json.loads((paths.bundle / "reference.json").read_text())
+    assert ("calibration" in profile) == (train == {}), "nothing to compare"
+    read_whole = {p.name: p.read_bytes() for p in paths.bundle.iterdir()}
+
+    def whole_split(*args, **kwargs):
+        raise AssertionError("a split was read whole")
+
+    monkeypatch.setattr(package, "read_split", whole_split)
+    monkeypatch.setattr(reference, "read_split", whole_split)
+    params = _params(25, data={"max_duplicate_fraction": 0.05}, train=train)
+    parts = run_package(params, paths)
+    assert parts.parity is not None and whole.parity is not None
+    assert parts.parity.rows == whole.parity.rows == pq.ParquetFile(paths.test_data).metadata.num_rows
+    assert parts.parity.max_abs_diff == whole.parity.max_abs_diff
+    in_parts = {p.name: p.read_bytes() for p in paths.bundle.iterdir()}
+    assert set(in_parts) == set(read_whole)
+    for name in set(read_whole) - {MANIFEST}:
+        assert in_parts[name] == read_whole[name], name

@@ -171,7 +171,7 @@ def test_a_worker_killed_while_xgboost_trains_ends_train_with_one_error_and_noth
         began = time.monotonic()
         killer.start()
         with pytest.raises(
-            ClusterError, match=r"stopped: a peer was lost \(Ring \w+ failed[^)]*\); nothing was written"
+            ClusterError, match=r"stopped: a peer was lost \(.+\); nothing was written"
         ):
             run_train(params.data, params.train, paths)
         killer.join()

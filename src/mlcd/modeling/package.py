@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -39,7 +40,7 @@ from mlcd.bundle import (
 )
 from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
-from mlcd.data.model_input import read_split
+from mlcd.data.model_input import read_split, split_partitions
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import MISSING_CATEGORY
 from mlcd.datetimes import part_name
@@ -154,28 +155,32 @@ def onnx_session(model_bytes: bytes) -> ort.InferenceSession:
 def check_parity(
     model: Any,
     session: ort.InferenceSession,
-    x: pd.DataFrame,
+    parts: Iterable[pd.DataFrame],
     schema: DatasetSchema,
     tolerance: float,
     target_scale: float = 1.0,
 ) -> Parity:
     """Labels equal and probabilities within `tolerance`; a regressor's predictions within `tolerance`
-    of the larger of `target_scale` (parity_scale) and the prediction's own size.
+    of the larger of `target_scale` (parity_scale) and the prediction's own size. Over the test
+    features in `parts` (one frame, or data.partition_rows rows at a time).
     """
-    outputs = session.run(None, onnx_feeds(x, schema, input_names(session)))
-    if schema.task == "regression":
-        expected = model.predict(x)
-        got = outputs[0].reshape(-1)
-        scale = np.maximum(target_scale, np.abs(expected))
-        worst = float(np.max(np.abs(got - expected) / scale, initial=0))
-        mismatched = 0
-    else:
-        labels, proba = outputs
-        expected_labels = model.predict(x).astype(str)
-        mismatched = int(np.sum(labels.astype(str) != expected_labels))
-        worst = float(np.max(np.abs(proba - model.predict_proba(x)), initial=0))
+    rows = mismatched = 0
+    worst = 0.0
+    for x in parts:
+        outputs = session.run(None, onnx_feeds(x, schema, input_names(session)))
+        if schema.task == "regression":
+            expected = model.predict(x)
+            got = outputs[0].reshape(-1)
+            scale = np.maximum(target_scale, np.abs(expected))
+            worst = max(worst, float(np.max(np.abs(got - expected) / scale, initial=0)))
+        else:
+            labels, proba = outputs
+            expected_labels = model.predict(x).astype(str)
+            mismatched += int(np.sum(labels.astype(str) != expected_labels))
+            worst = max(worst, float(np.max(np.abs(proba - model.predict_proba(x)), initial=0)))
+        rows += len(x)
     report = Parity(
-        rows=len(x),
+        rows=rows,
         label_mismatches=mismatched,
         max_abs_diff=worst,
         tolerance=tolerance,
@@ -335,27 +340,34 @@ def run_package(params: Params, paths: ProjectPaths) -> Manifest:
         dataset_schema = load_schema(paths.schema(params.data))
         schema = dataset_schema.for_model()
         model = load_model(paths.model)
-        x, _ = read_split(paths.test_data, schema, float32=False)
         stats = training_stats(paths.train_data, schema)
         tolerance = parity_tolerance(params)
-        with working(f"exporting to ONNX and checking parity on {len(x):,} rows"):
+        partition_rows = params.data.partition_rows
+        with working("exporting to ONNX and checking parity on the test split"):
             model_bytes = to_onnx(model, schema, params.package.onnx_opset)
             session = onnx_session(model_bytes)
-            # The model was fit on float32 features (read_split); ONNX computes in float32: compare on those.
-            x_model = x.astype(dict.fromkeys(schema.numeric, "float32"))
-            parity = check_parity(model, session, x_model, schema, tolerance, parity_scale(stats.target_std))
+            # The model was fit on float32 features; ONNX computes in float32: compare on those.
+            parts = (
+                split_partitions(paths.test_data, schema, partition_rows)
+                if partition_rows
+                else [read_split(paths.test_data, schema, float32=True)]
+            )
+            scale = parity_scale(stats.target_std)
+            parity = check_parity(model, session, (x for x, _ in parts), schema, tolerance, scale)
+        records = example_records(paths, dataset_schema, params.package.examples)
+        first_rows, _ = next(split_partitions(paths.test_data, schema, max(len(records), 1)))
         profile = read_json(paths.data_profile)
         folds = params.monitor.calibration_folds if schema.positive_class is not None else 0
         with working(
             "profiling the training split" + (f" and calibrating on {folds} folds" if folds else "")
         ):
-            reference = reference_profile(paths.train_data, dataset_schema, model, params.monitor)
+            reference = reference_profile(
+                paths.train_data, dataset_schema, model, params.monitor, partition_rows
+            )
         contents = {
             MODEL_FILE: model_bytes,
             SCHEMA_FILE: _json(bundle_schema(dataset_schema, stats, model, session)),
-            EXAMPLES_FILE: _json(
-                examples(session, x, schema, example_records(paths, dataset_schema, params.package.examples))
-            ),
+            EXAMPLES_FILE: _json(examples(session, first_rows, schema, records)),
             # Data rather than something to read: one line, half the bytes of an indented file.
             REFERENCE_FILE: reference.model_dump_json(exclude_none=True).encode(),
         }
@@ -369,7 +381,9 @@ def run_package(params: Params, paths: ProjectPaths) -> Manifest:
                 files={name: sha256_file(tmp / name) for name in BUNDLE_FILES},
                 task=schema.task,
                 estimator=params.train.estimator,
-                data=DataSummary(sha256=profile.get("sha256"), rows=profile.get("rows"), test_rows=len(x)),
+                data=DataSummary(
+                    sha256=profile.get("sha256"), rows=profile.get("rows"), test_rows=parity.rows
+                ),
                 params=params.as_dict(),
                 metrics=read_json(paths.metrics),
                 parity=parity,
@@ -377,6 +391,6 @@ def run_package(params: Params, paths: ProjectPaths) -> Manifest:
             )
             (tmp / MANIFEST).write_bytes(_json(manifest))
             refuse_unservable(tmp)
-        log.add(f"parity on {len(x):,} rows: max diff {parity.max_abs_diff:.2g} <= {tolerance:g}")
+        log.add(f"parity on {parity.rows:,} rows: max diff {parity.max_abs_diff:.2g} <= {tolerance:g}")
         log.add(f"model {manifest.model_hash[:12]} ({human_size(len(model_bytes))}) -> {paths.bundle}/")
         return manifest

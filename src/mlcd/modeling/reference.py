@@ -20,28 +20,42 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from mlcd.bundle import PREDICTION, Calibration, DriftTest, NumericReference, Reference
 from mlcd.config import MonitorParams
-from mlcd.data.model_input import read_split
+from mlcd.data.model_input import read_split, split_partitions
 from mlcd.data.schema import DatasetSchema
 from mlcd.errors import ConfigError
 from mlcd.monitor.drift import DEFAULT_THRESHOLDS, counts, default_method
 
 # The sample is drawn with a fixed seed: the same split gives the same reference.json.
 SAMPLE_SEED = 0
+# With data.partition_rows, the calibration's cross-validation refits the model on this many training
+# rows (a seeded sample), not on the whole split.
+CALIBRATION_SAMPLE_ROWS = 100_000
 
 
 def reference_profile(
-    train_data: Path, dataset_schema: DatasetSchema, model: Any, monitor: MonitorParams
+    train_data: Path,
+    dataset_schema: DatasetSchema,
+    model: Any,
+    monitor: MonitorParams,
+    partition_rows: int | None = None,
 ) -> Reference:
-    """Numbers and text of `dataset_schema` (datetime features are not profiled)."""
+    """Numbers and text of `dataset_schema` (datetime features are not profiled). With
+    `partition_rows` (data.partition_rows) the split is never whole in memory: the features are read
+    a column at a time (the same values, so the same profile), the model answers a partition at a
+    time, and the calibration is fitted on a seeded sample of CALIBRATION_SAMPLE_ROWS rows."""
     schema = dataset_schema.for_model()
-    x, y = read_split(train_data, schema, float32=False)  # exact training values
-    rows = len(x)
+    whole = None if partition_rows else read_split(train_data, schema, float32=False)  # exact values
+    rows = len(whole[0]) if whole else _row_count(train_data)
     keep = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[: monitor.reference_rows])
+
+    def column(name: str) -> pd.Series:
+        return whole[0][name] if whole else _read_column(train_data, name)
+
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, dict[str, int]] = {}
     tests: dict[str, DriftTest] = {}
     for name in dataset_schema.numeric:
-        values = x[name].to_numpy(np.float64)
+        values = column(name).to_numpy(np.float64)
         present = values[~np.isnan(values)]
         sample = values[keep]
         numeric[name] = NumericReference(
@@ -49,11 +63,16 @@ def reference_profile(
             quantiles=np.quantile(present, np.linspace(0, 1, 11)).tolist() if len(present) else [],
         )
         tests[name] = _test(monitor, name, default_method(rows, len(np.unique(present)), categorical=False))
+        del values, present
     for name in dataset_schema.categorical:
-        categorical[name] = {str(k): v for k, v in counts(x[name].astype(str).to_numpy()).items()}
+        categorical[name] = {str(k): v for k, v in counts(column(name).astype(str).to_numpy()).items()}
         tests[name] = _test(monitor, name, default_method(rows, len(categorical[name]), categorical=True))
-    model_input = x.astype(dict.fromkeys(schema.numeric, "float32"))  # as the model was fit
-    answers = model.predict(model_input)
+    if whole:
+        model_input = whole[0].astype(dict.fromkeys(schema.numeric, "float32"))  # as the model was fit
+        answers, calibration_set = model.predict(model_input), (model_input, whole[1])
+    else:
+        assert partition_rows is not None
+        answers, calibration_set = _answers_in_partitions(train_data, schema, model, rows, partition_rows)
     predicted_labels = predicted_values = None
     if schema.task == "classification":
         predicted_labels = {str(k): v for k, v in counts(answers.astype(str)).items()}
@@ -65,7 +84,8 @@ def reference_profile(
     positive = schema.positive_class
     calibration = None
     if positive is not None and monitor.calibration_folds:
-        calibration = fit_calibration(model, model_input, y.astype(str), positive, monitor.calibration_folds)
+        x, y = calibration_set
+        calibration = fit_calibration(model, x, y.astype(str), positive, monitor.calibration_folds)
     unknown = sorted(set(monitor.features) - set(tests))
     if unknown:
         raise ConfigError(
@@ -85,6 +105,37 @@ def reference_profile(
         predicted_values=predicted_values,
         calibration=calibration,
     )
+
+
+def _row_count(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _read_column(path: Path, name: str) -> pd.Series:
+    """One feature of the split, as reading it whole would give it (split_frame's pandas conversion)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path, columns=[name])[name].to_pandas()
+
+
+def _answers_in_partitions(
+    train_data: Path, schema: DatasetSchema, model: Any, rows: int, partition_rows: int
+) -> tuple[np.ndarray, tuple[pd.DataFrame, pd.Series]]:
+    """The model's answer on every training row, a partition at a time, and the seeded sample of
+    rows the calibration is fitted on (its cross-validation refits the model: on every row, the
+    split would be whole in memory)."""
+    chosen = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[:CALIBRATION_SAMPLE_ROWS])
+    answers, xs, ys = [], [], []
+    start = 0
+    for x, y in split_partitions(train_data, schema, partition_rows):
+        answers.append(model.predict(x))
+        here = chosen[(chosen >= start) & (chosen < start + len(x))] - start
+        xs.append(x.iloc[here])
+        ys.append(y.iloc[here])
+        start += len(x)
+    return np.concatenate(answers), (pd.concat(xs), pd.concat(ys))
 
 
 def fit_calibration(
