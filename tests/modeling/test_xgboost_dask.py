@@ -170,9 +170,7 @@ def test_a_worker_killed_while_xgboost_trains_ends_train_with_one_error_and_noth
         params = parse_params(_sections({"train": {"xgboost": {"n_estimators": 2000, "max_depth": 8}}}, 5000))
         began = time.monotonic()
         killer.start()
-        with pytest.raises(
-            ClusterError, match=r"stopped: a peer was lost \(.+\); nothing was written"
-        ):
+        with pytest.raises(ClusterError, match=r"stopped: a peer was lost \(.+\); nothing was written"):
             run_train(params.data, params.train, paths)
         killer.join()
         print(f"train ended {time.monotonic() - began:.1f} s after it began")

@@ -160,3 +160,31 @@ def test_reference_json_is_the_training_split(reference, training, bundle):
     assert (
         "reference.json" in manifest["files"] and manifest["params"]["monitor"]["window"] == reference.window
     )
+
+
+def test_the_window_holds_the_newest_records_in_order_and_its_queue_stays_bounded(
+    reference, bundle, training
+):
+    """Batches are queued by reference and reach the ring when the window is read: a flood of
+    batches added unread holds at most a window's records (plus one batch), and reading gives the
+    last `window` records in the order they were answered, across the ring's wrap."""
+    model = load(ServeSettings(bundle=bundle))
+    window = DriftWindow(reference, model.layout)
+    size = reference.window
+    names = list(model.layout.names)
+    rows = training[names].to_numpy(np.float32)
+    served: list[np.ndarray] = []
+    rng = np.random.default_rng(3)
+    for round_ in range(3):  # read between rounds: the ring wraps at a different place each time
+        for _ in range(400):
+            batch = rows[rng.integers(0, len(rows), int(rng.integers(1, 9)))]
+            window.add(Batch(batch), model.predict(batch, {}))
+            served.append(batch)
+            assert window._pending_rows < size + 9, "the queue grew past the window"
+        numbers, _, answers = window.snapshot()
+        newest = np.concatenate(served)[-size:]
+        assert window.filled == size
+        ring = np.roll(numbers, -window._next, axis=0)  # oldest first
+        watched = [names.index(name) for name in window.numeric_names]
+        np.testing.assert_array_equal(ring, newest[:, watched])
+        assert len(answers) == size

@@ -1,8 +1,9 @@
 """Live drift: the last `window` served records, compared with the bundle's reference profile every
 `interval_seconds` on a thread of their own, published as Prometheus gauges per feature.
 
-The request path copies a batch's watched columns into a ring (numbers) or a bounded deque
-(text, answers): memory is fixed by the window, whatever the traffic. The scores are computed
+The request path queues each answered batch by reference; when the window is read, the queue's
+watched columns go into a ring (numbers) or a bounded deque (text, answers). Memory is fixed by
+the window, whatever the traffic: the queue keeps only the newest `window` records. The scores are computed
 off the request path by monitor/drift.py, which the offline report uses too. A binary classifier
 whose bundle carries a calibration also keeps its positive-class probabilities, from which
 monitor/estimation.py estimates the window's accuracy and F1 before labels arrive.
@@ -53,6 +54,9 @@ class DriftWindow:
         self._said_positive = np.zeros(self.size, dtype=bool)  # answered the positive class
         self._next = 0
         self._filled = 0
+        # Answered batches not yet in the ring, with their record counts (add, then _fold).
+        self._pending: deque[tuple[Batch, dict[str, Any], int]] = deque()
+        self._pending_rows = 0
         self._lock = threading.Lock()
 
     @staticmethod
@@ -67,11 +71,27 @@ class DriftWindow:
         return np.array(where, dtype=np.intp)
 
     def add(self, batch: Batch, result: dict[str, Any]) -> None:
-        """The request path: the batch's watched values into the window (its last `size` records).
+        """The request path: the batch and its answers queued by reference, nothing copied. They
+        reach the window when it is next read (`_fold`, on the publisher's thread): copying each
+        request's columns into the ring here cost about 4 µs a request, a tenth of the loop's cost.
+        Only the newest `size` records are kept queued, so memory stays bounded by the window."""
+        rows = len(batch.numbers)
+        with self._lock:
+            self._pending.append((batch, result, rows))
+            self._pending_rows += rows
+            while self._pending_rows - self._pending[0][2] >= self.size:
+                self._pending_rows -= self._pending.popleft()[2]
 
-        Written as one or two slices of the ring (where it wraps), not an index array: for the
-        usual one-record request that is a few numpy calls fewer, measured at a tenth of the loop's
-        cost per request."""
+    def _fold(self) -> None:
+        """The queued answers into the window, oldest first."""
+        with self._lock:
+            pending, self._pending, self._pending_rows = self._pending, deque(), 0
+            for batch, result, _ in pending:
+                self._write(batch, result)
+
+    def _write(self, batch: Batch, result: dict[str, Any]) -> None:
+        """A batch's watched values into the window (its last `size` records), as one or two slices
+        of the ring (where it wraps), not an index array: a few numpy calls fewer a batch."""
         answers = result["labels"] if "labels" in result else result["predictions"]
         rows = min(len(answers), self.size)
         numbers = batch.numbers[-rows:, self._columns] if self._columns is not None else None
@@ -80,19 +100,18 @@ class DriftWindow:
             label = self.calibration.positive
             positive = [row[label] for row in result["probabilities"][-rows:]]
             said = [answer == label for answer in answers[-rows:]]
-        with self._lock:
-            start = self._next
-            for ring, part in self._slices(start, rows):
-                if numbers is not None:
-                    self._numbers[ring] = numbers[part]
-                if positive is not None:
-                    self._positive[ring] = positive[part]
-                    self._said_positive[ring] = said[part]
-            self._next = (start + rows) % self.size
-            self._filled = min(self.size, self._filled + rows)
-            for name in self.text_names:
-                self._texts[name].extend(batch.texts[name][-rows:])
-            self._answers.extend(answers[-rows:])
+        start = self._next
+        for ring, part in self._slices(start, rows):
+            if numbers is not None:
+                self._numbers[ring] = numbers[part]
+            if positive is not None:
+                self._positive[ring] = positive[part]
+                self._said_positive[ring] = said[part]
+        self._next = (start + rows) % self.size
+        self._filled = min(self.size, self._filled + rows)
+        for name in self.text_names:
+            self._texts[name].extend(batch.texts[name][-rows:])
+        self._answers.extend(answers[-rows:])
 
     def _slices(self, start: int, rows: int) -> list[tuple[slice, slice]]:
         """(ring slots, batch rows) for `rows` records written from `start`: one piece, or two
@@ -104,6 +123,7 @@ class DriftWindow:
         return pieces
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, list[str]], list[Any]]:
+        self._fold()
         with self._lock:
             numbers = (
                 self._numbers[: self._filled].copy() if self._filled < self.size else self._numbers.copy()
@@ -114,12 +134,14 @@ class DriftWindow:
         """Expected accuracy and F1 over the window (CBPE); {} without a calibration."""
         if self.calibration is None:
             return {}
+        self._fold()
         with self._lock:  # the ring fills from its start, as snapshot() reads it
             probabilities, said_positive = self._positive[: self._filled], self._said_positive[: self._filled]
         return estimation.estimate(estimation.calibrated(self.calibration, probabilities), said_positive)
 
     @property
     def filled(self) -> int:
+        self._fold()
         return self._filled
 
 
