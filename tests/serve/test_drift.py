@@ -175,7 +175,7 @@ def test_the_window_holds_the_newest_records_in_order_and_its_queue_stays_bounde
     rows = training[names].to_numpy(np.float32)
     served: list[np.ndarray] = []
     rng = np.random.default_rng(3)
-    for round_ in range(3):  # read between rounds: the ring wraps at a different place each time
+    for _round in range(3):  # read between rounds: the ring wraps at a different place each time
         for _ in range(400):
             batch = rows[rng.integers(0, len(rows), int(rng.integers(1, 9)))]
             window.add(Batch(batch), model.predict(batch, {}))
