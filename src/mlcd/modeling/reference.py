@@ -9,6 +9,7 @@ the calibration that estimates its accuracy before labels arrive (monitor/estima
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -70,12 +71,15 @@ def reference_profile(
     if whole:
         model_input = whole[0].astype(dict.fromkeys(schema.numeric, "float32"))  # as the model was fit
         answers, calibration_set = model.predict(model_input), (model_input, whole[1])
+        label_counts = counts(answers.astype(str)) if schema.task == "classification" else {}
     else:
         assert partition_rows is not None
-        answers, calibration_set = _answers_in_partitions(train_data, schema, model, rows, partition_rows)
+        answers, label_counts, calibration_set = _answers_in_partitions(
+            train_data, schema, model, rows, partition_rows
+        )
     predicted_labels = predicted_values = None
     if schema.task == "classification":
-        predicted_labels = {str(k): v for k, v in counts(answers.astype(str)).items()}
+        predicted_labels = {str(k): v for k, v in sorted(label_counts.items())}
         method = default_method(rows, len(predicted_labels), categorical=True)
     else:
         predicted_values = answers.astype(np.float64)[keep].tolist()
@@ -122,20 +126,28 @@ def _read_column(path: Path, name: str) -> pd.Series:
 
 def _answers_in_partitions(
     train_data: Path, schema: DatasetSchema, model: Any, rows: int, partition_rows: int
-) -> tuple[np.ndarray, tuple[pd.DataFrame, pd.Series]]:
-    """The model's answer on every training row, a partition at a time, and the seeded sample of
-    rows the calibration is fitted on (its cross-validation refits the model: on every row, the
-    split would be whole in memory)."""
+) -> tuple[np.ndarray, dict[Any, int], tuple[pd.DataFrame, pd.Series]]:
+    """The model's answers on every training row, a partition at a time: a regressor's values (8
+    bytes a row), a classifier's labels counted as they come (their text for every row would take
+    tens of bytes a row); and the seeded sample of rows the calibration is fitted on (its
+    cross-validation refits the model: on every row, the split would be whole in memory)."""
     chosen = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[:CALIBRATION_SAMPLE_ROWS])
-    answers, xs, ys = [], [], []
+    values: list[np.ndarray] = []
+    labels: Counter[Any] = Counter()
+    xs, ys = [], []
     start = 0
     for x, y in split_partitions(train_data, schema, partition_rows):
-        answers.append(model.predict(x))
+        answers = model.predict(x)
+        if schema.task == "classification":
+            labels.update(counts(answers.astype(str)))
+        else:
+            values.append(answers)
         here = chosen[(chosen >= start) & (chosen < start + len(x))] - start
         xs.append(x.iloc[here])
         ys.append(y.iloc[here])
         start += len(x)
-    return np.concatenate(answers), (pd.concat(xs), pd.concat(ys))
+    answered = np.concatenate(values) if values else np.empty(0)
+    return answered, dict(labels), (pd.concat(xs), pd.concat(ys))
 
 
 def fit_calibration(
