@@ -56,6 +56,22 @@ class Target:
     label: str
     url: str
     body: str
+    pid: int | None = None  # the server's process: its CPU time per request is reported too
+
+
+def family(pid: int) -> list[int]:
+    """A server's process and its children (taskset execs the server, so `pid` is the server's)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [pid, *map(int, children)]
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time the process and its children have used (user + system, every thread)."""
+    ticks = 0
+    for each in family(pid):
+        fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def wait_ready(url: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -101,6 +117,7 @@ def ensure_tools() -> None:
 def wrk(target: Target, connections: int, seconds: int) -> dict[str, float]:
     script = WORK / "post.lua"
     script.write_text(WRK_SCRIPT % target.body)
+    cpu_before = cpu_seconds(target.pid) if target.pid else 0.0
     done = subprocess.run(
         [
             *("taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"),
@@ -113,7 +130,12 @@ def wrk(target: Target, connections: int, seconds: int) -> dict[str, float]:
     out = done.stdout
     errors = sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out))
     errors += int(m.group(1)) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    # The server's CPU time per request: unlike req/s, it does not move when another job takes the
+    # machine's time, so it compares servers on a shared machine (0 when the pid is not known).
+    requests = int(_found(r"(\d+) requests in", out))
+    cpu_us = (cpu_seconds(target.pid) - cpu_before) / requests * 1e6 if target.pid and requests else 0.0
     return {
+        "cpu_us": cpu_us,
         "rps": float(_found(r"Requests/sec:\s+([\d.]+)", out)),
         "p50": to_ms(_found(r"^\s+50%\s+(\S+)", out)),
         "p99": to_ms(_found(r"^\s+99%\s+(\S+)", out)),
@@ -178,6 +200,7 @@ def start_servers(
     # Drift off, as in the image (which has no scipy); --loop's server turns it and the log on.
     plain = [*mlcd, "--no-drift", "--port", str(port)]
     MEMORY["mlcd"] = stack.enter_context(pinned_server(plain, f"{base}/ready"))
+    plain_pid = MEMORY["mlcd"].pid
     if loop:
         logs = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="mlcd-bench-log-")))
         loop_port = free_port()
@@ -187,11 +210,12 @@ def start_servers(
                 [*mlcd, "--port", str(loop_port), "--log-dir", str(logs), "--drift"], f"{loop_base}/ready"
             )
         )
-        targets.append(Target("mlcd /predict, log + drift", f"{loop_base}/predict", one))
+        loop_pid = MEMORY["mlcd, log + drift"].pid
+        targets.append(Target("mlcd /predict, log + drift", f"{loop_base}/predict", one, loop_pid))
     targets += [
-        Target("mlcd /predict", f"{base}/predict", one),
-        Target("mlcd /v2 infer", f"{base}/v2/models/model/infer", tensors),
-        Target("mlcd /invocations", f"{base}/invocations", split),
+        Target("mlcd /predict", f"{base}/predict", one, plain_pid),
+        Target("mlcd /v2 infer", f"{base}/v2/models/model/infer", tensors, plain_pid),
+        Target("mlcd /invocations", f"{base}/invocations", split, plain_pid),
     ]
 
     (WORK / "floor_app.py").write_text(FLOOR_APP)
@@ -200,10 +224,10 @@ def start_servers(
     uvicorn = [str(bin_dir / "uvicorn"), "floor_app:app", "--port", str(port), "--loop", "uvloop"]
     uvicorn += ["--http", "httptools", "--log-level", "warning", "--no-access-log"]
     env = {**os.environ, "FLOOR_BUNDLE": str(BUNDLE)}
-    stack.enter_context(pinned_server(uvicorn, f"{base}/ready", env=env, cwd=WORK))
+    floor_pid = stack.enter_context(pinned_server(uvicorn, f"{base}/ready", env=env, cwd=WORK)).pid
     targets += [
-        Target("floor /predict", f"{base}/predict", one),
-        Target("floor /v2 infer", f"{base}/v2/models/model/infer", tensors),
+        Target("floor /predict", f"{base}/predict", one, floor_pid),
+        Target("floor /v2 infer", f"{base}/v2/models/model/infer", tensors, floor_pid),
     ]
     if not peers:
         return targets
@@ -272,13 +296,15 @@ RATIOS = (
 
 def report(results: Results, seconds: int, rounds: int) -> None:
     print(f"{rounds} rounds of {seconds} s per cell; server on core {SERVER_CORE}, wrk on core {LOAD_CORE}\n")
-    print("| server | c | req/s (median) | p50 ms | p99 ms | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| server | c | req/s (median) | CPU µs per request | p50 ms | p99 ms | errors |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for label, by_c in results.items():
         for c, runs in by_c.items():
-            rps, p50, p99 = (statistics.median(r[key] for r in runs) for key in ("rps", "p50", "p99"))
+            rps, cpu, p50, p99 = (
+                statistics.median(r[key] for r in runs) for key in ("rps", "cpu_us", "p50", "p99")
+            )
             errors = sum(r["errors"] for r in runs)
-            print(f"| {label} | {c} | {rps:.0f} | {p50:.2f} | {p99:.2f} | {errors:.0f} |")
+            print(f"| {label} | {c} | {rps:.0f} | {cpu:.0f} | {p50:.2f} | {p99:.2f} | {errors:.0f} |")
     print("\nreq/s ratio, median of the rounds' ratios [range]\n")
     print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
     print("|---|" + "---:|" * len(CONCURRENCY))
@@ -290,16 +316,28 @@ def report(results: Results, seconds: int, rounds: int) -> None:
             each = [a["rps"] / b["rps"] for a, b in zip(results[top][c], results[bottom][c], strict=True)]
             cells.append(f"{statistics.median(each):.2f} [{min(each):.2f}-{max(each):.2f}]")
         print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\nthe same by the server's CPU time per request (bottom's / top's: as req/s would be with the")
+    print("server's core saturated and to itself), median of the rounds' ratios [range]\n")
+    print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
+    print("|---|" + "---:|" * len(CONCURRENCY))
+    for name, top, bottom in RATIOS:
+        if top not in results or bottom not in results or not results[top][CONCURRENCY[0]][0]["cpu_us"]:
+            continue
+        if not results[bottom][CONCURRENCY[0]][0]["cpu_us"]:
+            continue
+        cells = []
+        for c in CONCURRENCY:
+            each = [
+                b["cpu_us"] / a["cpu_us"] for a, b in zip(results[top][c], results[bottom][c], strict=True)
+            ]
+            cells.append(f"{statistics.median(each):.2f} [{min(each):.2f}-{max(each):.2f}]")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 def resident_mb(pid: int) -> float:
-    """The server's resident set (taskset execs it, so the pid is the server's), children included."""
-    pids = [
-        pid,
-        *map(int, subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()),
-    ]
+    """The server's resident set, children included."""
     total = 0
-    for each in pids:
+    for each in family(pid):
         status = Path(f"/proc/{each}/status").read_text()
         total += int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1))  # type: ignore[union-attr]
     return total / 1024

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import gc
 import os
 import socket
 import tempfile
@@ -98,6 +99,21 @@ def bind(host: str, port: int) -> socket.socket:
     return listening
 
 
+def _frozen(app: Api) -> Api:
+    """`app`, with every object made before it serves moved out of the garbage collector's view.
+
+    With the prediction log on, the answers it queues (and the 100,000 kept for /feedback) live
+    long enough to be promoted, so full collections come every second or two, and each walked the
+    whole start-up heap (modules, the ONNX session's wrappers): 7 % of the server's time under load,
+    measured with gc.callbacks; frozen, about half of that."""
+    gc.freeze()
+    return app
+
+
+def _built_and_frozen(factory: Callable[[], Api]) -> Api:
+    return _frozen(factory())
+
+
 def _run(
     app: Api | Callable[[], Api], listening: socket.socket, workers: int, limits: ConnectionLimits
 ) -> None:
@@ -107,7 +123,7 @@ def _run(
     from uvicorn.supervisors import Multiprocess
 
     config = uvicorn.Config(
-        app,
+        _frozen(app) if isinstance(app, Api) else functools.partial(_built_and_frozen, app),
         workers=workers,
         factory=not isinstance(app, Api),
         loop="uvloop",
