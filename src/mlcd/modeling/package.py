@@ -40,7 +40,7 @@ from mlcd.bundle import (
 )
 from mlcd.config import Params, ProjectPaths
 from mlcd.console import stage, working
-from mlcd.data.model_input import read_split, split_partitions
+from mlcd.data.model_input import read_column, read_split, split_partitions
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import MISSING_CATEGORY
 from mlcd.datetimes import part_name
@@ -258,16 +258,15 @@ class TrainingStats:
 def training_stats(path: Path, schema: DatasetSchema) -> TrainingStats:
     """Read column by column with Arrow, so memory stays near one column of the split."""
     import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     ranges, categories = {}, {}
     for name in schema.numeric:
-        low_high = pc.min_max(pq.read_table(path, columns=[name])[name]).as_py()
+        low_high = pc.min_max(read_column(path, name)).as_py()
         ranges[name] = (float(low_high["min"]), float(low_high["max"]))
     for name in schema.categorical:
-        levels = pc.unique(pq.read_table(path, columns=[name])[name]).to_pylist()
+        levels = pc.unique(read_column(path, name)).to_pylist()
         categories[name] = sorted({str(v) for v in levels if v is not None} - {MISSING_CATEGORY})
-    target = pq.read_table(path, columns=[schema.target.name])[schema.target.name]
+    target = read_column(path, schema.target.name)
     shares, std = None, 0.0
     if schema.task == "classification":
         counts = {str(e["values"]): int(e["counts"]) for e in pc.value_counts(target).to_pylist()}

@@ -21,7 +21,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from mlcd.bundle import PREDICTION, Calibration, DriftTest, NumericReference, Reference
 from mlcd.config import MonitorParams
-from mlcd.data.model_input import read_split, split_partitions
+from mlcd.data.model_input import read_column, read_split, split_partitions
 from mlcd.data.schema import DatasetSchema
 from mlcd.errors import ConfigError
 from mlcd.monitor.drift import DEFAULT_THRESHOLDS, counts, default_method
@@ -119,9 +119,7 @@ def _row_count(path: Path) -> int:
 
 def _read_column(path: Path, name: str) -> pd.Series:
     """One feature of the split, as reading it whole would give it (split_frame's pandas conversion)."""
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=[name])[name].to_pandas()
+    return read_column(path, name).to_pandas()
 
 
 def _answers_in_partitions(
