@@ -37,6 +37,21 @@ def test_round_trip_predicts_the_same(tmp_path):
     np.testing.assert_array_equal(load_model(tmp_path / "m.skops").predict_proba(x), model.predict_proba(x))
 
 
+def test_an_xgboost_model_gives_the_same_bytes_and_loads(tmp_path):
+    """skops writes a booster's bytes under a random UUID name: renamed in order, the file is stable
+    (before, every save of the same XGBoost model gave other bytes, so another hash in dvc.lock)."""
+    import xgboost
+
+    x, y = load_breast_cancer(return_X_y=True)
+    model = xgboost.XGBClassifier(n_estimators=5, max_depth=2, n_jobs=1).fit(x, y)
+    save_model(model, tmp_path / "a.skops")
+    save_model(model, tmp_path / "b.skops")
+    assert (tmp_path / "a.skops").read_bytes() == (tmp_path / "b.skops").read_bytes()
+    assert "bytes-0.bin" in zipfile.ZipFile(tmp_path / "a.skops").namelist()
+    loaded = load_model(tmp_path / "a.skops")
+    np.testing.assert_array_equal(loaded.predict_proba(x), model.predict_proba(x))
+
+
 def shift(values):
     return values + 1.0
 

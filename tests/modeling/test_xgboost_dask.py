@@ -86,6 +86,10 @@ def test_xgboost_dask_across_two_workers_is_equivalent_by_metrics(cluster, tmp_p
     assert manifest.parity is not None and manifest.parity.label_mismatches == 0
     assert manifest.parity.max_abs_diff <= manifest.parity.tolerance
     assert paths.model.read_bytes() != committed["model"], "the cluster's shape changed nothing: no test"
+    # The same number of workers: the same shares, ranks and model, byte for byte.
+    first = paths.model.read_bytes()
+    run_train(params.data, params.train, paths)
+    assert paths.model.read_bytes() == first
 
     # The lock check's rule, as `mlcd ci reproduce` applies it to the stages from train on.
     found = [

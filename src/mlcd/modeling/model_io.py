@@ -1,8 +1,9 @@
 """Saving and loading the trained pipeline with skops: no pickle anywhere.
 
 skops archives are not byte-stable: entry names and `__id__` fields come from
-Python object ids, and zip entries carry the time of writing. We renumber ids
-in order of appearance and fix timestamps so the same model gives the same bytes
+Python object ids (arrays) or random UUIDs (bytes, such as an XGBoost booster),
+and zip entries carry the time of writing. We renumber ids and rename files in
+order of appearance and fix timestamps so the same model gives the same bytes
 (and so the same hash in dvc.lock) on every run.
 """
 
@@ -36,7 +37,10 @@ TRUSTED_TYPES = frozenset(
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)
 
 
-def _renumber(node: Any, ids: dict[int, int]) -> None:
+def _renumber(node: Any, ids: dict[int, int], files: dict[str, str]) -> None:
+    """Ids in order of appearance, and each file the schema names renamed after them: arrays are
+    `<id>.npy`, and bytes (an XGBoost booster) a random `<uuid>.bin` that becomes `bytes-<n>.bin`."""
+
     def new_id(old: int) -> int:
         return ids.setdefault(old, len(ids))
 
@@ -45,20 +49,21 @@ def _renumber(node: Any, ids: dict[int, int]) -> None:
             if key == "__id__" and isinstance(value, int):
                 node[key] = new_id(value)
             elif key == "file" and isinstance(value, str) and value.endswith(".npy"):
-                node[key] = f"{new_id(int(value.removesuffix('.npy')))}.npy"
+                node[key] = files[value] = f"{new_id(int(value.removesuffix('.npy')))}.npy"
+            elif key == "file" and isinstance(value, str):
+                node[key] = files.setdefault(value, f"bytes-{len(files)}{Path(value).suffix}")
             else:
-                _renumber(value, ids)
+                _renumber(value, ids, files)
     elif isinstance(node, list):
         for item in node:
-            _renumber(item, ids)
+            _renumber(item, ids, files)
 
 
 def canonical_skops(raw: bytes) -> bytes:
     source = zipfile.ZipFile(io.BytesIO(raw))
     schema = json.loads(source.read("schema.json"))
-    ids: dict[int, int] = {}
-    _renumber(schema, ids)
-    renamed = {f"{old}.npy": f"{new}.npy" for old, new in ids.items()}
+    renamed: dict[str, str] = {}  # file in the archive -> its stable name
+    _renumber(schema, {}, renamed)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as target:
         entries = {"schema.json": json.dumps(schema, indent=2).encode()}
