@@ -29,7 +29,7 @@ from mlcd.modeling.package import run_package
 from mlcd.modeling.train import run_train
 from mlcd.reproducibility.equivalence import Comparison, Verdict, judge_by_metrics
 
-from ..data.test_partitions import _project
+from ..data.test_partitions import _project, _stages
 from ..data.test_real_targets import penguins
 from ..helpers import PROJECT_ROOT, run_pipeline_in_process
 from .test_xgboost_partitions import _sections
@@ -153,8 +153,8 @@ def test_a_worker_killed_while_xgboost_trains_ends_train_with_one_error_and_noth
     import time
 
     project = _project(tmp_path, _table(60_000), "label")
-    paths, _ = run_pipeline_in_process(project, _sections({}, 5000))
-    paths.model.unlink()
+    params = parse_params(_sections({"train": {"xgboost": {"n_estimators": 2000, "max_depth": 8}}}, 5000))
+    paths, _ = _stages(project, params)  # the split only: train is what is under test
     with loopback_cluster(2) as started:
         from distributed import Client
 
@@ -171,7 +171,6 @@ def test_a_worker_killed_while_xgboost_trains_ends_train_with_one_error_and_noth
 
         killer = threading.Thread(target=kill_once_training)
         monkeypatch.setenv(SCHEDULER_ENV, started.scheduler_address)
-        params = parse_params(_sections({"train": {"xgboost": {"n_estimators": 2000, "max_depth": 8}}}, 5000))
         began = time.monotonic()
         killer.start()
         with pytest.raises(ClusterError, match=r"stopped: a peer was lost \(.+\); nothing was written"):
