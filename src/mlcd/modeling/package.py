@@ -45,7 +45,7 @@ from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import MISSING_CATEGORY
 from mlcd.datetimes import part_name
 from mlcd.errors import BundleError, ModelError, ParityError
-from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
+from mlcd.files import atomic_dir, dump_json, human_size, parquet_partitions, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
 from mlcd.modeling.reference import reference_profile
@@ -288,10 +288,10 @@ def _as_sent(value: Any) -> Any:
 
 
 def example_records(paths: ProjectPaths, schema: DatasetSchema, n: int) -> list[dict[str, Any]]:
-    """The first `n` test rows as the API takes them (the dataset's columns, not the model's)."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(paths.test_data, columns=schema.feature_names).slice(0, n)
+    """The first `n` test rows as the API takes them (the dataset's columns, not the model's), read
+    without the rest of the split."""
+    _, first = next(parquet_partitions(paths.test_data, max(n, 1), schema.feature_names))
+    table = first.slice(0, n)
     return [{k: _as_sent(v) for k, v in row.items()} for row in table.to_pylist()]
 
 
