@@ -47,10 +47,11 @@ def reference_profile(
     schema = dataset_schema.for_model()
     whole = None if partition_rows else read_split(train_data, schema, float32=False)  # exact values
     rows = len(whole[0]) if whole else _row_count(train_data)
-    keep = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[: monitor.reference_rows])
+    keep = _seeded_rows(rows, monitor.reference_rows)
 
     def column(name: str) -> pd.Series:
-        return whole[0][name] if whole else _read_column(train_data, name)
+        # A column alone converts as in the whole frame (split_frame's pandas conversion).
+        return whole[0][name] if whole else read_column(train_data, name).to_pandas()
 
     numeric: dict[str, NumericReference] = {}
     categorical: dict[str, dict[str, int]] = {}
@@ -117,9 +118,9 @@ def _row_count(path: Path) -> int:
     return int(pq.ParquetFile(path).metadata.num_rows)
 
 
-def _read_column(path: Path, name: str) -> pd.Series:
-    """One feature of the split, as reading it whole would give it (split_frame's pandas conversion)."""
-    return read_column(path, name).to_pandas()
+def _seeded_rows(rows: int, limit: int) -> np.ndarray:
+    """At most `limit` of `rows` positions, drawn with SAMPLE_SEED, in order."""
+    return np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[:limit])
 
 
 def _answers_in_partitions(
@@ -129,7 +130,7 @@ def _answers_in_partitions(
     bytes a row), a classifier's labels counted as they come (their text for every row would take
     tens of bytes a row); and the seeded sample of rows the calibration is fitted on (its
     cross-validation refits the model: on every row, the split would be whole in memory)."""
-    chosen = np.sort(np.random.default_rng(SAMPLE_SEED).permutation(rows)[:CALIBRATION_SAMPLE_ROWS])
+    chosen = _seeded_rows(rows, CALIBRATION_SAMPLE_ROWS)
     values: list[np.ndarray] = []
     labels: Counter[Any] = Counter()
     xs, ys = [], []
