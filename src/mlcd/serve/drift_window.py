@@ -57,7 +57,8 @@ class DriftWindow:
         # Answered batches not yet in the ring, with their record counts (add, then _fold).
         self._pending: deque[tuple[Batch, dict[str, Any], int]] = deque()
         self._pending_rows = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the queue: the request path waits only on this
+        self._ring_lock = threading.Lock()  # the ring: folded into and read off the request path
 
     @staticmethod
     def _selector(where: list[int]) -> slice | np.ndarray | None:
@@ -83,9 +84,10 @@ class DriftWindow:
                 self._pending_rows -= self._pending.popleft()[2]
 
     def _fold(self) -> None:
-        """The queued answers into the window, oldest first."""
-        with self._lock:
-            pending, self._pending, self._pending_rows = self._pending, deque(), 0
+        """The queued answers into the window, oldest first; requests keep queueing meanwhile."""
+        with self._ring_lock:
+            with self._lock:
+                pending, self._pending, self._pending_rows = self._pending, deque(), 0
             for batch, result, _ in pending:
                 self._write(batch, result)
 
@@ -124,7 +126,7 @@ class DriftWindow:
 
     def snapshot(self) -> tuple[np.ndarray, dict[str, list[str]], list[Any]]:
         self._fold()
-        with self._lock:
+        with self._ring_lock:
             numbers = (
                 self._numbers[: self._filled].copy() if self._filled < self.size else self._numbers.copy()
             )
@@ -135,7 +137,7 @@ class DriftWindow:
         if self.calibration is None:
             return {}
         self._fold()
-        with self._lock:  # the ring fills from its start, as snapshot() reads it
+        with self._ring_lock:  # the ring fills from its start, as snapshot() reads it
             probabilities, said_positive = self._positive[: self._filled], self._said_positive[: self._filled]
         return estimation.estimate(estimation.calibrated(self.calibration, probabilities), said_positive)
 
