@@ -29,7 +29,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -306,30 +306,25 @@ def report(results: Results, seconds: int, rounds: int) -> None:
             errors = sum(r["errors"] for r in runs)
             print(f"| {label} | {c} | {rps:.0f} | {cpu:.0f} | {p50:.2f} | {p99:.2f} | {errors:.0f} |")
     print("\nreq/s ratio, median of the rounds' ratios [range]\n")
-    print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
-    print("|---|" + "---:|" * len(CONCURRENCY))
-    for name, top, bottom in RATIOS:
-        if top not in results or bottom not in results:
-            continue
-        cells = []
-        for c in CONCURRENCY:
-            each = [a["rps"] / b["rps"] for a, b in zip(results[top][c], results[bottom][c], strict=True)]
-            cells.append(f"{statistics.median(each):.2f} [{min(each):.2f}-{max(each):.2f}]")
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    _ratio_table(results, lambda top, bottom: top["rps"] / bottom["rps"])
     print("\nthe same by the server's CPU time per request (bottom's / top's: as req/s would be with the")
     print("server's core saturated and to itself), median of the rounds' ratios [range]\n")
+    _ratio_table(results, lambda top, bottom: bottom["cpu_us"] / top["cpu_us"], needs="cpu_us")
+
+
+def _ratio_table(
+    results: Results, ratio: Callable[[dict[str, float], dict[str, float]], float], needs: str = "rps"
+) -> None:
+    """One row per RATIOS pair measured (both with a nonzero `needs`): per c, the median over rounds
+    of `ratio(top's figures, bottom's)`, with its range."""
     print("| ratio | " + " | ".join(f"c={c}" for c in CONCURRENCY) + " |")
     print("|---|" + "---:|" * len(CONCURRENCY))
     for name, top, bottom in RATIOS:
-        if top not in results or bottom not in results or not results[top][CONCURRENCY[0]][0]["cpu_us"]:
-            continue
-        if not results[bottom][CONCURRENCY[0]][0]["cpu_us"]:
+        if not all(label in results and results[label][CONCURRENCY[0]][0][needs] for label in (top, bottom)):
             continue
         cells = []
         for c in CONCURRENCY:
-            each = [
-                b["cpu_us"] / a["cpu_us"] for a, b in zip(results[top][c], results[bottom][c], strict=True)
-            ]
+            each = [ratio(a, b) for a, b in zip(results[top][c], results[bottom][c], strict=True)]
             cells.append(f"{statistics.median(each):.2f} [{min(each):.2f}-{max(each):.2f}]")
         print(f"| {name} | " + " | ".join(cells) + " |")
 
