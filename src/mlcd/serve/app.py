@@ -8,6 +8,7 @@ get wrong is a 4xx with a message; a client that leaves is a 499 in the metrics,
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
 import os
 import time
@@ -37,6 +38,7 @@ from mlcd.serve.asgi import (
     lifespan,
     send_reply,
 )
+from mlcd.serve.direct import DirectCall
 from mlcd.serve.drift_window import DriftPublisher, DriftWindow, drift_available
 from mlcd.serve.feedback import (
     FeedbackLog,
@@ -85,11 +87,20 @@ Handler = Callable[[Request], Awaitable[Reply]]
 
 
 @dataclass(frozen=True)
+class Work:
+    """A route that carries a body of records, counted against the in-flight budget: `refused` is
+    checked before the body is read (None: go on), `answer` answers from the body."""
+
+    refused: Callable[[Request], Reply | None]
+    answer: Callable[[Request, bytes], Reply]
+
+
+@dataclass(frozen=True)
 class Route:
-    handler: Handler
     label: str  # the endpoint label in metrics: the path, or its template
+    handler: Handler | None = None  # a route without a body of work
+    work: Work | None = None
     protected: bool = False  # needs the bearer token when one is set
-    work: bool = False  # carries a body of records: counted against the in-flight budget
 
 
 class Api:
@@ -134,28 +145,45 @@ class Api:
             settings.git_commit,
             model.schema.class_balance,
         )
+        v2_infer = Work(_nothing_refused, self.v2_infer)  # its refusals come from the body
         self.routes: dict[tuple[str, str], Route] = {
-            ("POST", "/predict"): Route(self.predict, "/predict", protected=True, work=True),
-            ("POST", "/invocations"): Route(self.invocations, "/invocations", protected=True, work=True),
-            ("POST", "/feedback"): Route(self.feedback, "/feedback", protected=True, work=True),
-            ("GET", "/health"): Route(self.health, "/health"),
-            ("GET", "/ready"): Route(self.ready, "/ready"),
-            ("GET", "/metrics"): Route(self.metrics, "/metrics"),
-            ("GET", "/version"): Route(self.version, "/version", protected=True),
-            ("GET", "/openapi.json"): Route(self.openapi_json, "/openapi.json"),
-            ("GET", "/v2"): Route(self.v2_server, "/v2", protected=True),
+            ("POST", "/predict"): Route(
+                "/predict", work=Work(self.json_refused, self.predict), protected=True
+            ),
+            ("POST", "/invocations"): Route(
+                "/invocations", work=Work(self.invocations_refused, self.invocations), protected=True
+            ),
+            ("POST", "/feedback"): Route(
+                "/feedback", work=Work(self.feedback_refused, self.feedback), protected=True
+            ),
+            ("GET", "/health"): Route("/health", self.health),
+            ("GET", "/ready"): Route("/ready", self.ready),
+            ("GET", "/metrics"): Route("/metrics", self.metrics),
+            ("GET", "/version"): Route("/version", self.version, protected=True),
+            ("GET", "/openapi.json"): Route("/openapi.json", self.openapi_json),
+            ("GET", "/v2"): Route("/v2", self.v2_server, protected=True),
             # Probes, like /health and /ready: open even with a token.
-            ("GET", "/v2/health/live"): Route(self.v2_live, "/v2/health/live"),
-            ("GET", "/v2/health/ready"): Route(self.v2_ready, "/v2/health/ready"),
+            ("GET", "/v2/health/live"): Route("/v2/health/live", self.v2_live),
+            ("GET", "/v2/health/ready"): Route("/v2/health/ready", self.v2_ready),
         }
-        v2_handlers = {"metadata": self.v2_metadata, "ready": self.v2_model_ready, "infer": self.v2_infer}
+        v2_handlers = {"metadata": self.v2_metadata, "ready": self.v2_model_ready}
         for kind, method, path, label in self.v2.paths():
-            self.routes[method, path] = Route(v2_handlers[kind], label, protected=True, work=kind == "infer")
+            if kind == "infer":
+                self.routes[method, path] = Route(label, work=v2_infer, protected=True)
+            else:
+                self.routes[method, path] = Route(label, v2_handlers[kind], protected=True)
         if settings.docs:
-            self.routes["GET", "/docs"] = Route(self.docs, "/docs")
+            self.routes["GET", "/docs"] = Route("/docs", self.docs)
         self.allowed: dict[str, list[str]] = {}
         for method, path in self.routes:
             self.allowed.setdefault(path, []).append(method)
+        # The routes the protocol may answer itself (direct.py), by the request line's own bytes: a
+        # path with a query, an escape or any other spelling takes the ASGI path.
+        self.direct_routes = {
+            (method.encode(), path.encode()): route
+            for (method, path), route in self.routes.items()
+            if route.work is not None
+        }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -168,7 +196,7 @@ class Api:
             await send({"type": "websocket.close", "code": 1008})
             return
         started = time.perf_counter()
-        request = Request(scope, receive)
+        request = Request(scope["method"], scope["path"], scope["headers"], receive)
         if request.header(b"upgrade") is not None:
             # uvicorn without a WebSocket library passes an upgrade request on as plain HTTP.
             prometheus.REFUSED.labels("upgrade").inc()
@@ -209,17 +237,19 @@ class Api:
         if route.protected and self.token is not None and not self.authorized(request):
             message = "send the API token as 'Authorization: Bearer <token>'"
             return refusal(request, 401, message, ((b"www-authenticate", b"Bearer"),))
-        if not route.work:
+        if route.work is None:
+            assert route.handler is not None
             return await route.handler(request)
         try:
-            return await route.handler(request)
+            return await self.worked(route.work, request)
         except BusyError:
-            message = (
-                f"busy: {self.budget.used:,} bytes of requests in flight; retry in {RETRY_AFTER_SECONDS} s"
-            )
-            return refusal(request, 503, message, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))
+            return self.busy(request)
         finally:
             self.budget.give(request.charged)
+
+    def busy(self, request: Request) -> Reply:
+        message = f"busy: {self.budget.used:,} bytes of requests in flight; retry in {RETRY_AFTER_SECONDS} s"
+        return refusal(request, 503, message, ((b"retry-after", str(RETRY_AFTER_SECONDS).encode()),))
 
     def authorized(self, request: Request) -> bool:
         sent = request.header(b"authorization") or ""
@@ -230,15 +260,53 @@ class Api:
             and hmac.compare_digest(token.strip().encode(), self.token)
         )
 
-    async def work(self, request: Request, answer: Callable[[bytes], Reply]) -> Reply:
+    async def worked(self, work: Work, request: Request) -> Reply:
         """Read the body, then answer it here or, when large, on a worker thread."""
+        refused = work.refused(request)
+        if refused is not None:
+            return refused
         try:
             body = await request.body(self.settings.max_body_bytes, self.budget)
-            if len(body) < OFFLOAD_BYTES:
-                return answer(body)
-            return await asyncio.get_running_loop().run_in_executor(self.offload, answer, body)
         except PayloadError as exc:
             return refusal(request, exc.status, exc.detail)
+        if len(body) < OFFLOAD_BYTES:
+            return self.answered(work, request, body)
+        return await asyncio.get_running_loop().run_in_executor(
+            self.offload, self.answered, work, request, body
+        )
+
+    @staticmethod
+    def answered(work: Work, request: Request, body: bytes) -> Reply:
+        try:
+            return work.answer(request, body)
+        except PayloadError as exc:
+            return refusal(request, exc.status, exc.detail)
+
+    def direct(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]]) -> DirectCall | None:
+        """A DirectCall when the protocol may answer this request itself (direct.py): a body of work
+        on an exact route path, small, of a declared length, authorized and of an accepted media
+        type. None sends it the ASGI way, which answers every case, refusals included."""
+        route = self.direct_routes.get((method, url))
+        if route is None:
+            return None
+        work = route.work
+        assert work is not None
+        request = Request(method.decode("ascii"), url.decode("ascii"), headers)
+        length = request.declared_length
+        if (
+            length is None
+            or length >= OFFLOAD_BYTES
+            or length > self.settings.max_body_bytes
+            or request.authorizations > 1
+            or b"transfer-encoding" in request.headers
+            or b"upgrade" in request.headers
+            or (route.protected and self.token is not None and not self.authorized(request))
+            or work.refused(request) is not None
+        ):
+            return None
+        return DirectCall(
+            request, route.label, self.budget, functools.partial(self.answered, work), self.busy
+        )
 
     def close(self) -> None:
         """The server stops: the logs write what they hold."""
@@ -274,58 +342,54 @@ class Api:
 
     # --- /predict and MLflow's /invocations
 
-    async def predict(self, request: Request) -> Reply:
-        if request.media_type != JSON:
-            shown = request.header(b"content-type") or "none"
-            return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")
+    @staticmethod
+    def json_refused(request: Request) -> Reply | None:
+        if request.media_type == JSON:
+            return None
+        shown = request.header(b"content-type") or "none"
+        return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")
 
-        def answer(body: bytes) -> Reply:
-            batch = to_batch(parse_json(body), self.model.layout, self.settings.max_batch)
-            result = self.predicted(batch, request, "/predict")
-            return json_reply({**result, "model": self.model_ref, "request_id": request.request_id})
+    def predict(self, request: Request, body: bytes) -> Reply:
+        batch = to_batch(parse_json(body), self.model.layout, self.settings.max_batch)
+        result = self.predicted(batch, request, "/predict")
+        return json_reply({**result, "model": self.model_ref, "request_id": request.request_id})
 
-        return await self.work(request, answer)
+    @staticmethod
+    def invocations_refused(request: Request) -> Reply | None:
+        if request.media_type in mlflow_scoring.MEDIA_TYPES:
+            return None
+        shown = request.header(b"content-type") or "none"
+        kinds = " or ".join(mlflow_scoring.MEDIA_TYPES)
+        return error_reply(415, f"send {kinds} (got {shown!r})")
 
-    async def invocations(self, request: Request) -> Reply:
-        media_type = request.media_type
-        if media_type not in mlflow_scoring.MEDIA_TYPES:
-            shown = request.header(b"content-type") or "none"
-            kinds = " or ".join(mlflow_scoring.MEDIA_TYPES)
-            return error_reply(415, f"send {kinds} (got {shown!r})")
-
-        def answer(body: bytes) -> Reply:
-            records = mlflow_scoring.records(body, media_type, self.model.layout)
-            batch = to_batch(records, self.model.layout, self.settings.max_batch)
-            result = self.predicted(batch, request, "/invocations")
-            return json_reply(mlflow_scoring.answer(result, self.model_ref, request.request_id))
-
-        return await self.work(request, answer)
+    def invocations(self, request: Request, body: bytes) -> Reply:
+        records = mlflow_scoring.records(body, request.media_type, self.model.layout)
+        batch = to_batch(records, self.model.layout, self.settings.max_batch)
+        result = self.predicted(batch, request, "/invocations")
+        return json_reply(mlflow_scoring.answer(result, self.model_ref, request.request_id))
 
     # --- delayed labels
 
-    async def feedback(self, request: Request) -> Reply:
-        if request.media_type != JSON:
-            shown = request.header(b"content-type") or "none"
-            return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")
-        recent, feedback_log = self.recent, self.feedback_log
-        if recent is None or feedback_log is None:
+    def feedback_refused(self, request: Request) -> Reply | None:
+        if self.recent is None or self.feedback_log is None:
             return error_reply(
                 409, "this server keeps no prediction log to match labels with: start it with --log-dir"
             )
+        return self.json_refused(request)
 
-        def answer(body: bytes) -> Reply:
-            parsed = parse_labels(parse_json(body), self.live.classes, self.settings.max_batch)
-            labels = [Label(rid, row, truth, recent.get(rid, row)) for rid, row, truth in parsed]
-            feedback_log.record(labels)
-            matched = sum(label.predicted is not None for label in labels)
-            prometheus.FEEDBACK.labels("matched").inc(matched)
-            prometheus.FEEDBACK.labels("unknown").inc(len(labels) - matched)
-            live = self.live.add(labels)
-            return json_reply(
-                {"received": len(labels), "matched": matched, "unknown": len(labels) - matched, "live": live}
-            )
-
-        return await self.work(request, answer)
+    def feedback(self, request: Request, body: bytes) -> Reply:
+        recent, feedback_log = self.recent, self.feedback_log
+        assert recent is not None and feedback_log is not None  # feedback_refused said so
+        parsed = parse_labels(parse_json(body), self.live.classes, self.settings.max_batch)
+        labels = [Label(rid, row, truth, recent.get(rid, row)) for rid, row, truth in parsed]
+        feedback_log.record(labels)
+        matched = sum(label.predicted is not None for label in labels)
+        prometheus.FEEDBACK.labels("matched").inc(matched)
+        prometheus.FEEDBACK.labels("unknown").inc(len(labels) - matched)
+        live = self.live.add(labels)
+        return json_reply(
+            {"received": len(labels), "matched": matched, "unknown": len(labels) - matched, "live": live}
+        )
 
     # --- the Open Inference Protocol
 
@@ -344,16 +408,11 @@ class Api:
     async def v2_model_ready(self, request: Request) -> Reply:
         return json_reply({"name": self.v2.name, "ready": True})
 
-    async def v2_infer(self, request: Request) -> Reply:
-        header_length = request.header(v2.HEADER_LENGTH.encode())
-
-        def answer(body: bytes) -> Reply:
-            call = self.v2.parse(body, header_length)
-            batch = call.batch(self.model.layout, self.settings.max_batch)
-            result = self.predicted(batch, request, "/v2/infer")
-            return json_reply(self.v2.response(call, result, request.request_id))
-
-        return await self.work(request, answer)
+    def v2_infer(self, request: Request, body: bytes) -> Reply:
+        call = self.v2.parse(body, request.header(v2.HEADER_LENGTH.encode()))
+        batch = call.batch(self.model.layout, self.settings.max_batch)
+        result = self.predicted(batch, request, "/v2/infer")
+        return json_reply(self.v2.response(call, result, request.request_id))
 
     # --- probes, provenance, metrics, contract
 
@@ -387,6 +446,10 @@ def refusal(
     if request.path.startswith("/v2"):
         return json_reply({"error": v2.error_text(detail)}, status, headers)
     return error_reply(status, detail, headers)
+
+
+def _nothing_refused(request: Request) -> Reply | None:
+    return None
 
 
 def create_app(model: BundleModel, settings: ServeSettings) -> Api:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -115,6 +115,7 @@ READ_HEADERS = frozenset(
         b"authorization",
         b"inference-header-content-length",
         b"x-request-id",
+        b"transfer-encoding",
     }
 )
 
@@ -129,15 +130,19 @@ _next_id = itertools.count(1).__next__
 
 
 class Request:
-    def __init__(self, scope: Scope, receive: Receive) -> None:
-        self.scope = scope
+    """A request's method, path and the headers the API reads; its body through `receive` (ASGI) or,
+    answered by the protocol itself (protocol.py), fed to a DirectCall (direct.py)."""
+
+    def __init__(
+        self, method: str, path: str, headers: Iterable[tuple[bytes, bytes]], receive: Receive | None = None
+    ) -> None:
         self.receive = receive
         self.charged = 0  # body bytes taken from a ByteBudget, given back when answered
-        self.method: str = scope["method"]
-        self.path: str = scope["path"]
+        self.method = method
+        self.path = path
         self.headers: dict[bytes, bytes] = {}
         self.authorizations = 0
-        for key, value in scope["headers"]:
+        for key, value in headers:
             if key in READ_HEADERS:
                 if key == b"authorization":
                     self.authorizations += 1
@@ -157,13 +162,19 @@ class Request:
         return None if value is None else value.decode("latin-1")
 
     @property
+    def declared_length(self) -> int | None:
+        return ascii_length(self.header(b"content-length"))
+
+    @property
     def media_type(self) -> str:
         return (self.header(b"content-type") or "").split(";")[0].strip().lower()
 
     async def body(self, limit: int, budget: ByteBudget | None = None) -> bytes:
         """The whole body; 413 past `limit` bytes (declared or streamed); ClientDisconnectedError;
         BusyError when `budget` cannot take the bytes arrived."""
-        declared = ascii_length(self.header(b"content-length"))
+        if self.receive is None:
+            raise RuntimeError("this request's body is fed to it, not received")
+        declared = self.declared_length
         if declared is not None and declared > limit:
             raise PayloadError(413, f"the body is {declared:,} bytes; the limit is {limit:,}")
         chunks: list[bytes] = []
@@ -184,13 +195,18 @@ class Request:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def send_reply(send: Send, reply: Reply, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
-    headers = [
+def reply_headers(reply: Reply, extra: tuple[tuple[bytes, bytes], ...] = ()) -> list[tuple[bytes, bytes]]:
+    """The headers of `reply`, whichever way it is sent."""
+    return [
         (b"content-type", reply.content_type.encode("latin-1")),
         (b"content-length", str(len(reply.body)).encode("latin-1")),
         *reply.headers,
         *extra,
     ]
+
+
+async def send_reply(send: Send, reply: Reply, extra: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    headers = reply_headers(reply, extra)
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
 

@@ -12,13 +12,18 @@ and waits forever for a body sent a byte a second. Here:
   connection gets 503 and is closed, before the process runs out of descriptors.
 Those refusals happen before the app sees a request and are counted in
 mlcd_refused_requests_total{reason}.
+
+A plainly well-formed request for a body of work is answered by this protocol itself, without
+ASGI's task and messages, when the app offers it a DirectCall (`app.direct`, serve/direct.py says
+why); every other request goes through ASGI as uvicorn runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 # Private uvicorn API: pyproject.toml pins the range these were tested on, and
 # tests/serve/test_protocol_fence.py fails with a clear message if what is used here changes.
@@ -51,6 +56,19 @@ def _asks_a_probe(head: bytes) -> bool:
     return len(words) == 3 and words[1].split(b"?", 1)[0] in PROBES
 
 
+class DirectAnswer(Protocol):
+    """A request this protocol answers itself: its body fed as it arrives, then one reply."""
+
+    def feed(self, chunk: bytes) -> None: ...
+
+    def reply(self) -> tuple[int, list[tuple[bytes, bytes]], bytes]: ...
+
+    def abandon(self) -> None: ...
+
+
+# The app's offer (Api.direct): given the method, the request line's path and the headers.
+DirectAnswers = Callable[[bytes, bytes, list[tuple[bytes, bytes]]], DirectAnswer | None]
+
 # What the guard overrides or reads of HttpToolsProtocol (the fence test checks each is there).
 USED_UVICORN_NAMES = (
     "connection_made",
@@ -59,7 +77,9 @@ USED_UVICORN_NAMES = (
     "pause_writing",
     "resume_writing",
     "on_headers_complete",
+    "on_body",
     "on_message_complete",
+    "on_response_complete",
     "timeout_keep_alive_handler",
 )
 
@@ -73,6 +93,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits
+        # uvicorn's loaded app is the Api itself (no proxy-headers or trace middleware: server._run).
+        self.direct_answers: DirectAnswers | None = getattr(self.app, "direct", None)
+        self.direct: DirectAnswer | None = None  # the request being answered without ASGI
+        self.direct_keep_alive = True
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -101,6 +125,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             GuardedHttpToolsProtocol.open_connections -= 1
             self.counted = False
         self._cancel_deadline()
+        if getattr(self, "direct", None) is not None:
+            self.direct.abandon()  # type: ignore[union-attr]
+            self.direct = None
         if getattr(self, "write_deadline", None) is not None:
             self.write_deadline.cancel()  # type: ignore[union-attr]
             self.write_deadline = None
@@ -141,12 +168,54 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
-        super().on_headers_complete()
+        self.direct = self._direct_answer()
+        if self.direct is None:
+            super().on_headers_complete()
+
+    def _direct_answer(self) -> DirectAnswer | None:
+        """The app's DirectCall, when nothing uvicorn does for a request is needed: no response still
+        owed on this connection (pipelining keeps order), a client that reads its replies, no
+        `Expect: 100-continue` and no upgrade."""
+        if (
+            self.direct_answers is None
+            or self.expect_100_continue
+            or self.pipeline
+            or (self.cycle is not None and not self.cycle.response_complete)
+            or self.flow.write_paused
+            or self.parser.should_upgrade()
+        ):
+            return None
+        self.direct_keep_alive = self.parser.get_http_version() != "1.0" and self.parser.should_keep_alive()
+        return self.direct_answers(self.parser.get_method(), self.url, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        if self.direct is not None:
+            self.direct.feed(body)
+        else:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if self.direct is not None:
+            direct, self.direct = self.direct, None
+            self._write_direct(*direct.reply())
+        else:
+            super().on_message_complete()
         self.reading_head, self.head_bytes = True, 0
         self.request_began = None
+
+    def _write_direct(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """The reply, head and body in one write, as uvicorn's cycle would frame it; then what uvicorn
+        does when a response completes (the keep-alive timer, the next pipelined request)."""
+        content = [STATUS_LINE[status]]
+        for name, value in (*self.server_state.default_headers, *headers):
+            content += (name, b": ", value, b"\r\n")
+        if not self.direct_keep_alive:
+            content.append(b"connection: close\r\n")
+        content += (b"\r\n", body)
+        self.transport.write(b"".join(content))
+        if not self.direct_keep_alive:
+            self.transport.close()
+        self.on_response_complete()
 
     def _cancel_deadline(self) -> None:
         if getattr(self, "deadline", None) is not None:
