@@ -253,3 +253,21 @@ def test_a_body_in_pieces_is_answered_and_a_client_that_leaves_gives_its_bytes_b
         time.sleep(0.5)
         [(status, _, _)] = exchange(port, json_request("/predict", record))
         assert status == 200  # nothing left charged: a leaver's bytes went back
+
+
+@pytest.mark.slow
+def test_a_request_half_read_when_the_server_stops_is_answered_then_closed(built_project, record):
+    with served(built_project / "models" / "bundle") as (port, process):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            request = json_request("/predict", record)
+            sock.sendall(request[:-10])
+            time.sleep(0.3)
+            process.terminate()  # SIGTERM: uvicorn's graceful shutdown
+            time.sleep(0.3)
+            sock.sendall(request[-10:])
+            received = b""
+            while chunk := sock.recv(65536):
+                received += chunk
+        process.wait(timeout=20)
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n"), received[:200]
+    assert b"\r\nconnection: close\r\n" in received.lower()

@@ -80,6 +80,7 @@ USED_UVICORN_NAMES = (
     "on_body",
     "on_message_complete",
     "on_response_complete",
+    "shutdown",
     "timeout_keep_alive_handler",
 )
 
@@ -202,6 +203,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             super().on_message_complete()
         self.reading_head, self.head_bytes = True, 0
         self.request_began = None
+
+    def shutdown(self) -> None:
+        """The server stops: a request being read for a direct answer is answered, then the
+        connection closes (uvicorn does the same for a request its cycle is answering)."""
+        if self.direct is not None:
+            self.direct_keep_alive = False
+            return
+        super().shutdown()
 
     def _write_direct(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         """The reply, head and body in one write, as uvicorn's cycle would frame it; then what uvicorn
