@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mlcd.config import ProjectPaths
-from mlcd.serve import mlflow_scoring, openapi, prometheus, v2
+from mlcd.serve import fast_json, mlflow_scoring, openapi, prometheus, v2
 from mlcd.serve.asgi import (
     CLIENT_CLOSED,
     JSON,
@@ -350,7 +350,9 @@ class Api:
         return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")
 
     def predict(self, request: Request, body: bytes) -> Reply:
-        batch = to_batch(parse_json(body), self.model.layout, self.settings.max_batch)
+        layout, max_batch = self.model.layout, self.settings.max_batch
+        numbers = fast_json.predict_numbers(body, layout, max_batch)
+        batch = Batch(numbers) if numbers is not None else to_batch(parse_json(body), layout, max_batch)
         result = self.predicted(batch, request, "/predict")
         return json_reply({**result, "model": self.model_ref, "request_id": request.request_id})
 
@@ -409,8 +411,14 @@ class Api:
         return json_reply({"name": self.v2.name, "ready": True})
 
     def v2_infer(self, request: Request, body: bytes) -> Reply:
-        call = self.v2.parse(body, request.header(v2.HEADER_LENGTH.encode()))
-        batch = call.batch(self.model.layout, self.settings.max_batch)
+        layout, max_batch = self.model.layout, self.settings.max_batch
+        header_length = request.header(v2.HEADER_LENGTH.encode())
+        numbers = fast_json.v2_numbers(body, layout, max_batch) if header_length is None else None
+        if numbers is not None:
+            call, batch = v2.PLAIN_CALL, Batch(numbers)
+        else:
+            call = self.v2.parse(body, header_length)
+            batch = call.batch(layout, max_batch)
         result = self.predicted(batch, request, "/v2/infer")
         return json_reply(self.v2.response(call, result, request.request_id))
 

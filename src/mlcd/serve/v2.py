@@ -72,6 +72,11 @@ class InferCall:
         return to_batch(records, layout, max_batch)
 
 
+# What a request of JSON tensors alone says beyond its tensors (no id, no outputs asked for): the
+# call serve/fast_json.py's reading stands for.
+PLAIN_CALL = InferCall({}, {}, None, None)
+
+
 class Protocol:
     def __init__(self, model: BundleModel) -> None:
         self.model = model
