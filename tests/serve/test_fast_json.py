@@ -92,6 +92,14 @@ def test_predict_bodies_it_does_not_take_are_left_to_the_general_reader(model, r
         general_predict(body, model)
 
 
+def test_an_integer_past_int64_is_left_to_the_general_reader(model, records):
+    """As a float it could round onto a bound the exact integer is past (float32's largest)."""
+    body = json.dumps({**records[0], "mean_radius": 340282346638528859811704183484516925441}).encode()
+    assert predict_numbers(body, model.layout, MAX_BATCH) is None
+    body = json.dumps({**records[0], "mean_radius": 12}).encode()
+    assert predict_numbers(body, model.layout, MAX_BATCH).tobytes() == general_predict(body, model).tobytes()
+
+
 @pytest.mark.parametrize(
     "body",
     [

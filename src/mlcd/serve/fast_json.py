@@ -13,6 +13,7 @@ general reader's; this path is only faster.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 from typing import Annotated, Any, Literal
 
@@ -47,13 +48,21 @@ def _record_decoder(names: tuple[str, ...], bounds: tuple[tuple[float, float], .
     within its bounds, no other key. None where a name holds a colon (the count above needs none)."""
     if any(":" in name for name in names):
         return None
-    fields = [
-        (f"f{index}", Annotated[float, msgspec.Meta(ge=low, le=high)])
-        for index, (low, high) in enumerate(bounds)
-    ]
+    fields = [(f"f{index}", _number(low, high)) for index, (low, high) in enumerate(bounds)]
     rename = {f"f{index}": name for index, name in enumerate(names)}
     record = msgspec.defstruct("Record", fields, rename=rename, forbid_unknown_fields=True)
     return msgspec.json.Decoder(record | list[record])  # type: ignore[valid-type]
+
+
+_INT64 = 2**63
+
+
+def _number(low: float, high: float) -> Any:
+    """A JSON number within [low, high], compared as the general reader compares it: an integer
+    exactly (as a float, one past a bound could round onto it), within int64 (msgspec's integers;
+    a longer one is left to the general reader), a float as a float."""
+    whole = msgspec.Meta(ge=max(math.ceil(low), -_INT64), le=min(math.floor(high), _INT64 - 1))
+    return Annotated[int, whole] | Annotated[float, msgspec.Meta(ge=low, le=high)]
 
 
 class _Tensor(msgspec.Struct, forbid_unknown_fields=True):
