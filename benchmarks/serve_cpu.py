@@ -41,6 +41,10 @@ from mlcd.serve.rotating_log import LogSettings
 from mlcd.serve.server import load
 
 ROOT = Path(__file__).resolve().parents[1]
+# Requests in flight at once, as wrk's c=16 in benchmarks/serve.py: a busy event loop's turn finds
+# that many ready, and ASGI's tasks for all of them run in the loop's next turns together. One at a
+# time would charge the floor's ASGI a loop turn per request that a loaded server shares.
+CONNECTIONS = 16
 BUNDLE = ROOT / "models" / "bundle"
 
 
@@ -80,19 +84,24 @@ def connection(app: Any, guarded: bool) -> tuple[asyncio.Protocol, ServerState]:
     return protocol, state
 
 
-async def cpu_per_request(app: Any, guarded: bool, request: bytes, count: int, settle: float) -> float:
-    """µs of process CPU per request over `count` requests, answered one after another; `settle`
-    seconds after, so background threads finish the work the requests gave them."""
-    protocol, state = connection(app, guarded)
+async def cpu_per_request(
+    app: Any, guarded: bool, request: bytes, count: int, settle: float, connections: int = CONNECTIONS
+) -> float:
+    """µs of process CPU per request over `count` requests, `connections` at a time (each on its own
+    connection, as one turn of a busy event loop finds them), then the loop run until every ASGI
+    task is done; `settle` seconds after, so background threads finish the work the requests gave."""
+    opened = [connection(app, guarded) for _ in range(connections)]
     began = time.process_time()
-    for _ in range(count):
-        protocol.data_received(request)
-        while state.tasks:  # an ASGI answer runs as a task
+    for _ in range(count // connections):
+        for protocol, _state in opened:
+            protocol.data_received(request)
+        while any(state.tasks for _protocol, state in opened):  # an ASGI answer runs as a task
             await asyncio.sleep(0)
     await asyncio.sleep(settle)
     spent = time.process_time() - began
-    protocol.connection_lost(None)
-    return spent / count * 1e6
+    for protocol, _state in opened:
+        protocol.connection_lost(None)
+    return spent / (count // connections * connections) * 1e6
 
 
 def floor_app() -> Any:
