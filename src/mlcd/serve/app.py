@@ -56,6 +56,7 @@ from mlcd.serve.rotating_log import LogSettings
 # Bodies past this size are parsed, validated and run on a worker thread, so the event loop
 # keeps answering /health and small requests meanwhile.
 OFFLOAD_BYTES = 64 * 1024
+_JSON_BYTES = JSON.encode()  # the Content-Type most clients send, compared before it is parsed
 OFFLOAD_THREADS = 2
 RETRY_AFTER_SECONDS = 1
 TOKEN_ENV = "MLCD_API_TOKEN"
@@ -344,7 +345,7 @@ class Api:
 
     @staticmethod
     def json_refused(request: Request) -> Reply | None:
-        if request.media_type == JSON:
+        if request.headers.get(b"content-type") == _JSON_BYTES or request.media_type == JSON:
             return None
         shown = request.header(b"content-type") or "none"
         return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")

@@ -28,18 +28,32 @@ _astuple = msgspec.structs.astuple
 
 def predict_numbers(body: bytes, layout: Layout, max_batch: int) -> np.ndarray | None:
     """The float matrix of a /predict body of one record or a list of them, or None."""
-    decoder = _record_decoder(layout.names, layout.bounds) if layout.only_numbers else None
+    decoder = _decoder_of(layout)
     if decoder is None:
         return None
     try:
         decoded = decoder.decode(body)
     except msgspec.DecodeError:  # its ValidationError too
         return None
-    records = decoded if type(decoded) is list else [decoded]
+    if type(decoded) is not list:
+        decoded = [decoded]
     # Every key has its colon and values are numbers: more colons than keys means a key came twice.
-    if not 0 < len(records) <= max_batch or body.count(b":") != len(records) * len(layout.names):
+    if not 0 < len(decoded) <= max_batch or body.count(b":") != len(decoded) * len(layout.names):
         return None
-    return np.array(list(map(_astuple, records)), dtype=np.float32)
+    return np.array([_astuple(record) for record in decoded], dtype=np.float32)
+
+
+# The decoder of each layout served, by identity: hashing a layout's names and bounds per request
+# cost more than the lookup it served.
+_DECODERS: dict[int, tuple[Layout, Any]] = {}
+
+
+def _decoder_of(layout: Layout) -> Any:
+    known = _DECODERS.get(id(layout))
+    if known is None or known[0] is not layout:
+        decoder = _record_decoder(layout.names, layout.bounds) if layout.only_numbers else None
+        known = _DECODERS[id(layout)] = (layout, decoder)
+    return known[1]
 
 
 @cache
