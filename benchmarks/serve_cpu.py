@@ -4,12 +4,12 @@ Run: uv run python benchmarks/serve_cpu.py [--requests 4000] [--rounds 15]
 Needs the pipeline outputs (`uv run dvc repro`). benchmarks/serve.py measures over loopback with
 wrk, which on a shared 2-core machine moves one server's speed by up to 30 % between runs; this
 one feeds the same single-record requests straight into each server's HTTP protocol object
-(uvicorn's httptools protocol for the floor, mlcd's guarded one for mlcd) on one keep-alive
-connection and counts the process's CPU time (every thread: the prediction log's writer and the
-drift publisher included) per request, so only the servers' own work is compared. What it leaves
-out, the socket reads and writes and the event loop's polling, costs both the same, so the ratios
-here are the lower bound of the saturated ones. Rounds alternate the servers; pinned to one core.
-Prints markdown tables; asserts nothing.
+(uvicorn's httptools protocol for the floor, mlcd's guarded one for mlcd), CONNECTIONS of them
+at a time on as many keep-alive connections, then runs the event loop until every ASGI task is
+done, and counts the process's CPU time (every thread: the prediction log's writer and the drift
+publisher included) per request. What it leaves out, the socket reads and writes and the loop's
+polling, costs both servers alike. Rounds alternate the servers; pinned to one core. Prints
+markdown tables; asserts nothing.
 
 Compared: the floor (benchmarks/_peers.FLOOR_APP: parse, float32 matrix, the same ONNX session);
 mlcd as the image serves (drift off); mlcd with the prediction log and drift on (issue 25's cost).
