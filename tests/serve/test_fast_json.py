@@ -168,3 +168,43 @@ def test_a_v2_key_twice_is_left_to_the_general_reader(model, records):
     twice = (body[:first] + '"data": [1.0], ' + body[first:]).encode()
     assert v2_numbers(twice, model.layout, MAX_BATCH) is None
     assert _tensor_key_count(json.loads(twice)) != twice.count(b":")
+
+
+def test_a_foreign_table_with_odd_names_and_open_bounds_reads_as_the_general_reader(tmp_path):
+    """Not our dataset: scikit-learn's wine table, its columns renamed as teams name them (slashes,
+    spaces, parentheses, a leading digit, an accent a client may send escaped, a comma), bounds
+    open on one side or both, integers and floats. Every row, one by one and as one list."""
+    from sklearn.datasets import load_wine
+
+    from mlcd.serve.model import Feature, Layout
+
+    frame = load_wine(as_frame=True).data
+    odd = ["od280/od315 of wines", "1st hue (visual)", "teneur en alcool (%) é", "malic acid, mg/l"]
+    frame = frame.rename(columns=dict(zip(frame.columns[:4], odd, strict=True)))
+    frame[frame.columns[4]] = frame[frame.columns[4]].round().astype(int)  # integers in the JSON
+    features = []
+    for index, name in enumerate(frame.columns):
+        low, high = float(frame[name].min()), float(frame[name].max())
+        bounds = [(low, high), (None, high), (low, None), (None, None)][index % 4]
+        features.append(Feature(name=name, numeric=True, low=bounds[0], high=bounds[1]))
+    layout = Layout(tuple(features))
+    records = frame.to_dict(orient="records")
+    bodies = [json.dumps(r).encode() for r in records] + [json.dumps(records).encode()]
+    bodies.append(json.dumps(records[0], ensure_ascii=False).encode())  # the accent as UTF-8
+    for body in bodies:
+        fast = predict_numbers(body, layout, MAX_BATCH)
+        assert fast is not None, body[:100]
+        general = to_batch(parse_json(body), layout, MAX_BATCH).numbers
+        assert fast.tobytes() == general.tobytes(), body[:100]
+    # Past a closed bound, the general reader decides (and refuses).
+    past = json.dumps({**records[0], frame.columns[0]: float(frame[frame.columns[0]].max()) + 1}).encode()
+    assert predict_numbers(past, layout, MAX_BATCH) is None
+    with pytest.raises(PayloadError):
+        to_batch(parse_json(past), layout, MAX_BATCH)
+    # A name with a colon (the colon count could not tell a key twice) or one msgspec will not
+    # match (a quote, a backslash): nothing is read fast, and the general reader answers.
+    for name in ("ratio a:b", 'say "malic"', "a\\b"):
+        renamed = Layout((Feature(name=name, numeric=True), *features[1:]))
+        body = json.dumps({name: 1.0, **{k: v for k, v in records[0].items() if k != odd[0]}}).encode()
+        assert predict_numbers(body, renamed, MAX_BATCH) is None
+        assert to_batch(parse_json(body), renamed, MAX_BATCH).numbers.shape == (1, len(features))

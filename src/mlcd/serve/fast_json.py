@@ -14,7 +14,6 @@ general reader's; this path is only faster.
 from __future__ import annotations
 
 import math
-from functools import cache
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -43,8 +42,8 @@ def predict_numbers(body: bytes, layout: Layout, max_batch: int) -> np.ndarray |
     return np.array([_astuple(record) for record in decoded], dtype=np.float32)
 
 
-# The decoder of each layout served, by identity: hashing a layout's names and bounds per request
-# cost more than the lookup it served.
+# The decoder of each layout served, built once and found by the layout's identity: hashing a
+# layout's names and bounds per request cost more than the lookup it served.
 _DECODERS: dict[int, tuple[Layout, Any]] = {}
 
 
@@ -56,15 +55,18 @@ def _decoder_of(layout: Layout) -> Any:
     return known[1]
 
 
-@cache
 def _record_decoder(names: tuple[str, ...], bounds: tuple[tuple[float, float], ...]) -> Any:
     """A decoder of one record or a list of them: every feature required, a number (not a bool)
-    within its bounds, no other key. None where a name holds a colon (the count above needs none)."""
+    within its bounds, no other key. None where a name holds a colon (the count above needs none) or
+    a character msgspec will not match a key on: the general reader reads those layouts."""
     if any(":" in name for name in names):
         return None
     fields = [(f"f{index}", _number(low, high)) for index, (low, high) in enumerate(bounds)]
     rename = {f"f{index}": name for index, name in enumerate(names)}
-    record = msgspec.defstruct("Record", fields, rename=rename, forbid_unknown_fields=True)
+    try:
+        record = msgspec.defstruct("Record", fields, rename=rename, forbid_unknown_fields=True)
+    except ValueError:  # a name msgspec cannot match (a quote, a backslash, a control character)
+        return None
     return msgspec.json.Decoder(record | list[record])  # type: ignore[valid-type]
 
 
@@ -91,7 +93,7 @@ class _Inference(msgspec.Struct, forbid_unknown_fields=True):
 
 
 _INFERENCE = msgspec.json.Decoder(_Inference)
-_TENSOR_KEYS = 4
+_TENSOR_KEYS = len(_Tensor.__struct_fields__)  # a plain tensor's keys, each with its colon
 
 
 def v2_numbers(body: bytes, layout: Layout, max_batch: int) -> np.ndarray | None:
