@@ -56,7 +56,6 @@ from mlcd.serve.rotating_log import LogSettings
 # Bodies past this size are parsed, validated and run on a worker thread, so the event loop
 # keeps answering /health and small requests meanwhile.
 OFFLOAD_BYTES = 64 * 1024
-_JSON_BYTES = JSON.encode()  # the Content-Type most clients send, compared before it is parsed
 OFFLOAD_THREADS = 2
 RETRY_AFTER_SECONDS = 1
 TOKEN_ENV = "MLCD_API_TOKEN"
@@ -85,6 +84,7 @@ class ServeSettings:
 
 
 Handler = Callable[[Request], Awaitable[Reply]]
+BodyAnswer = Callable[[Request, bytes], Reply]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ class Work:
     checked before the body is read (None: go on), `answer` answers from the body."""
 
     refused: Callable[[Request], Reply | None]
-    answer: Callable[[Request, bytes], Reply]
+    answer: BodyAnswer
 
 
 @dataclass(frozen=True)
@@ -179,12 +179,13 @@ class Api:
         for method, path in self.routes:
             self.allowed.setdefault(path, []).append(method)
         # The routes the protocol may answer itself (direct.py), by the request line's own bytes: a
-        # path with a query, an escape or any other spelling takes the ASGI path.
-        self.direct_routes = {
-            (method.encode(), path.encode()): route
-            for (method, path), route in self.routes.items()
-            if route.work is not None
-        }
+        # path with a query, an escape or any other spelling takes the ASGI path. Each with its work
+        # and its answer bound once, not per request.
+        self.direct_routes: dict[tuple[bytes, bytes], tuple[Route, Work, BodyAnswer]] = {}
+        for (method, path), route in self.routes.items():
+            if route.work is not None:
+                answer = functools.partial(self.answered, route.work)
+                self.direct_routes[method.encode(), path.encode()] = (route, route.work, answer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -287,11 +288,10 @@ class Api:
         """A DirectCall when the protocol may answer this request itself (direct.py): a body of work
         on an exact route path, small, of a declared length, authorized and of an accepted media
         type. None sends it the ASGI way, which answers every case, refusals included."""
-        route = self.direct_routes.get((method, url))
-        if route is None:
+        known = self.direct_routes.get((method, url))
+        if known is None:
             return None
-        work = route.work
-        assert work is not None
+        route, work, answer = known
         request = Request(method.decode("ascii"), url.decode("ascii"), headers)
         length = request.declared_length
         if (
@@ -305,9 +305,7 @@ class Api:
             or work.refused(request) is not None
         ):
             return None
-        return DirectCall(
-            request, route.label, self.budget, functools.partial(self.answered, work), self.busy
-        )
+        return DirectCall(request, route.label, self.budget, answer, self.busy)
 
     def close(self) -> None:
         """The server stops: the logs write what they hold."""
@@ -345,7 +343,7 @@ class Api:
 
     @staticmethod
     def json_refused(request: Request) -> Reply | None:
-        if request.headers.get(b"content-type") == _JSON_BYTES or request.media_type == JSON:
+        if request.media_type == JSON:
             return None
         shown = request.header(b"content-type") or "none"
         return error_reply(415, f"send JSON with Content-Type: {JSON} (got {shown!r})")

@@ -154,7 +154,7 @@ class BundleModel:
         # The session's compiled run, without the Python wrapper's checks of each call's feed (every
         # input there, no device values, no WebGPU capture): feeds() builds every input by construction
         # and the start-up check runs the examples through it. 2 µs of a /predict's ~45. The public
-        # run where a later onnxruntime has no `_sess` (tests/serve/test_model.py watches it).
+        # run where a later onnxruntime has no `_sess` (tests/serve/test_protocol_fence.py watches it).
         compiled = getattr(self.session, "_sess", None)
         self._run = compiled.run if compiled is not None else self.session.run
         self.is_classifier = self.schema.is_classifier

@@ -126,8 +126,8 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             GuardedHttpToolsProtocol.open_connections -= 1
             self.counted = False
         self._cancel_deadline()
-        if getattr(self, "direct", None) is not None:
-            self.direct.abandon()  # type: ignore[union-attr]
+        if self.direct is not None:
+            self.direct.abandon()
             self.direct = None
         if getattr(self, "write_deadline", None) is not None:
             self.write_deadline.cancel()  # type: ignore[union-attr]
