@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import statistics
@@ -134,6 +135,8 @@ async def main(count: int, rounds: int) -> None:
         "mlcd": (create_app(load(plain), plain), True),
         "mlcd, log + drift": (create_app(load(looped), looped), True),
     }
+    gc.collect()
+    gc.freeze()  # as `mlcd serve` does once its app is built (serve/server.py): the same heap for all
     cases = [(server, kind) for server in apps for kind in requests(record.to_dict())]
     cases.remove(("mlcd, log + drift", "/v2 infer"))
     bodies = requests(record.to_dict())

@@ -48,6 +48,7 @@ from mlcd.serve.feedback import (
     parse_labels,
     performance_floors,
 )
+from mlcd.serve.handoff import Handoff
 from mlcd.serve.model import BundleModel, NonFiniteAnswerError
 from mlcd.serve.payload import Batch, parse_json, to_batch
 from mlcd.serve.prediction_log import PredictionLog
@@ -136,7 +137,9 @@ class Api:
         self.drift_publisher: DriftPublisher | None = None
         if settings.drift and model.reference is not None and drift_available():
             self.drift = DriftWindow(model.reference, model.layout)
-            self.drift_publisher = DriftPublisher(self.drift)
+        self.handoff = self._handoff(settings.log)
+        if self.drift is not None and self.handoff is not None:
+            self.drift_publisher = DriftPublisher(self.drift, self.handoff.hand_on)
         self.budget = ByteBudget(settings.max_inflight_bytes)
         self.offload = ThreadPoolExecutor(OFFLOAD_THREADS, thread_name_prefix="mlcd-work")
         self.openapi = openapi.document(model, settings.max_batch, self.v2.name, token=self.token is not None)
@@ -307,9 +310,19 @@ class Api:
             return None
         return DirectCall(request, route.label, self.budget, answer, self.busy)
 
+    def _handoff(self, log: LogSettings | None) -> Handoff | None:
+        """What the closed loop takes of each answer, handed off the request path; None: nothing."""
+        takers = [part.take for part in (self.log, self.recent, self.drift) if part is not None]
+        if not takers:
+            return None
+        if log is None:  # drift alone: a batch dropped is a sample fewer, nothing a log misses
+            return Handoff(takers, LogSettings.max_queued_records, lambda records: None)
+        dropped = prometheus.LOG_DROPPED.labels("queue_full").inc
+        return Handoff(takers, log.max_queued_records, dropped)
+
     def close(self) -> None:
-        """The server stops: the logs write what they hold."""
-        for part in (self.log, self.feedback_log, self.drift_publisher):
+        """The server stops: what is handed off reaches the logs, which write what they hold."""
+        for part in (self.handoff, self.log, self.feedback_log, self.drift_publisher):
             if part is not None:
                 part.close()
 
@@ -330,13 +343,8 @@ class Api:
             prometheus.sum_predictions(result["predictions"])
         for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
-        if self.drift is not None:
-            self.drift.add(batch, result)
-        if self.log is not None and self.recent is not None:
-            self.log.record(request.request_id, endpoint, batch, result)
-            self.recent.add(
-                request.request_id, result["labels"] if "labels" in result else result["predictions"]
-            )
+        if self.handoff is not None:
+            self.handoff.put(request.request_id, endpoint, batch, result)
         return result
 
     # --- /predict and MLflow's /invocations
@@ -379,9 +387,10 @@ class Api:
         return self.json_refused(request)
 
     def feedback(self, request: Request, body: bytes) -> Reply:
-        recent, feedback_log = self.recent, self.feedback_log
-        assert recent is not None and feedback_log is not None  # feedback_refused said so
+        recent, feedback_log, handoff = self.recent, self.feedback_log, self.handoff
+        assert recent is not None and feedback_log is not None and handoff is not None  # feedback_refused
         parsed = parse_labels(parse_json(body), self.live.classes, self.settings.max_batch)
+        handoff.hand_on()  # answers given in the last few milliseconds can be matched too
         labels = [Label(rid, row, truth, recent.get(rid, row)) for rid, row, truth in parsed]
         feedback_log.record(labels)
         matched = sum(label.predicted is not None for label in labels)

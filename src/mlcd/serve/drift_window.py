@@ -1,7 +1,7 @@
 """Live drift: the last `window` served records, compared with the bundle's reference profile every
 `interval_seconds` on a thread of their own, published as Prometheus gauges per feature.
 
-The request path queues each answered batch by reference; when the window is read, the queue's
+The hand-off (serve/handoff.py) queues each answered batch by reference; when the window is read, the queue's
 watched columns go into a ring (numbers) or a bounded deque (text, answers). Memory is fixed by
 the window, whatever the traffic: the queue keeps only the newest `window` records. The scores are computed
 off the request path by monitor/drift.py, which the offline report uses too. A binary classifier
@@ -14,6 +14,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,8 +22,8 @@ import numpy as np
 from mlcd.bundle import PREDICTION, Reference
 from mlcd.monitor import drift, estimation
 from mlcd.serve import prometheus
+from mlcd.serve.handoff import Served, outputs, records
 from mlcd.serve.model import Layout
-from mlcd.serve.payload import Batch
 
 
 def drift_available() -> bool:
@@ -54,8 +55,8 @@ class DriftWindow:
         self._said_positive = np.zeros(self.size, dtype=bool)  # answered the positive class
         self._next = 0
         self._filled = 0
-        # Answered batches not yet in the ring, with their record counts (add, then _fold).
-        self._pending: deque[tuple[Batch, dict[str, Any], int]] = deque()
+        # Answered batches not yet in the ring (take, then _fold).
+        self._pending: deque[Served] = deque()
         self._pending_rows = 0
         self._lock = threading.Lock()  # the queue: the request path waits only on this
         self._ring_lock = threading.Lock()  # the ring: folded into and read off the request path
@@ -71,37 +72,38 @@ class DriftWindow:
             return slice(where[0], where[0] + len(where))
         return np.array(where, dtype=np.intp)
 
-    def add(self, batch: Batch, result: dict[str, Any]) -> None:
-        """The request path: the batch and its answers queued by reference, nothing copied. They
-        reach the window when it is next read (`_fold`, on the publisher's thread): copying each
-        request's columns into the ring here cost about 4 µs a request, a tenth of the loop's cost.
-        Only the newest `size` records are kept queued, so memory stays bounded by the window."""
-        rows = len(batch.numbers)
+    def take(self, served: list[Served]) -> None:
+        """A taker of the hand-off (serve/handoff.py): the answered batches queued by reference,
+        nothing copied. They reach the window when it is next read (`_fold`, on the publisher's
+        thread): copying each request's columns into the ring at once cost about 4 µs a request,
+        a tenth of the loop's cost. Only the newest `size` records are kept queued, so memory stays
+        bounded by the window."""
         with self._lock:
-            self._pending.append((batch, result, rows))
-            self._pending_rows += rows
-            while self._pending_rows - self._pending[0][2] >= self.size:
-                self._pending_rows -= self._pending.popleft()[2]
+            self._pending.extend(served)
+            self._pending_rows += sum(map(records, served))
+            while self._pending_rows - records(self._pending[0]) >= self.size:
+                self._pending_rows -= records(self._pending.popleft())
 
     def _fold(self) -> None:
         """The queued answers into the window, oldest first; requests keep queueing meanwhile."""
         with self._ring_lock:
             with self._lock:
                 pending, self._pending, self._pending_rows = self._pending, deque(), 0
-            for batch, result, _ in pending:
-                self._write(batch, result)
+            for answer in pending:
+                self._write(answer)
 
-    def _write(self, batch: Batch, result: dict[str, Any]) -> None:
+    def _write(self, answer: Served) -> None:
         """A batch's watched values into the window (its last `size` records), as one or two slices
         of the ring (where it wraps), not an index array: a few numpy calls fewer a batch."""
-        answers = result["labels"] if "labels" in result else result["predictions"]
+        _, _, _, _, batch, result = answer
+        answers = outputs(result)
         rows = min(len(answers), self.size)
         numbers = batch.numbers[-rows:, self._columns] if self._columns is not None else None
         positive = None
         if self.calibration is not None:
             label = self.calibration.positive
             positive = [row[label] for row in result["probabilities"][-rows:]]
-            said = [answer == label for answer in answers[-rows:]]
+            said = [output == label for output in answers[-rows:]]
         start = self._next
         for ring, part in self._slices(start, rows):
             if numbers is not None:
@@ -150,8 +152,9 @@ class DriftWindow:
 class DriftPublisher:
     """Every interval, the window's scores into the gauges; nothing until min_window records."""
 
-    def __init__(self, window: DriftWindow) -> None:
+    def __init__(self, window: DriftWindow, hand_on: Callable[[], None]) -> None:
         self.window = window
+        self.hand_on = hand_on  # the hand-off's: what was answered until now reaches the window
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mlcd-drift", daemon=True)
         self._thread.start()
@@ -169,6 +172,7 @@ class DriftPublisher:
 
     def publish(self) -> dict[str, tuple[str, float, bool]]:
         window, reference = self.window, self.window.reference
+        self.hand_on()
         prometheus.DRIFT_WINDOW.set(window.filled)
         if window.filled < reference.min_window:
             return {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ import numpy as np
 
 from mlcd.serve import prometheus
 from mlcd.serve.asgi import PayloadError, short
+from mlcd.serve.handoff import Served, outputs, records
 from mlcd.serve.rotating_log import Counters, LogSettings, RotatingLog
 
 if TYPE_CHECKING:
@@ -40,31 +41,39 @@ class Label:
 
 
 class RecentAnswers:
-    """The outputs of the last `capacity` answered records, by request id (oldest forgotten first)."""
+    """The outputs of the last `capacity` answered records, by request id (oldest forgotten first).
+
+    A taker of the hand-off (serve/handoff.py): each hand-off's answers are one dict, and the
+    dicts are kept in order; the oldest goes when the rest still hold `capacity` records. Looking
+    an id up asks the newest dict first, so a client that reuses an id gets its newest answer.
+    One dict a hand-off, built by a comprehension, costs about 0.2 µs an answer where a single
+    OrderedDict cost 1.5 (a move to the end and a pop of the oldest per answer). Its outputs are
+    tuples, which the garbage collector stops tracking: 100,000 lists would be walked by every
+    full collection."""
 
     def __init__(self, capacity: int = RECENT_RECORDS) -> None:
         self.capacity = capacity
-        # An OrderedDict, not a dict: forgetting the oldest is O(1) with popitem(last=False), while a
-        # dict's next(iter()) steps over every slot deleted before it, ~26 us per answer at 100,000
-        # records (measured: the prediction log cost 12 % of /predict's throughput through it).
-        # Tuples of strings or floats, which the garbage collector stops tracking once it has seen
-        # them: 100,000 lists would be walked by every full collection.
-        self._outputs: OrderedDict[str, tuple[Any, ...]] = OrderedDict()
+        self._parts: deque[tuple[dict[str, tuple[Any, ...]], int]] = deque()  # (outputs by id, records)
         self._records = 0
         self._lock = threading.Lock()
 
-    def add(self, request_id: str, outputs: list[Any]) -> None:
+    def take(self, served: list[Served]) -> None:
+        answers = {request_id: tuple(outputs(result)) for _, request_id, _, _, _, result in served}
+        count = sum(map(records, served))
         with self._lock:
-            old = self._outputs.pop(request_id, None)  # a client that reuses an id: the newest answer
-            self._records += len(outputs) - (len(old) if old is not None else 0)
-            self._outputs[request_id] = tuple(outputs)
-            while self._records > self.capacity:
-                self._records -= len(self._outputs.popitem(last=False)[1])
+            self._parts.append((answers, count))
+            self._records += count
+            while self._records - self._parts[0][1] >= self.capacity:
+                self._records -= self._parts.popleft()[1]
 
     def get(self, request_id: str, row: int) -> Any | None:
         with self._lock:
-            outputs = self._outputs.get(request_id)
-        return outputs[row] if outputs is not None and row < len(outputs) else None
+            parts = list(self._parts)
+        for answers, _ in reversed(parts):
+            found = answers.get(request_id)
+            if found is not None:
+                return found[row] if row < len(found) else None
+        return None
 
 
 class LivePerformance:
@@ -165,11 +174,12 @@ def parse_labels(payload: Any, classes: list[str] | None, most: int) -> list[tup
 class FeedbackLog:
     def __init__(self, settings: LogSettings, classes: list[str] | None) -> None:
         self.classes = classes
+        self.schema = feedback_schema(classes)
         self.log: RotatingLog[tuple[float, list[Label]]] = RotatingLog(
             settings,
             PREFIX,
-            feedback_schema(classes),
-            self._columns,
+            self.schema,
+            self._table,
             Counters(
                 prometheus.FEEDBACK_LOG_RECORDS,
                 prometheus.FEEDBACK_LOG_DROPPED,
@@ -182,6 +192,11 @@ class FeedbackLog:
 
     def close(self) -> None:
         self.log.close()
+
+    def _table(self, entries: list[tuple[float, list[Label]]]) -> pa.Table:
+        import pyarrow as pa
+
+        return pa.Table.from_pydict(self._columns(entries), schema=self.schema)
 
     def _columns(self, entries: list[tuple[float, list[Label]]]) -> dict[str, Any]:
         labels = [label for _, batch in entries for label in batch]

@@ -72,7 +72,7 @@ class Counters:
 
 
 class RotatingLog(Generic[Entry]):
-    """Entries in, `columns(entries)` (a dict of columns fitting `schema`) out to files named
+    """Entries in, `table(entries)` (an Arrow table of `schema`) out to files named
     `<prefix><UTC hour>-<pid>-<n>`."""
 
     def __init__(
@@ -80,12 +80,12 @@ class RotatingLog(Generic[Entry]):
         settings: LogSettings,
         prefix: str,
         schema: pa.Schema,
-        columns: Callable[[list[Entry]], dict[str, Any]],
+        table: Callable[[list[Entry]], pa.Table],
         counters: Counters,
     ) -> None:
         import pyarrow as pa
 
-        self.settings, self.prefix, self.schema, self._columns = settings, prefix, schema, columns
+        self.settings, self.prefix, self.schema, self._table = settings, prefix, schema, table
         self._counters = counters
         settings.directory.mkdir(parents=True, exist_ok=True)
         recover(settings.directory, prefix)
@@ -143,7 +143,7 @@ class RotatingLog(Generic[Entry]):
         try:
             if self._file is None:
                 self._open_file(hour)
-            table = self._pa.Table.from_pydict(self._columns([e for e, _ in pending]), schema=self.schema)
+            table = self._table([e for e, _ in pending])
             self._stream.write_table(table)
             assert self._file is not None
             self._file.flush()  # to the OS: a kill -9 of this process keeps it
