@@ -21,7 +21,7 @@ from mlcd.monitor import drift
 from mlcd.monitor.drift import scores
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.drift_window import DriftWindow
-from mlcd.serve.handoff import Served
+from mlcd.serve.handoff import Served, served
 from mlcd.serve.payload import Batch
 from mlcd.serve.server import load
 
@@ -92,17 +92,17 @@ def test_default_methods_follow_evidently():
     assert drift.is_drifted("wasserstein", 0.1, 0.1) and not drift.is_drifted("wasserstein", 0.09, 0.1)
 
 
-def _served(numbers: np.ndarray, result: dict) -> Served:
-    return (0.0, "r", "/predict", len(numbers), Batch(numbers), result)
+def _served(numbers: np.ndarray, answer: tuple[dict, np.ndarray]) -> Served:
+    return served("r", "/predict", Batch(numbers), *answer, when=0.0)
 
 
 def _window(reference: Reference, bundle: Path, frame: pd.DataFrame) -> tuple[DriftWindow, list]:
     model = load(ServeSettings(bundle=bundle))
-    window = DriftWindow(reference, model.layout)
+    window = DriftWindow(reference, model.layout, model.classes)
     numbers = frame[list(model.layout.names)].to_numpy(np.float32)
-    result = model.predict(numbers, {})
-    window.take([_served(numbers, result)])
-    return window, result["labels"]
+    answer = model.answer(numbers, {})
+    window.take([_served(numbers, answer)])
+    return window, answer[0]["labels"]
 
 
 def test_training_like_traffic_stays_undrifted_in_95_percent_of_windows(reference, bundle, training):
@@ -174,7 +174,7 @@ def test_the_window_holds_the_newest_records_in_order_and_its_queue_stays_bounde
     batches added unread holds at most a window's records (plus one batch), and reading gives the
     last `window` records in the order they were answered, across the ring's wrap."""
     model = load(ServeSettings(bundle=bundle))
-    window = DriftWindow(reference, model.layout)
+    window = DriftWindow(reference, model.layout, model.classes)
     size = reference.window
     names = list(model.layout.names)
     rows = training[names].to_numpy(np.float32)
@@ -183,7 +183,7 @@ def test_the_window_holds_the_newest_records_in_order_and_its_queue_stays_bounde
     for _round in range(3):  # read between rounds: the ring wraps at a different place each time
         for _ in range(400):
             batch = rows[rng.integers(0, len(rows), int(rng.integers(1, 9)))]
-            window.take([_served(batch, model.predict(batch, {}))])
+            window.take([_served(batch, model.answer(batch, {}))])
             served.append(batch)
             assert window._pending_rows < size + 9, "the queue grew past the window"
         numbers, _, answers = window.snapshot()

@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 from mlcd.serve import handoff
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.feedback import RecentAnswers
-from mlcd.serve.handoff import Handoff, Served
+from mlcd.serve.handoff import Handoff, Served, served
 from mlcd.serve.payload import Batch
 from mlcd.serve.prediction_log import PredictionLog, logged_files
 from mlcd.serve.rotating_log import LogSettings
@@ -25,7 +25,7 @@ TARGET = "diagnosis"
 
 def _served(request_id: str, labels: list[str]) -> Served:
     numbers = np.zeros((len(labels), 1), dtype=np.float32)
-    return (0.0, request_id, "/predict", len(labels), Batch(numbers), {"labels": labels})
+    return served(request_id, "/predict", Batch(numbers), {"labels": labels}, numbers, when=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -51,11 +51,12 @@ def test_every_taker_gets_every_answer_in_order_and_a_failing_one_stops_none():
     queue = Handoff([broken, taker], max_records=5, dropped=dropped.append, interval_seconds=3600)
     try:
         for index in range(4):
-            queue.put(f"r{index}", "/predict", Batch(np.zeros((2, 1), np.float32)), {"labels": ["a", "b"]})
+            two = np.zeros((2, 1), np.float32)
+            queue.put(f"r{index}", "/predict", Batch(two), {"labels": ["a", "b"]}, two)
         queue.hand_on()
         assert seen == ["r0", "r1"]  # two requests of 2 records fit 5; the next two were dropped, counted
         assert dropped == [2, 2]
-        queue.put("r4", "/predict", Batch(np.zeros((1, 1), np.float32)), {"labels": ["a"]})
+        queue.put("r4", "/predict", Batch(one := np.zeros((1, 1), np.float32)), {"labels": ["a"]}, one)
     finally:
         queue.close()  # what is queued is handed on as the server stops
     assert seen == ["r0", "r1", "r4"]
@@ -101,6 +102,9 @@ def test_the_log_holds_single_records_and_batches_as_answered(bundle, features, 
     assert list(logged["request_id"]) == ["one", "three", "three", "three", "another", "two", "two"]
     assert list(logged["row"]) == [0, 0, 1, 2, 0, 0, 1]
     assert list(logged["output.label"]) == [label for answer in answers for label in answer["labels"]]
+    for name in answers[0]["probabilities"][0]:  # the logged probabilities are exactly those answered
+        given = [row[name] for answer in answers for row in answer["probabilities"]]
+        assert list(logged[f"output.probability.{name}"]) == given, name
     for name in sent.columns:
         expected = sent[name].to_numpy(np.float32).astype(np.float64)
         np.testing.assert_array_equal(logged[f"input.{name}"].to_numpy(), expected, err_msg=name)
@@ -112,9 +116,9 @@ def test_a_gap_is_logged_as_null(bundle, features, tmp_path):
     log = PredictionLog(LogSettings(tmp_path), model.layout, model.model_hash, None, model.classes)
     numbers = features.head(2)[list(model.layout.names)].to_numpy(np.float32).copy()
     numbers[1, 0] = np.nan
-    even = {name: 0.5 for name in model.classes}
-    result = {"labels": model.classes[:1] * 2, "probabilities": [even, even]}
-    log.take([(0.0, "gap", "/predict", 2, Batch(numbers), result)])
+    even = np.full((2, len(model.classes)), 0.5, dtype=np.float32)
+    result = {"labels": model.classes[:1] * 2, "probabilities": []}
+    log.take([served("gap", "/predict", Batch(numbers), result, even, when=0.0)])
     log.close()
     logged = pq.read_table(logged_files(tmp_path)[0]).to_pandas()
     assert logged[f"input.{model.layout.names[0]}"].isna().tolist() == [False, True]

@@ -136,7 +136,7 @@ class Api:
         self.drift: DriftWindow | None = None
         self.drift_publisher: DriftPublisher | None = None
         if settings.drift and model.reference is not None and drift_available():
-            self.drift = DriftWindow(model.reference, model.layout)
+            self.drift = DriftWindow(model.reference, model.layout, classes)
         self.handoff = self._handoff(settings.log)
         if self.drift is not None and self.handoff is not None:
             self.drift_publisher = DriftPublisher(self.drift, self.handoff.hand_on)
@@ -329,7 +329,7 @@ class Api:
     def predicted(self, batch: Batch, request: Request, endpoint: str) -> dict[str, Any]:
         """The model's answer for a validated batch, counted in the metrics and logged; 422 if not finite."""
         try:
-            result = self.model.predict(batch.numbers, batch.texts)
+            result, values = self.model.answer(batch.numbers, batch.texts)
         except NonFiniteAnswerError as exc:
             shown = ", ".join(map(str, exc.rows[:10])) + (", ..." if len(exc.rows) > 10 else "")
             raise PayloadError(
@@ -344,7 +344,7 @@ class Api:
         for feature, count in self.model.unseen(batch.texts).items():
             prometheus.UNSEEN_CATEGORIES.labels(feature).inc(count)
         if self.handoff is not None:
-            self.handoff.put(request.request_id, endpoint, batch, result)
+            self.handoff.put(request.request_id, endpoint, batch, result, values)
         return result
 
     # --- /predict and MLflow's /invocations

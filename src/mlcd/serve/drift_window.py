@@ -22,7 +22,7 @@ import numpy as np
 from mlcd.bundle import PREDICTION, Reference
 from mlcd.monitor import drift, estimation
 from mlcd.serve import prometheus
-from mlcd.serve.handoff import Served, outputs, records
+from mlcd.serve.handoff import Served, records
 from mlcd.serve.model import Layout
 
 
@@ -36,7 +36,7 @@ def drift_available() -> bool:
 
 
 class DriftWindow:
-    def __init__(self, reference: Reference, layout: Layout) -> None:
+    def __init__(self, reference: Reference, layout: Layout, classes: list[str] | None) -> None:
         self.reference = reference
         self.size = reference.window
         columns, column = {}, 0
@@ -51,6 +51,10 @@ class DriftWindow:
         self._texts: dict[str, deque[str]] = {name: deque(maxlen=self.size) for name in self.text_names}
         self._answers: deque[Any] = deque(maxlen=self.size)
         self.calibration = reference.calibration
+        # The positive class's column in the model's output matrix (BundleModel.answer).
+        self._positive_column = 0
+        if self.calibration is not None and classes is not None:
+            self._positive_column = classes.index(self.calibration.positive)
         self._positive = np.zeros(self.size, dtype=np.float32)  # probability of the positive class
         self._said_positive = np.zeros(self.size, dtype=bool)  # answered the positive class
         self._next = 0
@@ -95,14 +99,13 @@ class DriftWindow:
     def _write(self, answer: Served) -> None:
         """A batch's watched values into the window (its last `size` records), as one or two slices
         of the ring (where it wraps), not an index array: a few numpy calls fewer a batch."""
-        _, _, _, _, batch, result = answer
-        answers = outputs(result)
+        _, _, _, _, batch_numbers, texts, answers, values = answer
         rows = min(len(answers), self.size)
-        numbers = batch.numbers[-rows:, self._columns] if self._columns is not None else None
+        numbers = batch_numbers[-rows:, self._columns] if self._columns is not None else None
         positive = None
         if self.calibration is not None:
             label = self.calibration.positive
-            positive = [row[label] for row in result["probabilities"][-rows:]]
+            positive = values[-rows:, self._positive_column]
             said = [output == label for output in answers[-rows:]]
         start = self._next
         for ring, part in self._slices(start, rows):
@@ -114,7 +117,7 @@ class DriftWindow:
         self._next = (start + rows) % self.size
         self._filled = min(self.size, self._filled + rows)
         for name in self.text_names:
-            self._texts[name].extend(batch.texts[name][-rows:])
+            self._texts[name].extend(texts[name][-rows:])
         self._answers.extend(answers[-rows:])
 
     def _slices(self, start: int, rows: int) -> list[tuple[slice, slice]]:

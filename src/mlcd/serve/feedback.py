@@ -20,7 +20,7 @@ import numpy as np
 
 from mlcd.serve import prometheus
 from mlcd.serve.asgi import PayloadError, short
-from mlcd.serve.handoff import Served, outputs, records
+from mlcd.serve.handoff import Served, records
 from mlcd.serve.rotating_log import Counters, LogSettings, RotatingLog
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class RecentAnswers:
         self._lock = threading.Lock()
 
     def take(self, served: list[Served]) -> None:
-        answers = {request_id: tuple(outputs(result)) for _, request_id, _, _, _, result in served}
+        answers = {answer[1]: answer[6] for answer in served}
         count = sum(map(records, served))
         with self._lock:
             self._parts.append((answers, count))

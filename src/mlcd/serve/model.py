@@ -189,6 +189,12 @@ class BundleModel:
 
     def predict(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> dict[str, Any]:
         """Labels and probabilities (or predictions); NonFiniteAnswerError rather than a NaN or infinity."""
+        return self.answer(numbers, texts)[0]
+
+    def answer(self, numbers: np.ndarray, texts: dict[str, list[str]]) -> tuple[dict[str, Any], np.ndarray]:
+        """predict()'s answer, and the model's output matrix it came from (a probability per class in
+        `classes` order, or one column of predictions): the closed loop keeps the matrix, which the
+        garbage collector never walks, rather than the answer's lists and dicts (serve/handoff.py)."""
         outputs = self._run(self.output_names, self.feeds(numbers, texts), None)
         values = outputs[-1]
         rows = values.reshape(len(values), -1).tolist()
@@ -197,8 +203,9 @@ class BundleModel:
         if not math.isfinite(sum(chain.from_iterable(rows))):
             raise NonFiniteAnswerError([i for i, row in enumerate(rows) if not all(map(math.isfinite, row))])
         if not self.is_classifier:
-            return {"predictions": [row[0] for row in rows]}
-        return {
+            return {"predictions": [row[0] for row in rows]}, values
+        result = {
             "labels": list(map(str, outputs[0].tolist())),
             "probabilities": [dict(zip(self.classes, row, strict=True)) for row in rows],
         }
+        return result, values

@@ -68,7 +68,7 @@ class PredictionLog:
         """Answers as columns of `log_schema`: transposed by zip, the numbers as one matrix."""
         import pyarrow as pa
 
-        times, request_ids, endpoints, rows, batches, results = zip(*answers, strict=True)
+        times, request_ids, endpoints, rows, numbers, texts, outputs, values = zip(*answers, strict=True)
         counts = np.array(rows, dtype=np.int64)
         total = int(counts.sum())
 
@@ -84,19 +84,21 @@ class PredictionLog:
             "git_commit": pa.repeat(pa.scalar(self.git_commit, pa.string()), total),
         }
         # Column by column from a transposed copy: each column contiguous, NaN (a gap) as null.
-        numbers = np.concatenate([batch.numbers for batch in batches]).astype(np.float64).T.copy()
+        matrix = np.concatenate(numbers).astype(np.float64).T.copy()
         for index, name in enumerate(matrix_columns(self.layout)):
-            columns[f"input.{name}"] = pa.array(numbers[index], from_pandas=True)
+            columns[f"input.{name}"] = pa.array(matrix[index], from_pandas=True)
         for feature in self.layout.features:
             if feature.is_text:
-                columns[f"input.{feature.name}"] = [v for batch in batches for v in batch.texts[feature.name]]
+                columns[f"input.{feature.name}"] = [v for batch in texts for v in batch[feature.name]]
+        answered = [v for output in outputs for v in output]
         if self.classes is None:
-            columns["output.value"] = [v for result in results for v in result["predictions"]]
+            columns["output.value"] = answered
         else:
-            columns["output.label"] = [v for result in results for v in result["labels"]]
-            probabilities = [row for result in results for row in result["probabilities"]]
-            for name in self.classes:
-                columns[f"output.probability.{name}"] = [row[name] for row in probabilities]
+            columns["output.label"] = answered
+            # The model's float32 probabilities, as the answers' JSON carried them (exactly, in float64).
+            probabilities = np.concatenate(values).reshape(total, -1).astype(np.float64).T.copy()
+            for index, name in enumerate(self.classes):
+                columns[f"output.probability.{name}"] = probabilities[index]
         return columns
 
 
