@@ -28,29 +28,30 @@ from ..system import install_nginx, install_podman
 
 ENVIRONMENT = "pytest"
 FAULTS = ("error", "slow", "skew")
-# Loaded by the image's Python at start (PYTHONPATH): wraps the model's predict with the fault.
+# Loaded by the image's Python at start (PYTHONPATH): wraps the model's answer with the fault
+# (BundleModel.answer: what the API calls, and what predict calls).
 FAULT_HOOK = """\
 import os, random, time
 from mlcd.serve import model
 
-_predict = model.BundleModel.predict
+_answer = model.BundleModel.answer
 FAULT = os.environ["MLCD_TEST_FAULT"]
 EXAMPLES = 5  # the bundle's example records: the server's self-check and the deploy's smoke test
 
 
-def predict(self, numbers, texts):
+def answer(self, numbers, texts):
     live = len(numbers) != EXAMPLES
     if live and FAULT == "error" and random.random() < 0.2:
         raise RuntimeError("injected fault")
     if live and FAULT == "slow":
         time.sleep(0.05)
-    result = _predict(self, numbers, texts)
+    result, values = _answer(self, numbers, texts)
     if live and FAULT == "skew":
         result["labels"] = ["malignant"] * len(result["labels"])
-    return result
+    return result, values
 
 
-model.BundleModel.predict = predict
+model.BundleModel.answer = answer
 """
 
 
