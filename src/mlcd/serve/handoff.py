@@ -1,11 +1,11 @@
 """What the API answered, handed off the request path to the closed loop's parts.
 
 The request path makes one tuple of each answered batch and appends it to a queue: a lock held
-for an append, nothing copied or converted. The tuple holds the batch's arrays and the answer's
-outputs as a tuple, never the request's own lists and dicts: kept past their request (up to 50 ms
-here, up to a window in the drift window's queue), those made the main thread's garbage collector
-and allocator slower by about 7 µs a request (benchmarks, 2026-12-06); arrays, strings and tuples
-of strings cost it nothing. A thread of its own takes the queue every
+for an append, nothing copied but the answers' list into a tuple. The tuple holds the batch's
+arrays and the answer's outputs as a tuple, never the request's own lists and dicts: kept past
+their request (up to 50 ms here, up to a window in the drift window's queue), those made the main
+thread's garbage collector and allocator slower by about 7 µs a request (benchmarks, 2026-12-06);
+arrays, strings and tuples of strings cost it nothing. A thread of its own takes the queue every
 `interval_seconds` and hands it, in order, to each taker: the prediction log (which turns it
 into columns), the answers /feedback matches labels with, the drift window. /feedback hands the
 queue on itself before it looks an answer up, so a label sent right after its answer matches.
@@ -77,7 +77,7 @@ class Handoff:
     ) -> None:
         """The request path: the answer queued, or dropped and counted when the queue is full."""
         answer = served(request_id, endpoint, batch, result, values, time.time())
-        rows = answer[3]
+        rows = records(answer)
         with self._lock:
             if self._records + rows <= self.max_records:
                 self._queue.append(answer)
