@@ -301,3 +301,52 @@ def test_batch_scoring_answers_gaps_and_unseen_categories_as_predict(
     for name in CULTIVARS.values():
         expected = [row[name] for row in answer["probabilities"]]
         assert scored[f"{PROBABILITY_PREFIX}{name}"].tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_the_prediction_log_keeps_text_gaps_and_every_class_as_answered(bundle, held_out_frame, tmp_path):
+    import pyarrow.parquet as pq
+
+    from mlcd.serve.prediction_log import logged_files
+    from mlcd.serve.rotating_log import LogSettings
+
+    sent = as_sent(held_out_frame)
+    settings = ServeSettings(bundle=bundle, log=LogSettings(tmp_path, flush_seconds=0.05))
+    with TestClient(create_app(load(settings), settings)) as client:
+        answers = [predict(client, sent[:3]), predict(client, sent[3]), predict(client, sent[4:])]
+    logged = pd.concat([pq.read_table(f).to_pandas() for f in logged_files(tmp_path)], ignore_index=True)
+    logged = logged.sort_values(["time", "row"], kind="stable").reset_index(drop=True)
+    assert list(logged["row"]) == [0, 1, 2, 0, *range(len(sent) - 4)]
+    gaps = [record[GAPPY] is None for record in sent]
+    assert list(logged[f"input.{GAPPY}"].isna()) == gaps and any(gaps)
+    regions = logged[f"input.{REGION}"]
+    for record, logged_region in zip(sent, regions, strict=True):  # text as the model received it
+        assert logged_region == record[REGION] or (record[REGION] is None and logged_region)
+    labels = [label for answer in answers for label in answer["labels"]]
+    assert list(logged["output.label"]) == labels
+    for name in CULTIVARS.values():  # float32 probabilities, exactly as the JSON carried them
+        answered = [p[name] for answer in answers for p in answer["probabilities"]]
+        assert list(logged[f"output.probability.{name}"]) == answered
+
+
+def test_a_regression_log_keeps_each_predicted_value(bundle, tmp_path):
+    import pyarrow.parquet as pq
+
+    from mlcd.serve.handoff import served
+    from mlcd.serve.model import BundleModel
+    from mlcd.serve.payload import Batch
+    from mlcd.serve.prediction_log import PredictionLog, logged_files
+    from mlcd.serve.rotating_log import LogSettings
+
+    layout = BundleModel(bundle).layout
+    numbers = np.arange(2 * layout.width, dtype=np.float32).reshape(2, layout.width)
+    numbers[1, 0] = np.nan
+    batch = Batch(numbers, {REGION: ["north", "south"]})
+    values = np.array([[1.5], [-2.25]], dtype=np.float32)
+    log = PredictionLog(LogSettings(tmp_path, flush_seconds=0.05), layout, "h", None, classes=None)
+    log.take([served("r1", "/predict", batch, {"predictions": [1.5, -2.25]}, values, 1.0)])
+    log.close()
+    logged = pd.concat([pq.read_table(f).to_pandas() for f in logged_files(tmp_path)], ignore_index=True)
+    assert list(logged["output.value"]) == [1.5, -2.25] and list(logged["request_id"]) == ["r1", "r1"]
+    assert list(logged[f"input.{REGION}"]) == ["north", "south"] and list(logged["row"]) == [0, 1]
+    first = logged.filter(like="input.").drop(columns=f"input.{REGION}").to_numpy(np.float64)
+    np.testing.assert_array_equal(first, numbers.astype(np.float64))

@@ -124,6 +124,14 @@ def test_the_log_holds_what_was_answered(bundle, records, tmp_path):
     assert list(logged["output.label"][:20]) == labels
     malignant = [p["malignant"] for p in answers["/predict"]["probabilities"]]
     assert list(logged["output.probability.malignant"][:10]) == pytest.approx(malignant, rel=1e-7)
+    # Dictionaries only where values repeat: trying one on every float made closing a file 2.4x slower.
+    columns = pq.ParquetFile(logged_files(directory)[0]).metadata.row_group(0)
+    encodings = {
+        columns.column(i).path_in_schema: columns.column(i).encodings for i in range(columns.num_columns)
+    }
+    assert "RLE_DICTIONARY" in encodings["endpoint"] and "RLE_DICTIONARY" in encodings["output.label"]
+    for plain in ("request_id", "input.mean_radius", "output.probability.malignant"):
+        assert "RLE_DICTIONARY" not in encodings[plain], (plain, encodings[plain])
 
 
 def test_files_rotate_by_size_and_every_closed_file_reads(bundle, records, tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 
 from mlcd.bundle import PREDICTION, Reference
 from mlcd.monitor import drift, estimation
-from mlcd.serve import prometheus
+from mlcd.serve import handoff, prometheus
 from mlcd.serve.handoff import Served, records
 from mlcd.serve.model import Layout
 
@@ -45,6 +45,7 @@ class DriftWindow:
                 columns[feature.name] = column
             column += feature.width
         self.numeric_names = list(columns)
+        self._width = column  # of the batches' matrix
         self._columns = self._selector(list(columns.values()))
         self.text_names = [f.name for f in layout.features if f.is_text and f.name in reference.categorical]
         self._numbers = np.full((self.size, len(self.numeric_names)), np.nan, dtype=np.float32)
@@ -99,9 +100,11 @@ class DriftWindow:
     def _write(self, answer: Served) -> None:
         """A batch's watched values into the window (its last `size` records), as one or two slices
         of the ring (where it wraps), not an index array: a few numpy calls fewer a batch."""
-        _, _, _, _, batch_numbers, texts, answers, values = answer
+        _, _, _, _, _, texts, answers, values = answer
         rows = min(len(answers), self.size)
-        numbers = batch_numbers[-rows:, self._columns] if self._columns is not None else None
+        numbers = None
+        if self._columns is not None:
+            numbers = handoff.numbers([answer], self._width)[-rows:, self._columns]
         positive = None
         if self.calibration is not None:
             label = self.calibration.positive

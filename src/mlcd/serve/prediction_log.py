@@ -8,13 +8,14 @@ Handed over off the request path (serve/handoff.py), written by a RotatingLog
 from __future__ import annotations
 
 import random
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mlcd.serve import prometheus
-from mlcd.serve.handoff import Served
+from mlcd.serve import handoff, prometheus
+from mlcd.serve.handoff import Served, records
 from mlcd.serve.model import Layout
 from mlcd.serve.rotating_log import Counters, LogSettings, RotatingLog, closed_files
 
@@ -25,8 +26,11 @@ PREFIX = "predictions-"
 
 
 class PredictionLog:
-    """A taker of the hand-off (serve/handoff.py): each hand-off's answers become one Arrow table
-    there, so the requests' objects are let go within 50 ms, and the writer gets columns."""
+    """A taker of the hand-off (serve/handoff.py): its answers wait for the log's writer, which
+    makes one Arrow table of all those of a flush (every 0.5 s) on its own thread. What a table
+    costs whatever its rows, about 0.17 ms (a few µs a column), is then paid for thousands of
+    answers rather than a hand-off's few hundred: 0.4 µs a record less at 8,000 a second
+    (2026-12-06). The waiting answers hold bytes, arrays and tuples (serve/handoff.py)."""
 
     def __init__(
         self,
@@ -36,14 +40,20 @@ class PredictionLog:
         git_commit: str | None,
         classes: list[str] | None,
     ) -> None:
+        import pyarrow as pa
+
         self.layout, self.model_hash, self.git_commit, self.classes = layout, model_hash, git_commit, classes
         self.sample = settings.sample
         self.schema = log_schema(layout, classes)
-        self.log: RotatingLog[pa.Table] = RotatingLog(
+        self._matrix_columns = matrix_columns(layout)
+        self._time = self.schema.field("time").type
+        self._model_hash = pa.scalar(model_hash, pa.string())
+        self._git_commit = pa.scalar(git_commit, pa.string())
+        self.log: RotatingLog[list[Served]] = RotatingLog(
             settings,
             PREFIX,
             self.schema,
-            _concatenated,
+            lambda taken: self._table(list(chain.from_iterable(taken))),
             Counters(
                 prometheus.LOG_RECORDS,
                 prometheus.LOG_DROPPED,
@@ -52,60 +62,53 @@ class PredictionLog:
         )
 
     def take(self, served: list[Served]) -> None:
-        """The hand-off's thread: the sampled answers (whole requests) queued for the writer as a table."""
-        import pyarrow as pa
-
+        """The hand-off's thread: the sampled answers (whole requests) queued for the writer."""
         if self.sample < 1.0:
             served = [answer for answer in served if random.random() < self.sample]
         if served:
-            table = pa.Table.from_pydict(self._columns(served), schema=self.schema)
-            self.log.put(table, table.num_rows)
+            self.log.put(served, sum(map(records, served)))
 
     def close(self) -> None:
         self.log.close()
 
-    def _columns(self, answers: list[Served]) -> dict[str, Any]:
-        """Answers as columns of `log_schema`: transposed by zip, the numbers as one matrix."""
+    def _table(self, answers: list[Served]) -> pa.Table:
+        """Answers as a table of `log_schema`, transposed by zip, each column made as its Arrow type
+        (no schema inference); the matrix's columns are one Arrow array, sliced."""
         import pyarrow as pa
 
-        times, request_ids, endpoints, rows, numbers, texts, outputs, values = zip(*answers, strict=True)
+        times, request_ids, endpoints, rows, _, texts, outputs, values = zip(*answers, strict=True)
         counts = np.array(rows, dtype=np.int64)
         total = int(counts.sum())
 
         def each_record(values: tuple[Any, ...]) -> Any:  # a request's value on each of its records
             return values if total == len(answers) else np.repeat(np.array(values, dtype=object), counts)
 
-        columns: dict[str, Any] = {
-            "request_id": each_record(request_ids),
-            "row": (np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32),
-            "time": (np.array(each_record(times), dtype=np.float64) * 1e6).astype("datetime64[us]"),
-            "endpoint": each_record(endpoints),
-            "model_hash": pa.repeat(pa.scalar(self.model_hash, pa.string()), total),
-            "git_commit": pa.repeat(pa.scalar(self.git_commit, pa.string()), total),
-        }
-        # Column by column from a transposed copy: each column contiguous, NaN (a gap) as null.
-        matrix = np.concatenate(numbers).astype(np.float64).T.copy()
-        for index, name in enumerate(matrix_columns(self.layout)):
-            columns[f"input.{name}"] = pa.array(matrix[index], from_pandas=True)
+        arrays = [
+            pa.array(each_record(request_ids), pa.string()),
+            pa.array((np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)).astype(np.int32)),
+            pa.array((np.array(each_record(times), dtype=np.float64) * 1e6).astype("datetime64[us]")).cast(
+                self._time
+            ),
+            pa.array(each_record(endpoints), pa.string()),
+            pa.repeat(self._model_hash, total),
+            pa.repeat(self._git_commit, total),
+        ]
+        # The float32 rows transposed into one float64 array (NaN, a gap, as null), sliced by column.
+        width = len(self._matrix_columns)
+        inputs = pa.array(handoff.numbers(answers, width).T.astype(np.float64).ravel(), from_pandas=True)
+        arrays += [inputs.slice(index * total, total) for index in range(width)]
         for feature in self.layout.features:
             if feature.is_text:
-                columns[f"input.{feature.name}"] = [v for batch in texts for v in batch[feature.name]]
+                arrays.append(pa.array([v for batch in texts for v in batch[feature.name]], pa.string()))
         answered = [v for output in outputs for v in output]
         if self.classes is None:
-            columns["output.value"] = answered
+            arrays.append(pa.array(answered, pa.float64()))
         else:
-            columns["output.label"] = answered
+            arrays.append(pa.array(answered, pa.string()))
             # The model's float32 probabilities, as the answers' JSON carried them (exactly, in float64).
-            probabilities = np.concatenate(values).reshape(total, -1).astype(np.float64).T.copy()
-            for index, name in enumerate(self.classes):
-                columns[f"output.probability.{name}"] = probabilities[index]
-        return columns
-
-
-def _concatenated(tables: list[pa.Table]) -> pa.Table:
-    import pyarrow as pa
-
-    return pa.concat_tables(tables)
+            probabilities = pa.array(np.concatenate(values).reshape(total, -1).T.astype(np.float64).ravel())
+            arrays += [probabilities.slice(index * total, total) for index in range(len(self.classes))]
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
 
 def matrix_columns(layout: Layout) -> list[str]:

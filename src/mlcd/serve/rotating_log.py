@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 CLOSED_SUFFIX = ".parquet"  # what readers read
 OPEN_SUFFIX = ".arrows"  # the file being written: an Arrow IPC stream
 PRIVATE = 0o600
+# Parquet dictionaries pay for columns whose values repeat: the endpoint, the model, labels, text
+# features. Logged numbers and request ids hardly repeat, and trying a dictionary on them first made
+# closing a file of served records 2.4 times slower and its file twice as large (2026-12-06).
+UNIQUE_COLUMNS = frozenset({"request_id"})
 
 Entry = TypeVar("Entry")
 
@@ -254,8 +258,10 @@ def to_parquet(stream: Path) -> Path | None:
         return None
     temporary = stream.with_name(f".{closed.name}.tmp")
     temporary.unlink(missing_ok=True)
+    repeating = [f.name for f in schema if pa.types.is_string(f.type) and f.name not in UNIQUE_COLUMNS]
     with private_file(temporary) as file:
-        pq.write_table(pa.Table.from_batches(batches, schema), file, compression="zstd")
+        table = pa.Table.from_batches(batches, schema)
+        pq.write_table(table, file, compression="zstd", use_dictionary=repeating)
         file.flush()
         os.fsync(file.fileno())
     temporary.replace(closed)
