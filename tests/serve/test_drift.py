@@ -52,6 +52,9 @@ def test_every_score_equals_scipys_on_the_same_samples():
     reference[5] = current[7] = np.nan  # gaps are left out, as Evidently does
     ref, cur = reference[~np.isnan(reference)], current[~np.isnan(current)]
     assert drift.numeric_score("ks", reference, current) == scipy.stats.ks_2samp(ref, cur).pvalue
+    tied = rng.integers(0, 9, 456).astype(np.float64)  # ties, as float32 inputs bring, and equal sizes
+    for other in (rng.integers(0, 9, 1000).astype(np.float64), rng.integers(1, 9, 456).astype(np.float64)):
+        assert drift.numeric_score("ks", tied, other) == scipy.stats.ks_2samp(tied, other).pvalue
     assert drift.numeric_score("wasserstein", reference, current) == pytest.approx(
         scipy.stats.wasserstein_distance(ref, cur) / np.std(ref), rel=1e-12
     )

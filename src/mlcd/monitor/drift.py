@@ -14,8 +14,10 @@ drift off). Only numbers and categories are compared here: a datetime feature is
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+import functools
+import inspect
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, cast
 
 import numpy as np
 
@@ -71,7 +73,7 @@ def numeric_score(method: str, reference: np.ndarray, current: np.ndarray) -> fl
     reference = reference[~np.isnan(reference)]
     current = current[~np.isnan(current)]
     if method == "ks":
-        return float(scipy.stats.ks_2samp(reference, current).pvalue)
+        return float(_ks_2samp()(reference, current).pvalue)
     if method == "wasserstein":
         return float(scipy.stats.wasserstein_distance(reference, current) / max(np.std(reference), LEAST_STD))
     if method == "jensenshannon":
@@ -79,6 +81,17 @@ def numeric_score(method: str, reference: np.ndarray, current: np.ndarray) -> fl
         shares = [_nonzero(np.histogram(side, edges)[0] / len(side)) for side in (reference, current)]
         return float(distance.jensenshannon(*shares))
     return categorical_score(method, counts(reference), counts(current))
+
+
+@functools.cache
+def _ks_2samp() -> Callable[[np.ndarray, np.ndarray], Any]:
+    """scipy's ks_2samp without its wrappers for axes, NaN and renamed arguments (inspect.unwrap):
+    the samples here are 1-D and without NaN already, and the wrappers took about half of each
+    call, 6 ms of the 22 a server spends every interval on 30 features (2026-12-06). The same
+    statistic and p-value (tests/serve/test_drift.py holds them to the public function's)."""
+    import scipy.stats
+
+    return cast(Callable[[np.ndarray, np.ndarray], Any], inspect.unwrap(scipy.stats.ks_2samp))
 
 
 def categorical_score(method: str, reference: Mapping[Any, int], current: Mapping[Any, int]) -> float:

@@ -94,22 +94,23 @@ class DriftWindow:
         with self._ring_lock:
             with self._lock:
                 pending, self._pending, self._pending_rows = self._pending, deque(), 0
-            for answer in pending:
-                self._write(answer)
+            if pending:
+                self._write(list(pending))
 
-    def _write(self, answer: Served) -> None:
-        """A batch's watched values into the window (its last `size` records), as one or two slices
-        of the ring (where it wraps), not an index array: a few numpy calls fewer a batch."""
-        _, _, _, _, _, texts, answers, values = answer
-        rows = min(len(answers), self.size)
+    def _write(self, pending: list[Served]) -> None:
+        """Answered batches' watched values into the window (their last `size` records), joined
+        first: one or two slices of the ring (where it wraps) for all of them, where a write per
+        batch cost about 8 µs each, 8 ms a fold of single-record requests (2026-12-06)."""
+        rows = min(sum(map(records, pending)), self.size)
+        answers = [output for answer in pending for output in answer[6]][-rows:]
         numbers = None
         if self._columns is not None:
-            numbers = handoff.numbers([answer], self._width)[-rows:, self._columns]
+            numbers = handoff.numbers(pending, self._width)[-rows:, self._columns]
         positive = None
         if self.calibration is not None:
-            label = self.calibration.positive
+            values = np.concatenate([answer[7] for answer in pending])
             positive = values[-rows:, self._positive_column]
-            said = [output == label for output in answers[-rows:]]
+            said = np.array(answers, dtype=object) == self.calibration.positive
         start = self._next
         for ring, part in self._slices(start, rows):
             if numbers is not None:
@@ -120,8 +121,8 @@ class DriftWindow:
         self._next = (start + rows) % self.size
         self._filled = min(self.size, self._filled + rows)
         for name in self.text_names:
-            self._texts[name].extend(texts[name][-rows:])
-        self._answers.extend(answers[-rows:])
+            self._texts[name].extend([v for answer in pending for v in answer[5][name]][-rows:])
+        self._answers.extend(answers)
 
     def _slices(self, start: int, rows: int) -> list[tuple[slice, slice]]:
         """(ring slots, batch rows) for `rows` records written from `start`: one piece, or two
