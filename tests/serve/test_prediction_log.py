@@ -237,3 +237,22 @@ def test_without_pyarrow_the_log_is_refused_by_name(tmp_path, monkeypatch):
         ServeError, match=r"prediction log writes Parquet with pyarrow, which is not installed"
     ):
         check_directory(tmp_path)
+
+
+def test_hand_offs_past_a_table_s_size_are_written_whole_and_in_order(bundle, records, tmp_path):
+    from mlcd.serve.handoff import served
+    from mlcd.serve.payload import to_batch
+    from mlcd.serve.prediction_log import TABLE_RECORDS, PredictionLog
+
+    model = load(ServeSettings(bundle=bundle))
+    batch = to_batch(records[:2], model.layout, 10)
+    result, values = model.answer(batch.numbers, batch.texts)
+    sizes = [TABLE_RECORDS // 3, TABLE_RECORDS, 3]  # hand-offs of 2-record answers
+    log = PredictionLog(LogSettings(tmp_path, flush_seconds=60), model.layout, "h", None, model.classes)
+    taken = [[served(f"{n}-{i}", "/predict", batch, result, values, 1.0) for i in range(n)] for n in sizes]
+    for answers in taken:
+        log.take(answers)
+    log.close()  # one flush: every hand-off above in one write
+    logged = _logged(tmp_path)
+    assert list(logged["request_id"]) == [a[1] for answers in taken for a in answers for _ in range(2)]
+    assert list(logged["row"]) == [0, 1] * sum(sizes)
