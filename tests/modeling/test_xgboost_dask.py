@@ -179,3 +179,39 @@ def test_a_worker_killed_while_xgboost_trains_ends_train_with_one_error_and_noth
         print(f"train ended {time.monotonic() - began:.1f} s after it began")
         assert time.monotonic() - began < 120
     assert not paths.model.exists(), "a model was written"
+
+
+def test_a_worker_restarted_by_its_nanny_while_xgboost_trains_ends_train_at_once(tmp_path, monkeypatch):
+    """The nanny's restart (past the memory limit) while the matrices are built: the worker's task may
+    run nowhere else, so Dask held it and the other worker waited on its peer until the collective's
+    timeout (10 minutes, 20M rows on 2 workers of 900 MB). The driver now sees the worker leave."""
+    import threading
+    import time
+
+    from distributed import Client
+
+    project = _project(tmp_path, _table(60_000), "label")
+    params = parse_params(_sections({"train": {"xgboost": {"n_estimators": 2000, "max_depth": 8}}}, 5000))
+    paths, _ = _stages(project, params)
+    with loopback_cluster(2) as started, Client(started) as client:
+        places = client.run(lambda dask_worker: dask_worker.local_directory)
+        victim = sorted(places)[1]
+
+        def restart_once_building() -> None:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and not list(Path(places[victim]).glob("mlcd-xgboost-pages-*")):
+                time.sleep(0.05)
+            client.restart_workers([victim])
+
+        restarter = threading.Thread(target=restart_once_building)
+        monkeypatch.setenv(SCHEDULER_ENV, started.scheduler_address)
+        began = time.monotonic()
+        restarter.start()
+        with pytest.raises(
+            ClusterError, match=rf"worker {victim} left while it ran its share .+ nothing was written"
+        ):
+            run_train(params.data, params.train, paths)
+        restarter.join()
+        print(f"train ended {time.monotonic() - began:.1f} s after it began")
+        assert time.monotonic() - began < 120
+    assert not paths.model.exists(), "a model was written"

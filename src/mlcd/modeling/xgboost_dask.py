@@ -22,6 +22,7 @@ max_drop (reproducibility/equivalence.judge_by_metrics) and says "equivalent", n
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ from mlcd.modeling.xgboost_partitions import Objective, external_memory_matrix, 
 # (SIGKILL, out of memory) otherwise leaves the others waiting on it without end. Generous, because a
 # round on a large share can keep a peer busy for minutes before its next exchange.
 COLLECTIVE_TIMEOUT_SECONDS = 600
+# How often the driver checks that every worker with a share is still in the cluster.
+WATCH_SECONDS = 1.0
 
 
 def row_group_chunks(train: Path, rows: int) -> list[list[int]]:
@@ -131,21 +134,44 @@ def _train_share(
 
 
 def _on_each_worker(client: Any, tasks: list[tuple[str, Any, tuple[Any, ...]]]) -> list[Any]:
-    """Each (worker, function, args) run there and nowhere else, all at once; their results. The first
-    to fail ends the wait: a peer that failed leaves the others waiting on it until the timeout."""
-    from distributed import as_completed
+    """Each (worker, function, args) run there and nowhere else, all at once; their results.
+
+    The first to fail ends the wait, and so does a worker that leaves the cluster (killed, or
+    restarted by its nanny past its memory limit): its task may run nowhere else, so Dask would hold
+    it for ever, and its peers wait on it until the collective's timeout. Measured before this
+    watch: 20M rows on 2 workers of 900 MB, one restarted while the matrices were being built, and
+    train waited with the other idle."""
+    from distributed import wait
 
     futures = [
         client.submit(function, *args, workers=[worker], allow_other_workers=False, pure=False, retries=0)
         for worker, function, args in tasks
     ]
+    places = {worker for worker, _, _ in tasks}
     try:
-        for done in as_completed(futures):
-            if done.status == "error":
-                done.result()  # raises what the task raised
-        return [future.result() for future in futures]
+        while True:
+            for future in futures:
+                if future.status == "error":
+                    future.result()  # raises what the task raised
+            running = [future for future in futures if future.status != "finished"]
+            if not running:
+                return [future.result() for future in futures]
+            # After the tasks' own errors, which name what broke better (a peer's lost socket).
+            gone = sorted(places - set(client.run_on_scheduler(_worker_addresses)))
+            if gone:
+                raise ClusterError(
+                    f"the Dask worker {gone[0]} left while it ran its share of XGBoost's training "
+                    "(killed, or restarted by its nanny past its memory limit); nothing was written. "
+                    "Look in the workers' logs, give them more memory or more workers, then run again"
+                )
+            with contextlib.suppress(TimeoutError):  # a second gone by: look at the workers again
+                wait(running, timeout=WATCH_SECONDS, return_when="FIRST_COMPLETED")
     finally:
         client.cancel(futures)
+
+
+def _worker_addresses(dask_scheduler: Any) -> list[str]:
+    return list(dask_scheduler.workers)
 
 
 def fit_xgboost_on_dask(
