@@ -54,6 +54,7 @@ class DriftWindow:
         self.calibration = reference.calibration
         # The positive class's column in the model's output matrix (BundleModel.answer).
         self._positive_column = 0
+        self._outputs = len(classes) if classes is not None else 1  # the output matrix's columns
         if self.calibration is not None and classes is not None:
             self._positive_column = classes.index(self.calibration.positive)
         self._positive = np.zeros(self.size, dtype=np.float32)  # probability of the positive class
@@ -108,7 +109,7 @@ class DriftWindow:
             numbers = handoff.numbers(pending, self._width)[-rows:, self._columns]
         positive = None
         if self.calibration is not None:
-            values = np.concatenate([answer[7] for answer in pending])
+            values = handoff.values(pending, self._outputs)
             positive = values[-rows:, self._positive_column]
             said = np.array(answers, dtype=object) == self.calibration.positive
         start = self._next

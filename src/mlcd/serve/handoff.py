@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -35,24 +35,26 @@ INTERVAL_SECONDS = 0.05
 
 # One answered batch: (time, request id, endpoint, records, numbers, texts, outputs, values):
 # the batch's float32 matrix as bytes and its text columns as validated, each record's answer (its
-# label, or its predicted value) as the client got it, and a copy of the model's output matrix
-# (BundleModel.answer). A plain tuple, which the takers unpack: built in 0.17 µs where a NamedTuple
-# took 0.72 and a frozen dataclass 1.9, and it is built on every request's path.
-Served = tuple[float, str, str, int, bytes, dict[str, list[str]], tuple[Any, ...], np.ndarray]
+# label, or its predicted value) as the client got it, and the model's output matrix as float64
+# bytes (BundleModel.answer). A plain tuple, which the takers unpack: built in 0.17 µs where a
+# NamedTuple took 0.72 and a frozen dataclass 1.9, and it is built on every request's path.
+Served = tuple[float, str, str, int, bytes, dict[str, list[str]], tuple[Any, ...], bytes]
 
 
 def served(
     request_id: str, endpoint: str, batch: Batch, result: dict[str, Any], values: np.ndarray, when: float
 ) -> Served:
     found = result["labels"] if "labels" in result else result["predictions"]
-    # Kept past the request, what the request path made is let go on the hand-off's thread, away
-    # from where it was allocated. The model's matrix is ONNX Runtime's memory (a capsule holds its
-    # tensor): let go there, each took Runtime's allocator lock and cost the server about 1 µs a
-    # request (per-thread CPU, 2026-12-06); a copy in numpy's memory costs 0.2, and Runtime's
-    # tensor is freed here, as without the loop. The numbers are kept as bytes (0.07 µs): Python's
-    # own allocator frees them on any thread, and a hand-off's rows join in one call (`numbers`).
-    rows = batch.numbers.tobytes()
-    return (when, request_id, endpoint, len(batch.numbers), rows, batch.texts, tuple(found), values.copy())
+    # Both matrices are kept as bytes, not arrays. A numpy array kept past its request and freed on
+    # the hand-off's thread cost the request path about 3 µs (one process, one app, the queue
+    # handed to no taker: 45 µs a request with a copy of the output matrix kept, 42-43 with its
+    # bytes, 42 with neither; 2026-12-06): numpy's small-array cache and the C allocator's
+    # per-thread cache refill on the thread that frees, so the request path's next arrays took the
+    # slow path. Bytes come from Python's own allocator, which any thread frees alike. The model's
+    # answers go to float64 (exact for its float32), so the takers need not know its output type.
+    packed = batch.numbers.tobytes()
+    answered = values.astype(np.float64).tobytes()
+    return (when, request_id, endpoint, len(batch.numbers), packed, batch.texts, tuple(found), answered)
 
 
 def records(answer: Served) -> int:
@@ -60,10 +62,19 @@ def records(answer: Served) -> int:
 
 
 def numbers(answers: Sequence[Served], width: int) -> np.ndarray:
-    """The answers' float32 rows, in order, as one matrix of `width` columns (a view of their bytes)."""
+    """The answers' float32 input rows, in order, as one matrix of `width` columns."""
+    return _matrix(answers, 4, width, np.float32)
+
+
+def values(answers: Sequence[Served], width: int) -> np.ndarray:
+    """The model's outputs for the answers, in order, as one float64 matrix of `width` columns."""
+    return _matrix(answers, 7, width, np.float64)
+
+
+def _matrix(answers: Sequence[Served], slot: Literal[4, 7], width: int, dtype: type) -> np.ndarray:
     rows = sum(map(records, answers))
-    joined = answers[0][4] if len(answers) == 1 else b"".join(answer[4] for answer in answers)
-    return np.frombuffer(joined, dtype=np.float32).reshape(rows, width)
+    joined = answers[0][slot] if len(answers) == 1 else b"".join(answer[slot] for answer in answers)
+    return np.frombuffer(joined, dtype=dtype).reshape(rows, width)
 
 
 Taker = Callable[[list[Served]], None]

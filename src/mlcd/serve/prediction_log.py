@@ -93,7 +93,7 @@ class PredictionLog:
         (no schema inference); the matrix's columns are one Arrow array, sliced."""
         import pyarrow as pa
 
-        times, request_ids, endpoints, rows, _, texts, outputs, values = zip(*answers, strict=True)
+        times, request_ids, endpoints, rows, _, texts, outputs, _ = zip(*answers, strict=True)
         counts = np.array(rows, dtype=np.int64)
         total = int(counts.sum())
 
@@ -123,7 +123,7 @@ class PredictionLog:
         else:
             arrays.append(pa.array(answered, pa.string()))
             # The model's float32 probabilities, as the answers' JSON carried them (exactly, in float64).
-            probabilities = pa.array(np.concatenate(values).reshape(total, -1).T.astype(np.float64).ravel())
+            probabilities = pa.array(handoff.values(answers, len(self.classes)).T.ravel())
             arrays += [probabilities.slice(index * total, total) for index in range(len(self.classes))]
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
