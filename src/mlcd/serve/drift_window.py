@@ -45,7 +45,7 @@ class DriftWindow:
                 columns[feature.name] = column
             column += feature.width
         self.numeric_names = list(columns)
-        self._width = column  # of the batches' matrix
+        self._layout_width = layout.width  # the batches' matrix's columns
         self._columns = self._selector(list(columns.values()))
         self.text_names = [f.name for f in layout.features if f.is_text and f.name in reference.categorical]
         self._numbers = np.full((self.size, len(self.numeric_names)), np.nan, dtype=np.float32)
@@ -106,7 +106,7 @@ class DriftWindow:
         answers = [output for answer in pending for output in answer[6]][-rows:]
         numbers = None
         if self._columns is not None:
-            numbers = handoff.numbers(pending, self._width)[-rows:, self._columns]
+            numbers = handoff.numbers(pending, self._layout_width)[-rows:, self._columns]
         positive = None
         if self.calibration is not None:
             values = handoff.values(pending, self._outputs)

@@ -1,11 +1,12 @@
 """What the API answered, handed off the request path to the closed loop's parts.
 
 The request path makes one tuple of each answered batch and appends it to a queue: a lock held
-for an append; copied are the batch's numbers (as bytes), the model's output matrix and the
-answers' list (as a tuple). The tuple never holds the request's own lists and dicts: kept past
-their request (up to 50 ms here, half a second in the log's queue, up to a window in the drift
-window's), those made the main thread's garbage collector and allocator slower by about 7 µs a
-request (benchmarks, 2026-12-06); bytes, arrays, strings and tuples of strings cost it nothing.
+for an append; copied are the batch's numbers and the model's output matrix (as bytes) and the
+answers' list (as a tuple). The tuple never holds the request's own lists and dicts, nor arrays:
+kept past their request (up to 50 ms here, half a second in the log's queue, up to a window in
+the drift window's), the lists and dicts made the main thread's garbage collector and allocator
+slower by about 7 µs a request, arrays by about 3 (benchmarks, 2026-12-06; `served` says why).
+Bytes, strings and tuples cost it about 2 µs together.
 A thread of its own takes the queue every `interval_seconds` and hands it, in order, to each
 taker: the prediction log, the answers /feedback matches labels with, the drift window.
 /feedback hands the queue on itself before it looks an answer up, so a label sent right after

@@ -31,8 +31,8 @@ class PredictionLog:
     """A taker of the hand-off (serve/handoff.py): its answers wait for the log's writer, which
     turns them into Arrow tables of about TABLE_RECORDS records on its own thread at each flush
     (every 0.5 s), where a table a hand-off (a few hundred records at 8,000 a second) paid a
-    table's fixed cost four times as often. The waiting answers hold bytes, arrays and tuples,
-    which cost the request path nothing (serve/handoff.py)."""
+    table's fixed cost four times as often. The waiting answers hold bytes, strings and tuples,
+    never arrays (serve/handoff.py says what each costs the request path)."""
 
     def __init__(
         self,
@@ -44,7 +44,7 @@ class PredictionLog:
     ) -> None:
         import pyarrow as pa
 
-        self.layout, self.model_hash, self.git_commit, self.classes = layout, model_hash, git_commit, classes
+        self.layout, self.classes = layout, classes
         self.sample = settings.sample
         self.schema = log_schema(layout, classes)
         self._matrix_columns = matrix_columns(layout)
