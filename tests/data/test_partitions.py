@@ -22,6 +22,7 @@ import yaml
 from mlcd.config import ProjectPaths, parse_params
 from mlcd.data.partitions import run_preprocess
 from mlcd.data.sources import run_ingest
+from mlcd.data.tables import parquet_files, read_table, row_count
 from mlcd.data.validation_partitions import run_validate
 from mlcd.errors import DataValidationError, SourceError
 
@@ -124,9 +125,7 @@ def test_the_split_is_the_same_whatever_the_partition_size_and_stratified(tmp_pa
     for rows in (100, 256, 5000):
         paths, _ = _stages(project, _params(rows, data={"max_duplicate_fraction": 0.05}))
         sides[rows] = pd.read_parquet(paths.train_data), pd.read_parquet(paths.test_data)
-        assert pq.ParquetFile(paths.train_data).metadata.num_rows + pq.ParquetFile(
-            paths.test_data
-        ).metadata.num_rows == len(frame)
+        assert row_count(paths.train_data) + row_count(paths.test_data) == len(frame)
     for rows in (256, 5000):
         for got, expected in zip(sides[rows], sides[100], strict=True):
             pd.testing.assert_frame_equal(got, expected)
@@ -138,6 +137,31 @@ def test_the_split_is_the_same_whatever_the_partition_size_and_stratified(tmp_pa
     # Another seed, another split.
     paths, _ = _stages(project, _params(100, data={"max_duplicate_fraction": 0.05}, preprocess={"seed": 7}))
     assert not pd.read_parquet(paths.test_data).equals(test)
+
+
+def test_partitioned_stages_write_directories_of_parts_that_hold_the_whole_table(tmp_path):
+    """The issue's layout: raw data and both splits are directories of Parquet parts of at most
+    partition_rows rows, which together hold what the stages read whole write as one file."""
+    frame = penguins()
+    project = _project(tmp_path, frame, "species")
+    paths, _ = _stages(project, _params(None))
+    whole = {path: pd.read_parquet(path) for path in (paths.raw_data, paths.train_data, paths.test_data)}
+    _stages(project, _params(100))
+    assert paths.raw_data.is_dir() and paths.train_data.is_dir() and paths.test_data.is_dir()
+    sizes = [pq.read_metadata(f).num_rows for f in parquet_files(paths.raw_data)]
+    assert sizes == [100, 100, 100, len(frame) - 300]
+    assert [f.name for f in parquet_files(paths.raw_data)][-1] == "part-00003.parquet"
+    pd.testing.assert_frame_equal(read_table(paths.raw_data).to_pandas(), whole[paths.raw_data])
+    for side in (paths.train_data, paths.test_data):
+        parts = parquet_files(side)
+        assert all(pq.read_metadata(f).num_rows <= 100 for f in parts)
+        assert len({pq.read_schema(f) for f in parts}) == 1  # one schema across the parts
+        assert list(read_table(side).schema.names) == list(whole[side].columns)
+    split = row_count(paths.train_data) + row_count(paths.test_data)
+    assert split == len(whole[paths.train_data]) + len(whole[paths.test_data])  # the same rows kept
+    _stages(project, _params(None))  # and back: one file each, no directory or temporary left
+    assert all(path.is_file() for path in whole)
+    assert not [p.name for p in paths.raw_data.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_group_by_keeps_each_group_on_one_side_across_partitions(tmp_path):
@@ -276,6 +300,40 @@ def test_dvc_records_an_s3_prefix_and_a_change_there_re_runs_the_pipeline(s3_end
     assert raw != next(o["md5"] for o in repo.lock()["stages"]["ingest"]["outs"])
 
 
+@pytest.mark.e2e
+def test_dvc_tracks_partitioned_tables_as_directories_and_checks_either_layout_out(tmp_path):
+    """`dvc repro` with partition_rows records each table as a directory output (md5 `.dir`, a file
+    per part); read whole again, the same paths are files; `dvc checkout` of the committed lock
+    brings the parts back, and `dvc status` is clean either way."""
+    repo = new_repo(tmp_path / "repo")
+    penguins().to_parquet(
+        repo.path / "data" / "external" / "penguins.parquet", index=False, row_group_size=50
+    )
+    repo.mlcd("data", "use", "data/external/penguins.parquet", "--target", "species")
+    repo.set_params(**{"data.partition_rows": 100})
+    repo.dvc("repro", "preprocess")
+    repo.commit("penguins, 100 rows a part")
+    committed = yaml.safe_load(repo.run("git", "show", "HEAD:dvc.lock").stdout)["stages"]
+    outs = {o["path"]: o for stage in ("ingest", "preprocess") for o in committed[stage]["outs"]}
+    paths = ProjectPaths(repo.path)
+    for path in (paths.raw_data, paths.train_data, paths.test_data):
+        out = outs[path.relative_to(repo.path).as_posix()]
+        assert out["md5"].endswith(".dir") and out["nfiles"] == len(parquet_files(path)) >= 1
+    assert outs["data/raw/dataset.parquet"]["nfiles"] == 4  # 344 rows
+    parted = read_table(paths.train_data).to_pandas()
+
+    repo.set_params(**{"data.partition_rows": None})
+    repo.dvc("repro", "preprocess")
+    assert paths.raw_data.is_file() and paths.train_data.is_file()
+    assert not repo.lock()["stages"]["ingest"]["outs"][0]["md5"].endswith(".dir")
+
+    repo.run("git", "checkout", "HEAD", "--", ".")  # params.yaml, dvc.lock, metrics/data.json
+    repo.dvc("checkout", "--with-deps", "preprocess")
+    assert paths.train_data.is_dir() and paths.raw_data.is_dir()
+    pd.testing.assert_frame_equal(read_table(paths.train_data).to_pandas(), parted)
+    assert "up to date" in repo.dvc("status", "preprocess").stdout
+
+
 def test_evaluate_in_partitions_scores_every_test_row_as_read_whole(tmp_path):
     """The same model and test split: metrics from one matrix and from partitions of 10 rows agree."""
     from mlcd.modeling.evaluate import run_evaluate
@@ -333,7 +391,7 @@ def test_package_in_partitions_never_reads_a_split_whole_and_writes_the_same_bun
     params = _params(25, data={"max_duplicate_fraction": 0.05}, train=train)
     parts = run_package(params, paths)
     assert parts.parity is not None and whole.parity is not None
-    assert parts.parity.rows == whole.parity.rows == pq.ParquetFile(paths.test_data).metadata.num_rows
+    assert parts.parity.rows == whole.parity.rows == row_count(paths.test_data)
     assert parts.parity.max_abs_diff == whole.parity.max_abs_diff
     in_parts = {p.name: p.read_bytes() for p in paths.bundle.iterdir()}
     assert set(in_parts) == set(read_whole)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 
-import pyarrow.parquet as pq
 import pytest
 
 from mlcd.config import parse_params
+from mlcd.data.tables import row_count
 from mlcd.errors import ConfigError
 from mlcd.modeling.evaluate import run_evaluate
 from mlcd.modeling.train import run_train
@@ -58,7 +58,7 @@ def test_xgboost_trained_in_partitions_is_equivalent_to_the_fit_in_memory(table,
     assert manifest.parity.max_abs_diff <= manifest.parity.tolerance
     streamed = json.loads(paths.metrics.read_text())
     trained = json.loads(paths.train_metrics.read_text())
-    assert trained["train_rows"] == pq.ParquetFile(paths.train_data).metadata.num_rows
+    assert trained["train_rows"] == row_count(paths.train_data)
     assert "cv" not in trained
 
     params = parse_params(_sections(sections, None))

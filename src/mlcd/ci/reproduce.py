@@ -62,10 +62,11 @@ def model_check(root: Path, params: Params) -> ModelCheck | None:
     """The test split and tolerance models are judged by; None when the workspace has no test split."""
     from mlcd.data.model_input import read_split
     from mlcd.data.schema import load_schema
+    from mlcd.data.tables import table_exists
     from mlcd.modeling.package import onnx_feeds, parity_tolerance
 
     paths = ProjectPaths(root)
-    if not paths.test_data.is_file():
+    if not table_exists(paths.test_data):
         return None
     schema = load_schema(paths.schema(params.data)).for_model()
     features, _ = read_split(paths.test_data, schema)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from mlcd.data.schema import DatasetSchema
+from mlcd.data.tables import parquet_partitions, read_table
 
 
 def read_split(path: Path, schema: DatasetSchema, float32: bool = True) -> tuple[pd.DataFrame, pd.Series]:
@@ -19,7 +19,7 @@ def read_split(path: Path, schema: DatasetSchema, float32: bool = True) -> tuple
     trees cast to float32 themselves, and it halves the memory of train and evaluate (a float32 logistic
     regression fits to within 1e-6 of the float64 one). Package reads float64 to record exact ranges.
     """
-    table = pq.read_table(path, columns=[*schema.feature_names, schema.target.name])
+    table = read_table(path, columns=[*schema.feature_names, schema.target.name])
     return split_frame(table, schema, float32)
 
 
@@ -28,15 +28,13 @@ def read_column(path: Path, name: str) -> pa.ChunkedArray:
     to the OS first: Arrow's allocator keeps freed pages for reuse, so 30 columns of 8M rows read in
     turn peaked at 816 MB, and 554 MB when released between them."""
     pa.default_memory_pool().release_unused()
-    return pq.read_table(path, columns=[name])[name]
+    return read_table(path, columns=[name])[name]
 
 
 def split_partitions(
     path: Path, schema: DatasetSchema, rows: int
 ) -> Iterator[tuple[pd.DataFrame, pd.Series]]:
     """read_split `rows` rows at a time (data.partition_rows): one partition in memory."""
-    from mlcd.files import parquet_partitions
-
     columns = [*schema.feature_names, schema.target.name]
     for _, table in parquet_partitions(path, rows, columns):
         # Not self-destructing: the reader still holds the table until it reads the next one.

@@ -5,7 +5,8 @@ Here a row goes to test when a seeded hash of its key falls below preprocess.tes
 position in the raw data, or with preprocess.group_by its group's value, so a group stays on one
 side. Each row is judged alone, so any partition size gives the same rows on each side, in the
 order of the raw data, and each class is split in the same ratio in expectation (binomially, not
-to the row as the in-memory split does: README, "Data beyond memory").
+to the row as the in-memory split does: README, "Data beyond memory"). Each side is written as a
+directory of parts of data.partition_rows rows (data/tables.py).
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from mlcd.config import DataParams, PreprocessParams, ProjectPaths
 from mlcd.console import progress, stage
 from mlcd.data.schema import load_schema
 from mlcd.data.split import MISSING_CATEGORY, existing_raw_data, preprocess_in_memory, tidy
+from mlcd.data.tables import parquet_partitions, row_count, written_in_parts
 from mlcd.errors import SourceError
-from mlcd.files import atomic_path, parquet_partitions
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 
@@ -73,34 +73,27 @@ def run_preprocess(data: DataParams, params: PreprocessParams, paths: ProjectPat
 def preprocess_partitions(rows: int, data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:
     with stage("preprocess") as log:
         schema = load_schema(paths.schema(data))
-        counts = {"train": 0, "test": 0}
-        total = pq.ParquetFile(existing_raw_data(paths)).metadata.num_rows
+        total = row_count(existing_raw_data(paths))
         with (
-            atomic_path(paths.train_data) as train_tmp,
-            atomic_path(paths.test_data) as test_tmp,
+            written_in_parts(paths.train_data, rows) as train_parts,
+            written_in_parts(paths.test_data, rows) as test_parts,
             progress() as bar,
         ):
             task = bar.add_task("split partitions", total=total)
-            writers: dict[str, pq.ParquetWriter] = {}
-            try:
-                for start, raw in parquet_partitions(paths.raw_data, rows, schema.columns):
-                    # Judged before tidy drops rows without a target, so a row's key is its raw position.
-                    test = pa.array(in_test(start, raw, params))
-                    if raw[schema.target.name].null_count:
-                        test = test.filter(pc.is_valid(raw[schema.target.name]))
-                    table = tidy(raw, schema)
-                    for side, tmp, mask in (("train", train_tmp, pc.invert(test)), ("test", test_tmp, test)):
-                        part = table.filter(mask)
-                        if side not in writers:
-                            writers[side] = pq.ParquetWriter(tmp, part.schema)
-                        writers[side].write_table(part.cast(writers[side].schema))
-                        counts[side] += part.num_rows
-                    bar.advance(task, raw.num_rows)
-            finally:
-                for writer in writers.values():
-                    writer.close()
-            if not writers:
+            seen = False
+            for start, raw in parquet_partitions(paths.raw_data, rows, schema.columns):
+                # Judged before tidy drops rows without a target, so a row's key is its raw position.
+                test = pa.array(in_test(start, raw, params))
+                if raw[schema.target.name].null_count:
+                    test = test.filter(pc.is_valid(raw[schema.target.name]))
+                table = tidy(raw, schema)
+                train_parts.write(table.filter(pc.invert(test)))
+                test_parts.write(table.filter(test))
+                seen = True
+                bar.advance(task, raw.num_rows)
+            if not seen:  # raised inside, so nothing is published
                 raise SourceError(f"{paths.raw_data} holds no rows")
+        counts = {"train": train_parts.rows, "test": test_parts.rows}
         by = f", whole groups of {params.group_by!r} on one side" if params.group_by else ""
         log.add(f"{sum(counts.values()):,} rows, {rows:,} at a time")
         log.add(

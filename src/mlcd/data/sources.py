@@ -20,8 +20,9 @@ import pyarrow.parquet as pq
 
 from mlcd.config import S3_SCHEME, DataParams, ProjectPaths
 from mlcd.console import progress, stage
+from mlcd.data.tables import size_bytes, unbuffered_parquet, written_in_parts
 from mlcd.errors import SourceError
-from mlcd.files import human_size, unbuffered_parquet, write_with
+from mlcd.files import human_size, write_with
 
 BREAST_CANCER_TARGET = "diagnosis"
 DIABETES_TARGET = "progression"
@@ -64,8 +65,8 @@ def synthetic_chunks(rows: int) -> list[tuple[int, int]]:
     ]
 
 
-def write_synthetic(target: Path, rows: int, seed: int) -> None:
-    """Rows drawn from per-class Gaussians fitted to the breast-cancer data.
+def synthetic_tables(rows: int, seed: int) -> Iterator[pa.Table]:
+    """Rows drawn from per-class Gaussians fitted to the breast-cancer data, a chunk at a time.
 
     Same columns, dtypes and labels as the bundled data, so the same schema and
     model code apply at any size. Chunks are seeded by (seed, chunk index), so
@@ -80,23 +81,34 @@ def write_synthetic(target: Path, rows: int, seed: int) -> None:
         values = reference.loc[reference[BREAST_CANCER_TARGET] == label, features].to_numpy()
         stats.append((values.mean(axis=0), np.linalg.cholesky(np.cov(values, rowvar=False))))
     schema = pa.schema([(name, pa.float64()) for name in features] + [(BREAST_CANCER_TARGET, pa.string())])
-    chunks = synthetic_chunks(rows)
-    with pq.ParquetWriter(target, schema) as writer, progress() as bar:
-        task = bar.add_task("synthetic rows", total=rows)
-        for index, (start, stop) in enumerate(chunks):
-            rng = np.random.default_rng([seed, index])
-            n = stop - start
-            classes = rng.choice(len(labels), size=n, p=balance)
-            noise = rng.standard_normal((n, len(features)))
-            values = np.empty_like(noise)
-            for k, (mean, chol) in enumerate(stats):
-                mask = classes == k
-                values[mask] = mean + noise[mask] @ chol.T
-            np.maximum(values, 0.0, out=values)  # every measurement is non-negative
-            columns = [pa.array(values[:, j]) for j in range(len(features))]
-            columns.append(pa.array(np.asarray(labels, dtype=object)[classes], type=pa.string()))
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-            bar.advance(task, n)
+    for index, (start, stop) in enumerate(synthetic_chunks(rows)):
+        rng = np.random.default_rng([seed, index])
+        n = stop - start
+        classes = rng.choice(len(labels), size=n, p=balance)
+        noise = rng.standard_normal((n, len(features)))
+        values = np.empty_like(noise)
+        for k, (mean, chol) in enumerate(stats):
+            mask = classes == k
+            values[mask] = mean + noise[mask] @ chol.T
+        np.maximum(values, 0.0, out=values)  # every measurement is non-negative
+        columns = [pa.array(values[:, j]) for j in range(len(features))]
+        columns.append(pa.array(np.asarray(labels, dtype=object)[classes], type=pa.string()))
+        yield pa.Table.from_arrays(columns, schema=schema)
+
+
+def write_synthetic(target: Path, rows: int, seed: int) -> None:
+    """synthetic_tables as one Parquet file."""
+    writer = None
+    try:
+        with progress() as bar:
+            task = bar.add_task("synthetic rows", total=rows)
+            for table in synthetic_tables(rows, seed):
+                writer = writer or pq.ParquetWriter(target, table.schema)
+                writer.write_table(table)
+                bar.advance(task, table.num_rows)
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 # The first bytes of files that are often renamed to .csv by mistake.
@@ -222,7 +234,7 @@ def parquet_set(params: DataParams, paths: ProjectPaths) -> ds.Dataset:
     if not files:
         raise SourceError(f"data.source {source!r} holds no .parquet files")
     try:
-        unbuffered = ds.ParquetFragmentScanOptions(pre_buffer=False)  # see files.unbuffered_parquet
+        unbuffered = ds.ParquetFragmentScanOptions(pre_buffer=False)  # see tables.unbuffered_parquet
         parquet = ds.ParquetFileFormat(default_fragment_scan_options=unbuffered)
         return ds.dataset(files, format=parquet, filesystem=filesystem)
     except (pa.ArrowInvalid, OSError) as exc:
@@ -252,23 +264,18 @@ def source_batches(params: DataParams, paths: ProjectPaths, rows: int) -> Iterat
         raise SourceError(f"cannot read data.source {params.source!r}: {exc}") from None
 
 
-def _write_batches(target: Path, batches: Iterator[pa.RecordBatch]) -> int:
-    rows, writer = 0, None
-    try:
-        with progress() as bar:
-            task = bar.add_task("partitions", total=None)
-            for batch in batches:
-                if writer is None:
-                    writer = pq.ParquetWriter(target, batch.schema)
-                writer.write_batch(batch)
-                rows += batch.num_rows
-                bar.advance(task, batch.num_rows)
-    finally:
-        if writer is not None:
-            writer.close()
-    if writer is None:
-        raise SourceError("data.source holds no rows")
-    return rows
+def _write_batches(
+    target: Path, batches: Iterator[pa.RecordBatch | pa.Table], part_rows: int, total: int | None = None
+) -> int:
+    """The rows as a table in parts of `part_rows` rows (data/tables.py), published whole or not at all."""
+    with written_in_parts(target, part_rows) as parts, progress() as bar:
+        task = bar.add_task("rows", total=total)
+        for batch in batches:
+            parts.write(batch)
+            bar.advance(task, batch.num_rows)
+        if not parts.rows:  # raised inside, so nothing is published
+            raise SourceError("data.source holds no rows")
+    return parts.rows
 
 
 _BUNDLED = {
@@ -291,18 +298,20 @@ def load_frame(params: DataParams, paths: ProjectPaths) -> pd.DataFrame:
 def run_ingest(params: DataParams, paths: ProjectPaths) -> None:
     with stage("ingest") as log:
         target = paths.raw_data
-        if params.source == "synthetic":
+        if params.source == "synthetic" and params.partition_rows:
+            _write_batches(
+                target, synthetic_tables(params.rows, params.seed), params.partition_rows, params.rows
+            )
+            log.add(f"{params.rows:,} synthetic rows (seed {params.seed}), {params.partition_rows:,} a part")
+        elif params.source == "synthetic":
             write_with(target, lambda tmp: write_synthetic(tmp, params.rows, params.seed))
             log.add(f"{params.rows:,} synthetic rows (seed {params.seed})")
         elif params.partition_rows and params.source not in _BUNDLED:
             size = params.partition_rows
-            counted: list[int] = []
-            write_with(
-                target, lambda tmp: counted.append(_write_batches(tmp, source_batches(params, paths, size)))
-            )
-            log.add(f"{counted[0]:,} rows from {params.source}, {size:,} at a time")
+            rows = _write_batches(target, source_batches(params, paths, size), size)
+            log.add(f"{rows:,} rows from {params.source}, {size:,} at a time")
         else:
             frame = load_frame(params, paths)
             write_with(target, lambda tmp: frame.to_parquet(tmp, index=False))
             log.add(f"{len(frame):,} rows x {frame.shape[1]} columns from {params.source}")
-        log.add(f"-> {target} ({human_size(target.stat().st_size)})")
+        log.add(f"-> {target} ({human_size(size_bytes(target))})")

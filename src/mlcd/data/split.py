@@ -19,6 +19,7 @@ from mlcd.config import DataParams, PreprocessParams, ProjectPaths
 from mlcd.console import stage
 from mlcd.data.labels import label_texts
 from mlcd.data.schema import DatasetSchema, load_schema
+from mlcd.data.tables import read_table, table_exists
 from mlcd.datetimes import arrow_parts, part_name, to_timestamps
 from mlcd.errors import SourceError
 from mlcd.files import write_with
@@ -110,7 +111,7 @@ def split_rows(
 
 def existing_raw_data(paths: ProjectPaths) -> Path:
     """The raw dataset ingest writes, or the error saying to run ingest."""
-    if not paths.raw_data.is_file():
+    if not table_exists(paths.raw_data):
         raise SourceError(f"{paths.raw_data} not found: run `dvc repro ingest` (or `mlcd ingest`) first")
     return paths.raw_data
 
@@ -118,7 +119,7 @@ def existing_raw_data(paths: ProjectPaths) -> Path:
 def preprocess_in_memory(data: DataParams, params: PreprocessParams, paths: ProjectPaths) -> None:
     with stage("preprocess") as log:
         schema = load_schema(paths.schema(data))
-        table = tidy(pq.read_table(existing_raw_data(paths), columns=schema.columns), schema)
+        table = tidy(read_table(existing_raw_data(paths), columns=schema.columns), schema)
         labels = table[schema.target.name] if schema.task == "classification" else None
         groups = table[params.group_by] if params.group_by else None
         train, test = split_rows(labels, groups, table.num_rows, params)

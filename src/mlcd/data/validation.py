@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from mlcd.config import FLOAT32_MAX, DataParams, PreprocessParams, ProjectPaths
 from mlcd.data.advice import data_warnings
 from mlcd.data.labels import series_labels
 from mlcd.data.schema import MAX_CLASSES, DatasetSchema, FeatureSpec
 from mlcd.data.split import existing_raw_data
+from mlcd.data.tables import read_table
 from mlcd.datetimes import to_timestamps
 from mlcd.errors import DataValidationError
 
@@ -359,6 +359,6 @@ def validate_frame(
 
 def read_raw(paths: ProjectPaths, columns: list[str] | None = None) -> pd.DataFrame:
     # One block per column and Arrow buffers freed as they convert: about one copy of the data, not two.
-    return pq.read_table(existing_raw_data(paths), columns=columns).to_pandas(
+    return read_table(existing_raw_data(paths), columns=columns).to_pandas(
         self_destruct=True, split_blocks=True
     )

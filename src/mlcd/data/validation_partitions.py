@@ -15,7 +15,6 @@ from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from mlcd.config import DataParams, Params, PreprocessParams, ProjectPaths
 from mlcd.console import stage, warn
@@ -24,6 +23,7 @@ from mlcd.data.labels import series_labels
 from mlcd.data.partitions import uniform
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import existing_raw_data
+from mlcd.data.tables import parquet_partitions, row_count, table_digest, table_schema
 from mlcd.data.validation import (
     blocking_warnings,
     check_feature,
@@ -37,7 +37,7 @@ from mlcd.data.validation import (
     target_problems,
     validate_frame,
 )
-from mlcd.files import parquet_partitions, sha256_file, write_json
+from mlcd.files import write_json
 
 SAMPLE_ROWS = 100_000
 _BUCKET_BITS = 6  # 64 spill files: a bucket holds 1/64 of the row hashes
@@ -125,8 +125,7 @@ def validate_partitions(
 ) -> dict[str, Any]:
     """validate_frame's profile of a Parquet file read `data.partition_rows` rows at a time."""
     assert params.partition_rows is not None
-    file = pq.ParquetFile(raw)
-    names, rows = file.schema_arrow.names, file.metadata.num_rows
+    names, rows = table_schema(raw).names, row_count(raw)
     problems = column_problems(names, schema)
     target_name = schema.target.name
     present_features = [spec for spec in schema.features if spec.name in names]
@@ -214,7 +213,7 @@ def run_validate(params: Params, paths: ProjectPaths) -> dict[str, Any]:
             frame = read_raw(paths)
             summary = validate_frame(frame, schema, params.data, split, folds, schema_name)
             shape = f"{len(frame):,} rows x {frame.shape[1]} columns"
-        summary["sha256"] = sha256_file(paths.raw_data)
+        summary["sha256"] = table_digest(paths.raw_data)
         for message in summary.get("warnings", []):
             warn(message)
         write_json(paths.data_profile, summary)

@@ -43,9 +43,10 @@ from mlcd.console import stage, working
 from mlcd.data.model_input import read_column, read_split, split_partitions
 from mlcd.data.schema import DatasetSchema, load_schema
 from mlcd.data.split import MISSING_CATEGORY
+from mlcd.data.tables import parquet_partitions
 from mlcd.datetimes import part_name
 from mlcd.errors import BundleError, ModelError, ParityError
-from mlcd.files import atomic_dir, dump_json, human_size, parquet_partitions, read_json, sha256_file
+from mlcd.files import atomic_dir, dump_json, human_size, read_json, sha256_file
 from mlcd.modeling.features import single_matrix
 from mlcd.modeling.model_io import load_model
 from mlcd.modeling.reference import reference_profile

@@ -23,6 +23,7 @@ from mlcd.bundle import PREDICTION, Calibration, DriftTest, NumericReference, Re
 from mlcd.config import MonitorParams
 from mlcd.data.model_input import read_column, read_split, split_partitions
 from mlcd.data.schema import DatasetSchema
+from mlcd.data.tables import row_count
 from mlcd.errors import ConfigError
 from mlcd.monitor.drift import DEFAULT_THRESHOLDS, counts, default_method
 
@@ -46,7 +47,7 @@ def reference_profile(
     time, and the calibration is fitted on a seeded sample of CALIBRATION_SAMPLE_ROWS rows."""
     schema = dataset_schema.for_model()
     whole = None if partition_rows else read_split(train_data, schema, float32=False)  # exact values
-    rows = len(whole[0]) if whole else _row_count(train_data)
+    rows = len(whole[0]) if whole else row_count(train_data)
     keep = _seeded_rows(rows, monitor.reference_rows)
 
     def column(name: str) -> pd.Series:
@@ -110,12 +111,6 @@ def reference_profile(
         predicted_values=predicted_values,
         calibration=calibration,
     )
-
-
-def _row_count(path: Path) -> int:
-    import pyarrow.parquet as pq
-
-    return int(pq.ParquetFile(path).metadata.num_rows)
 
 
 def _seeded_rows(rows: int, limit: int) -> np.ndarray:

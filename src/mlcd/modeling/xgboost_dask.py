@@ -43,29 +43,33 @@ COLLECTIVE_TIMEOUT_SECONDS = 600
 WATCH_SECONDS = 1.0
 
 
-def row_group_chunks(train: Path, rows: int) -> list[list[int]]:
-    """The split's Parquet row groups gathered into chunks of about `rows` rows (at least one group
-    each): one batch of XGBoost's input per chunk."""
-    import pyarrow.parquet as pq
+# A chunk of the split: one of its Parquet files and row groups of it (data/tables.py).
+Chunk = tuple[str, list[int]]
 
-    metadata = pq.ParquetFile(train).metadata
-    chunks: list[tuple[list[int], int]] = []
-    for group in range(metadata.num_row_groups):
-        size = metadata.row_group(group).num_rows
-        if chunks and chunks[-1][1] + size <= rows:
-            chunks[-1] = ([*chunks[-1][0], group], chunks[-1][1] + size)
+
+def row_group_chunks(train: Path, rows: int) -> list[Chunk]:
+    """The split's Parquet row groups gathered into chunks of about `rows` rows (at least one group
+    each, within one file): one batch of XGBoost's input per chunk."""
+    from mlcd.data.tables import row_groups
+
+    chunks: list[tuple[Chunk, int]] = []
+    for file, group, size in row_groups(train):
+        path = str(file.resolve())
+        if chunks and chunks[-1][0][0] == path and chunks[-1][1] + size <= rows:
+            (_, groups), total = chunks[-1]
+            chunks[-1] = ((path, [*groups, group]), total + size)
         else:
-            chunks.append(([group], size))
-    return [groups for groups, size in chunks if size]
+            chunks.append(((path, [group]), size))
+    return [chunk for chunk, size in chunks if size]
 
 
 class _Share:
     """One worker's chunks of the split as XGBoost's DataIter asks for them: encoded, labels coded."""
 
     def __init__(
-        self, train: str, chunks: list[list[int]], schema: DatasetSchema, features: Any, objective: Objective
+        self, chunks: list[Chunk], schema: DatasetSchema, features: Any, objective: Objective
     ) -> None:
-        self.train, self.chunks, self.schema = train, chunks, schema
+        self.chunks, self.schema = chunks, schema
         self.features, self.objective = features, objective
         self._next = 0
 
@@ -79,10 +83,10 @@ class _Share:
 
         if self._next == len(self.chunks):
             return None
-        groups = self.chunks[self._next]
+        file, groups = self.chunks[self._next]
         self._next += 1
         columns = [*self.schema.feature_names, self.schema.target.name]
-        table = pq.ParquetFile(self.train).read_row_groups(groups, columns=columns)
+        table = pq.ParquetFile(file).read_row_groups(groups, columns=columns)
         x, y = split_frame(table, self.schema, float32=True)
         labels, weights = self.objective.targets(y)
         return np.ascontiguousarray(self.features.transform(x), dtype=np.float32), labels, weights
@@ -91,9 +95,9 @@ class _Share:
 def _can_read(train: str) -> int:
     """On a worker, before any training starts: the split's row count, or the OSError of a worker
     that cannot see it (no shared storage)."""
-    import pyarrow.parquet as pq
+    from mlcd.data.tables import row_count
 
-    return int(pq.ParquetFile(train).metadata.num_rows)
+    return row_count(Path(train))
 
 
 def _start_tracker(workers: int, timeout: int, dask_scheduler: Any = None) -> dict[str, Any]:
@@ -197,7 +201,7 @@ def fit_xgboost_on_dask(
     rounds, bins = params.xgboost.n_estimators, params.xgboost.max_bin
     tasks = []
     for rank, worker in enumerate(workers):
-        share = _Share(source, chunks[rank :: len(workers)], schema, features, objective)
+        share = _Share(chunks[rank :: len(workers)], schema, features, objective)
         tasks.append((worker, _train_share, (rank, share, objective, rounds, bins, peers)))
     try:
         boosters = _on_each_worker(client, tasks)

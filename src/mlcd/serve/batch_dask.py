@@ -73,7 +73,7 @@ class RowGroups:
 
 def row_groups(files: Iterable[Path]) -> Iterator[RowGroups]:
     """Every non-empty row group of the files, in order, with its first row's position."""
-    from mlcd.files import unbuffered_parquet
+    from mlcd.data.tables import unbuffered_parquet
 
     first = 0
     for path in files:
@@ -90,7 +90,7 @@ def _score_batches(shipped: BundleFiles, columns: Columns, batch: Any, first_row
 
 
 def _read_and_score(shipped: BundleFiles, columns: Columns, part: RowGroups, batch_rows: int) -> list[Any]:
-    from mlcd.files import unbuffered_parquet
+    from mlcd.data.tables import unbuffered_parquet
 
     try:
         reader = unbuffered_parquet(Path(part.path))
