@@ -15,7 +15,8 @@ from mlcd.serve import handoff
 from mlcd.serve.app import ServeSettings, create_app
 from mlcd.serve.feedback import RecentAnswers
 from mlcd.serve.handoff import Handoff, Served, served
-from mlcd.serve.payload import Batch
+from mlcd.serve.model import BundleModel
+from mlcd.serve.payload import Batch, to_batch
 from mlcd.serve.prediction_log import PredictionLog, logged_files
 from mlcd.serve.rotating_log import LogSettings
 from mlcd.serve.server import load
@@ -123,3 +124,20 @@ def test_a_gap_is_logged_as_null(bundle, features, tmp_path):
     logged = pq.read_table(logged_files(tmp_path)[0]).to_pandas()
     assert logged[f"input.{model.layout.names[0]}"].isna().tolist() == [False, True]
     assert logged["git_commit"].isna().all() and list(logged["row"]) == [0, 1]
+
+
+def test_what_is_kept_past_a_request_holds_no_string_or_dict_made_for_it(bundle, features):
+    """The labels kept are the model's one string per class, and a model without text features
+    keeps one shared empty dict: objects made per request and kept past it slowed the request
+    path (handoff's docstring)."""
+    model = BundleModel(bundle)
+    rows = features.head(40).to_dict(orient="records")
+    kept = []
+    for start in (0, 20):
+        batch = to_batch(rows[start : start + 20], model.layout, max_batch=20)
+        result, values = model.answer(batch.numbers, batch.texts)
+        kept.append(served("r", "/predict", batch, result, values, when=0.0))
+    labels = [label for answer in kept for label in answer[6]]
+    assert len(set(labels)) == 2  # both classes answered
+    assert len({id(label) for label in labels}) == 2  # one object per class, across requests
+    assert kept[0][5] is kept[1][5] == {}

@@ -2,8 +2,9 @@
 
 The request path makes one tuple of each answered batch and appends it to a queue: a lock held
 for an append; copied are the batch's numbers and the model's output matrix (as bytes) and the
-answers' list (as a tuple). The tuple never holds the request's own lists and dicts, nor arrays:
-kept past their request (up to 50 ms here, half a second in the log's queue, up to a window in
+answers' list (as a tuple). The tuple never holds the request's own lists and dicts, nor arrays,
+nor strings made for it (a model's labels are one string per class, BundleModel._labels): kept
+past their request (up to 50 ms here, half a second in the log's queue, up to a window in
 the drift window's), the lists and dicts made the main thread's garbage collector and allocator
 slower by about 7 µs a request, arrays by about 3 (benchmarks, 2026-12-06; `served` says why).
 Bytes, strings and tuples cost it about 2 µs together.
@@ -41,6 +42,10 @@ INTERVAL_SECONDS = 0.05
 # NamedTuple took 0.72 and a frozen dataclass 1.9, and it is built on every request's path.
 Served = tuple[float, str, str, int, bytes, dict[str, list[str]], tuple[Any, ...], bytes]
 
+# The texts of a model without text features: one empty dict for every answer rather than the
+# batch's own, which would be kept past its request (the takers only read it).
+_NO_TEXTS: dict[str, list[str]] = {}
+
 
 def served(
     request_id: str, endpoint: str, batch: Batch, result: dict[str, Any], values: np.ndarray, when: float
@@ -55,7 +60,8 @@ def served(
     # answers go to float64 (exact for its float32), so the takers need not know its output type.
     packed = batch.numbers.tobytes()
     answered = values.astype(np.float64).tobytes()
-    return (when, request_id, endpoint, len(batch.numbers), packed, batch.texts, tuple(found), answered)
+    texts = batch.texts or _NO_TEXTS
+    return (when, request_id, endpoint, len(batch.numbers), packed, texts, tuple(found), answered)
 
 
 def records(answer: Served) -> int:

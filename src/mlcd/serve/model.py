@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
@@ -158,6 +159,10 @@ class BundleModel:
         compiled = getattr(self.session, "_sess", None)
         self._run = compiled.run if compiled is not None else self.session.run
         self.is_classifier = self.schema.is_classifier
+        # The model's label output as text, one string object per class for the server's life: the
+        # closed loop keeps each answer's labels past its request (serve/handoff.py), and a string
+        # made per request and kept that long slowed the request path's allocator (issue 25).
+        self._label_texts: dict[Any, str] = {}
 
     @property
     def model_hash(self) -> str:
@@ -205,7 +210,16 @@ class BundleModel:
         if not self.is_classifier:
             return {"predictions": [row[0] for row in rows]}, values
         result = {
-            "labels": list(map(str, outputs[0].tolist())),
+            "labels": self._labels(outputs[0].tolist()),
             "probabilities": [dict(zip(self.classes, row, strict=True)) for row in rows],
         }
         return result, values
+
+    def _labels(self, raw: list[Any]) -> list[str]:
+        texts = self._label_texts
+        try:
+            return [texts[label] for label in raw]
+        except KeyError:  # a class seen for the first time (bounded: the model's own classes)
+            for label in raw:
+                texts.setdefault(label, sys.intern(str(label)))
+            return [texts[label] for label in raw]
