@@ -32,6 +32,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from _project import ROOT
@@ -156,8 +157,22 @@ DATA_STAGES = ("ingest", "validate", "preprocess")
 WHOLE_BYTES_PER_ROW = 600  # measured: validate's peak read whole, 6.2 GB at 10M rows
 
 
-def _stage_process(stage: str, project: Path) -> tuple[float, float]:
-    """(seconds, peak RSS in GB) of `python -m mlcd <stage>` in `project`."""
+@dataclass(frozen=True)
+class StageRun:
+    seconds: float  # wall
+    cpu_seconds: float  # user + system
+    peak_gb: float  # peak RSS
+    disk_read_gb: float  # read from the disk, not the page cache (ru_inblock: 512-byte blocks)
+
+    def cells(self, rows: int) -> str:
+        return (
+            f"{self.seconds:.1f} | {self.seconds / rows * 1e6:.2f} | {self.cpu_seconds / rows * 1e6:.2f} "
+            f"| {self.disk_read_gb:.1f} | {self.peak_gb:.2f}"
+        )
+
+
+def _stage_process(stage: str, project: Path) -> StageRun:
+    """`python -m mlcd <stage>` in `project`, measured."""
     import subprocess
     import sys
 
@@ -170,7 +185,10 @@ def _stage_process(stage: str, project: Path) -> tuple[float, float]:
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode:
         raise SystemExit(f"{stage} failed ({process.returncode}) in {project}")
-    return time.perf_counter() - started, usage.ru_maxrss / 1024**2
+    cpu = usage.ru_utime + usage.ru_stime
+    return StageRun(
+        time.perf_counter() - started, cpu, usage.ru_maxrss / 1024**2, usage.ru_inblock * 512 / 1e9
+    )
 
 
 def _workers_peak_gb(scheduler: str) -> list[float]:
@@ -197,13 +215,13 @@ def bench_data(
     import yaml
 
     available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    print("| rows | read | stage | seconds | µs per row | peak RSS GB |")
-    print("|---:|---|---|---:|---:|---:|")
+    print("| rows | read | stage | seconds | µs per row | CPU µs per row | read from disk GB | peak RSS GB |")
+    print("|---:|---|---|---:|---:|---:|---:|---:|")
     for rows in rows_list:
         for partitions in (partition_rows,) if only_partitions else (None, partition_rows):
             if partitions is None and rows * WHOLE_BYTES_PER_ROW > 0.8 * available:
                 needed = rows * WHOLE_BYTES_PER_ROW / 1e9
-                print(f"| {rows:,} | whole | (skipped: about {needed:.0f} GB) | | | |", flush=True)
+                print(f"| {rows:,} | whole | (skipped: about {needed:.0f} GB) | | | | | |", flush=True)
                 continue
             with tempfile.TemporaryDirectory(prefix="mlcd-bench-data-") as folder:
                 project = Path(folder)
@@ -221,15 +239,11 @@ def bench_data(
                     if stage == "train" and partitions and cluster_memory:
                         _train_on_a_cluster(project, rows, read, cluster_memory)
                         continue
-                    seconds, peak = _stage_process(stage, project)
-                    print(
-                        f"| {rows:,} | {read} | {stage} | {seconds:.1f} | {seconds / rows * 1e6:.2f} "
-                        f"| {peak:.2f} |",
-                        flush=True,
-                    )
+                    run = _stage_process(stage, project)
+                    print(f"| {rows:,} | {read} | {stage} | {run.cells(rows)} |", flush=True)
                 if estimator:
                     metrics = json.loads((project / "metrics" / "metrics.json").read_text())
-                    print(f"| {rows:,} | {read} | test metrics | {metrics} | | |", flush=True)
+                    print(f"| {rows:,} | {read} | test metrics | {metrics} | | | | |", flush=True)
 
 
 def _train_on_a_cluster(project: Path, rows: int, read: str, memory: str) -> None:
@@ -238,13 +252,13 @@ def _train_on_a_cluster(project: Path, rows: int, read: str, memory: str) -> Non
     with loopback_cluster(2, memory_limit=memory) as cluster:
         os.environ[SCHEDULER_ENV] = cluster.scheduler_address
         try:
-            seconds, peak = _stage_process("train", project)
+            run = _stage_process("train", project)
         finally:
             del os.environ[SCHEDULER_ENV]
         workers = " + ".join(f"{gb:.2f}" for gb in _workers_peak_gb(cluster.scheduler_address))
     print(
-        f"| {rows:,} | {read} | train, XGBoost across 2 Dask workers of {memory} | {seconds:.1f} "
-        f"| {seconds / rows * 1e6:.2f} | {peak:.2f} (workers {workers}) |",
+        f"| {rows:,} | {read} | train, XGBoost across 2 Dask workers of {memory} | {run.cells(rows)} "
+        f"(workers {workers}) |",
         flush=True,
     )
 

@@ -62,7 +62,11 @@ class DuplicateCounter:
         for handle in self._files:
             handle.close()
             values = np.fromfile(handle.name, dtype=np.uint64)
-            duplicates += len(values) - len(np.unique(values))
+            # Sorted, a duplicate is equal to its neighbour. Not np.unique: numpy 2.3+ counts integers
+            # in a hash table, which past the CPU's caches took 535 ms for a bucket of 781,000 hashes
+            # (50M rows) against 39 for a sort, and made validate's time per row grow with the rows.
+            values.sort()
+            duplicates += int(np.count_nonzero(values[1:] == values[:-1]))
         return duplicates
 
 
