@@ -141,3 +141,20 @@ def test_what_is_kept_past_a_request_holds_no_string_or_dict_made_for_it(bundle,
     assert len(set(labels)) == 2  # both classes answered
     assert len({id(label) for label in labels}) == 2  # one object per class, across requests
     assert kept[0][5] is kept[1][5] == {}
+
+
+@pytest.mark.parametrize("kind", [np.float32, np.float64])
+def test_the_model_outputs_come_back_exactly_as_float64_whatever_their_type(kind):
+    """Kept in the model's own type (a cast on the request path cost time), widened per hand-off."""
+    rng = np.random.default_rng(3)
+    outputs = [rng.random((rows, 3)).astype(kind) for rows in (1, 4, 2)]
+    answers = [
+        served(
+            f"r{i}", "/predict", Batch(np.zeros((len(o), 1), np.float32)), {"labels": ["a"] * len(o)}, o, 0.0
+        )
+        for i, o in enumerate(outputs)
+    ]
+    joined = handoff.values(answers, 3)
+    assert joined.dtype == np.float64
+    np.testing.assert_array_equal(joined, np.vstack(outputs).astype(np.float64))
+    np.testing.assert_array_equal(handoff.values(answers[:1], 3), outputs[0].astype(np.float64))
