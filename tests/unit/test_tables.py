@@ -16,6 +16,7 @@ from mlcd.data.tables import (
     table_exists,
     written_in_parts,
 )
+from mlcd.errors import SourceError
 
 
 def _rows(start: int, stop: int) -> pa.Table:
@@ -96,3 +97,5 @@ def test_an_empty_or_missing_directory_is_no_table(tmp_path):
     assert not table_exists(tmp_path / "missing.parquet")
     (tmp_path / "empty.parquet").mkdir()
     assert not table_exists(tmp_path / "empty.parquet")
+    with pytest.raises(SourceError, match=r"empty\.parquet is a folder without Parquet parts"):
+        read_table(tmp_path / "empty.parquet")

@@ -21,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mlcd.errors import SourceError
 from mlcd.files import atomic_dir, sha256_file
 
 PART_GLOB = "part-*.parquet"
@@ -32,7 +33,12 @@ def part_name(index: int) -> str:
 
 def parquet_files(path: Path) -> list[Path]:
     """The files of a table: the file itself, or a directory's parts in order."""
-    return sorted(path.glob(PART_GLOB)) if path.is_dir() else [path]
+    if not path.is_dir():
+        return [path]
+    parts = sorted(path.glob(PART_GLOB))
+    if not parts:
+        raise SourceError(f"{path} is a folder without Parquet parts ({PART_GLOB}): run `dvc repro` again")
+    return parts
 
 
 def table_exists(path: Path) -> bool:
