@@ -9,6 +9,7 @@ them, and an s3:// prefix on moto's S3 server on loopback.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 from collections import Counter
@@ -22,7 +23,7 @@ import yaml
 from mlcd.config import ProjectPaths, parse_params
 from mlcd.data.partitions import run_preprocess
 from mlcd.data.sources import run_ingest
-from mlcd.data.tables import parquet_files, read_table, row_count
+from mlcd.data.tables import parquet_files, read_table, row_count, table_digest
 from mlcd.data.validation_partitions import run_validate
 from mlcd.errors import DataValidationError, SourceError
 
@@ -162,6 +163,19 @@ def test_partitioned_stages_write_directories_of_parts_that_hold_the_whole_table
     _stages(project, _params(None))  # and back: one file each, no directory or temporary left
     assert all(path.is_file() for path in whole)
     assert not [p.name for p in paths.raw_data.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_raw_table_without_rows_is_one_error_and_the_splits_stay_as_they_were(tmp_path):
+    frame = penguins()
+    project = _project(tmp_path, frame, "species")
+    paths, _ = _stages(project, _params(100))
+    before = {side: table_digest(side) for side in (paths.train_data, paths.test_data)}
+    shutil.rmtree(paths.raw_data)
+    frame.iloc[:0].to_parquet(paths.raw_data, index=False)  # a table with its columns and no rows
+    params = _params(100)
+    with pytest.raises(SourceError, match=r"dataset\.parquet holds no rows"):
+        run_preprocess(params.data, params.preprocess, paths)
+    assert {side: table_digest(side) for side in before} == before
 
 
 def test_group_by_keeps_each_group_on_one_side_across_partitions(tmp_path):

@@ -74,13 +74,14 @@ def preprocess_partitions(rows: int, data: DataParams, params: PreprocessParams,
     with stage("preprocess") as log:
         schema = load_schema(paths.schema(data))
         total = row_count(existing_raw_data(paths))
+        if not total:  # before any writer opens, so the outputs stay as they were
+            raise SourceError(f"{paths.raw_data} holds no rows")
         with (
             written_in_parts(paths.train_data, rows) as train_parts,
             written_in_parts(paths.test_data, rows) as test_parts,
             progress() as bar,
         ):
             task = bar.add_task("split partitions", total=total)
-            seen = False
             for start, raw in parquet_partitions(paths.raw_data, rows, schema.columns):
                 # Judged before tidy drops rows without a target, so a row's key is its raw position.
                 test = pa.array(in_test(start, raw, params))
@@ -89,10 +90,7 @@ def preprocess_partitions(rows: int, data: DataParams, params: PreprocessParams,
                 table = tidy(raw, schema)
                 train_parts.write(table.filter(pc.invert(test)))
                 test_parts.write(table.filter(test))
-                seen = True
                 bar.advance(task, raw.num_rows)
-            if not seen:  # raised inside, so nothing is published
-                raise SourceError(f"{paths.raw_data} holds no rows")
         counts = {"train": train_parts.rows, "test": test_parts.rows}
         by = f", whole groups of {params.group_by!r} on one side" if params.group_by else ""
         log.add(f"{sum(counts.values()):,} rows, {rows:,} at a time")

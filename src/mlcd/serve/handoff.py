@@ -58,8 +58,9 @@ def served(
     # bytes, 42 with neither; 2026-12-06): numpy's small-array cache and the C allocator's
     # per-thread cache refill on the thread that frees, so the request path's next arrays took the
     # slow path. Bytes come from Python's own allocator, which any thread frees alike. The model's
-    # answers keep their own type: a cast to float64 here cost the request path about 0.6 µs (perf,
-    # 2026-12-06); `values` widens them for a whole hand-off at once.
+    # answers keep their own type: a cast to float64 here cost the main thread 4-6 µs of user time
+    # a request (/proc per thread, the old code beside the new; perf saw 0.6 µs in numpy's cast
+    # itself, 2026-12-06); `values` widens them for a whole hand-off at once.
     packed = batch.numbers.tobytes()
     answered = values.tobytes()
     texts = batch.texts or _NO_TEXTS
