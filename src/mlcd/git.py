@@ -55,16 +55,32 @@ def short(commit: str) -> str:
     return commit[:8]
 
 
-def remove_stale_index_lock(root: Path) -> bool:
-    """Delete `.git/index.lock` when no process has it open: what a git command killed by -9 leaves.
+# The lock files a `git checkout` takes: killed by -9, git leaves them and every later git
+# command that moves HEAD or writes the index refuses until they are gone.
+CHECKOUT_LOCKS = ("index.lock", "HEAD.lock")
 
-    Only for recovering from an interrupted mlcd command; a live git process keeps its lock open.
+
+def remove_stale_checkout_locks(root: Path) -> tuple[list[str], list[str]]:
+    """Delete the checkout locks no live git holds: what a `git checkout` killed by -9 leaves.
+
+    Only for recovering from an interrupted mlcd command. A lock counts as live while any process
+    has it open or any git process works in this repository (git closes a ref's lock file before
+    it renames it), so a running git keeps every lock. Returns the locks removed and the locks
+    still held, as git names them.
     """
-    lock = (root / git(root, "rev-parse", "--git-path", "index.lock").strip()).resolve()
-    if not lock.exists() or _open_anywhere(lock):
-        return False
-    lock.unlink(missing_ok=True)
-    return True
+    locks = [
+        (name, (root / git(root, "rev-parse", "--git-path", name).strip()).resolve())
+        for name in CHECKOUT_LOCKS
+    ]
+    left = [(name, lock) for name, lock in locks if lock.exists()]
+    if left and _git_running_in(root.resolve()):
+        return [], [name for name, _ in left]
+    held = [name for name, lock in left if _open_anywhere(lock)]
+    if held:  # all or none: the recovery runs only once no git is at work here
+        return [], held
+    for _, lock in left:
+        lock.unlink(missing_ok=True)
+    return [name for name, _ in left], []
 
 
 def _open_anywhere(path: Path) -> bool:
@@ -78,4 +94,21 @@ def _open_anywhere(path: Path) -> bool:
                 return True
         except OSError:  # a process that ended, or one we may not look into
             continue
+    return False
+
+
+def _git_running_in(root: Path) -> bool:
+    """Whether a git process works in `root` (Linux /proc; elsewhere assume yes)."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for pid in proc.glob("[0-9]*"):
+        try:
+            if (pid / "comm").read_text().strip() != "git":
+                continue
+            cwd = (pid / "cwd").resolve()
+        except OSError:  # a process that ended, or one we may not look into
+            continue
+        if cwd == root or root in cwd.parents:
+            return True
     return False

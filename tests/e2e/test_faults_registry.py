@@ -8,6 +8,7 @@ nothing is lost and that the message names the fix.
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -147,6 +148,10 @@ def test_restore_head_repairs_a_damaged_checkout_and_keeps_the_branch(repo, rele
     verify_bundle(repo.path / "models" / "bundle")
 
 
+# A process that holds a file open until its stdin closes, as a running git holds its lock.
+HOLD_OPEN = "import sys; f = open(sys.argv[1]); print('open', flush=True); sys.stdin.read()"
+
+
 def test_a_restore_killed_halfway_is_named_and_aborted(repo, released):
     _, produced = released
     marker = repo.path / ".dvc" / "tmp" / "mlcd-restore-in-progress.json"
@@ -167,8 +172,25 @@ def test_a_restore_killed_halfway_is_named_and_aborted(repo, released):
     assert "branch main" in warned.stderr
     other = repo.mlcd("restore", "1.1.0", check=False)  # another restore first says what is pending
     assert other.returncode == 2 and "mlcd restore --abort" in other.stderr
+    # What git leaves when the kill lands inside its checkout (it does, some runs): its locks.
+    locks = [repo.path / ".git" / name for name in ("index.lock", "HEAD.lock")]
+    for lock in locks:
+        lock.touch()
+    holder = subprocess.Popen(  # a live git's lock: kept, and the abort moves nothing
+        [sys.executable, "-c", HOLD_OPEN, str(locks[1])], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"open\n"
+        held = repo.mlcd("restore", "--abort", check=False)
+        assert held.returncode == 2 and "Traceback" not in held.stderr
+        assert ".git/HEAD.lock is held by a running git process" in held.stderr
+        assert all(lock.exists() for lock in locks) and marker.exists()
+    finally:
+        holder.communicate(b"", timeout=10)
     aborted = repo.mlcd("restore", "--abort")
     assert "restore aborted" in aborted.stderr
+    assert "removed .git/index.lock and .git/HEAD.lock, left by the git checkout" in aborted.stderr
+    assert not any(lock.exists() for lock in locks)
     assert head(repo) == before and repo.run("git", "branch", "--show-current").stdout.strip() == "main"
     assert repo.run("git", "status", "--porcelain").stdout == ""
     assert bundle_bytes(repo.path / "models" / "bundle") == produced["1.2.0"]["files"]

@@ -17,7 +17,7 @@ from mlcd.console import warn
 from mlcd.dvcfiles import Artifact, model_artifact
 from mlcd.errors import MlcdError, VersionError
 from mlcd.files import atomic_dir
-from mlcd.git import git, remove_stale_index_lock, require_clean, resolve_commit, short
+from mlcd.git import git, remove_stale_checkout_locks, require_clean, resolve_commit, short
 from mlcd.versions import registry
 from mlcd.versions.interrupted import IN_PROGRESS, Interrupted, interrupted
 from mlcd.versions.verified import verify_objects
@@ -163,11 +163,22 @@ def _checkout_outputs(root: Path) -> None:
 
 
 def _clear_killed_checkout(root: Path) -> bool:
-    """Remove the `.git/index.lock` a `git checkout` killed with the restore left; whether there was one."""
-    if not remove_stale_index_lock(root):
-        return False
-    warn("removed .git/index.lock, left by the git checkout the interrupted restore was running")
-    return True
+    """Remove the lock files a `git checkout` killed with the restore left; whether there were any.
+
+    Refuses while a live git holds one: a checkout then would move the files but not HEAD.
+    """
+    removed, held = remove_stale_checkout_locks(root)
+    if held:
+        names = " and ".join(f".git/{name}" for name in held)
+        raise VersionError(
+            f"{names} {'is' if len(held) == 1 else 'are'} held by a running git process: let it finish "
+            "(or stop it), then run this again; "
+            "nothing was changed"
+        )
+    if removed:
+        names = " and ".join(f".git/{name}" for name in removed)
+        warn(f"removed {names}, left by the git checkout the interrupted restore was running")
+    return bool(removed)
 
 
 def abort_restore(root: Path) -> Interrupted:
