@@ -156,17 +156,28 @@ def test_a_restore_killed_halfway_is_named_and_aborted(repo, released):
     _, produced = released
     marker = repo.path / ".dvc" / "tmp" / "mlcd-restore-in-progress.json"
     before = head(repo)
+    # git's own post-checkout hook holds the restore right after git moved HEAD, so the kill lands
+    # between moving HEAD and finishing every run (polling for the mark raced the restore's end).
+    hook = repo.path / ".git" / "hooks" / "post-checkout"
+    moved = repo.path.parent / "head-moved"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text(f"#!/bin/sh\ntouch {moved}\nexec sleep 600\n")
+    hook.chmod(0o755)
     process = subprocess.Popen(
         ["mlcd", "restore", "1.0.0"],
         cwd=repo.path, env=command_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert marker.exists(), "the restore finished or failed before it moved HEAD"
-    os.killpg(process.pid, signal.SIGKILL)  # kill -9, between moving HEAD and finishing
-    process.wait()
+    try:
+        deadline = time.monotonic() + 120
+        while not moved.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert moved.exists(), "the restore finished or failed before it moved HEAD"
+        assert marker.exists() and head(repo) != before
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # kill -9, between moving HEAD and finishing
+        process.wait()
+        hook.unlink()
     warned = repo.mlcd("versions")
     assert "an `mlcd restore` of" in warned.stderr and "`mlcd restore --abort`" in warned.stderr
     assert "branch main" in warned.stderr

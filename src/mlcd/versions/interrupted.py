@@ -7,9 +7,10 @@ between `git checkout` and the end of `dvc checkout` is named by whatever runs n
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from mlcd.files import write_json
 from mlcd.git import short
 
 # Written before a workspace restore moves HEAD and removed once it is done: a restore killed in
@@ -37,3 +38,8 @@ def interrupted(root: Path) -> Interrupted | None:
         return Interrupted(**json.loads((root / IN_PROGRESS).read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def mark_in_progress(root: Path, restore: Interrupted) -> None:
+    """Whole or not at all: a restore killed while writing the mark must not leave one nobody reads."""
+    write_json(root / IN_PROGRESS, asdict(restore))

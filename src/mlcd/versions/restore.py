@@ -7,9 +7,8 @@ nothing if one is missing or damaged. Only then does the workspace mode move HEA
 from __future__ import annotations
 
 import functools
-import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from mlcd.bundle import Manifest, verify_bundle
@@ -19,7 +18,7 @@ from mlcd.errors import MlcdError, VersionError
 from mlcd.files import atomic_dir
 from mlcd.git import git, remove_stale_checkout_locks, require_clean, resolve_commit, short
 from mlcd.versions import registry
-from mlcd.versions.interrupted import IN_PROGRESS, Interrupted, interrupted
+from mlcd.versions.interrupted import IN_PROGRESS, Interrupted, interrupted, mark_in_progress
 from mlcd.versions.verified import verify_objects
 
 
@@ -212,9 +211,7 @@ def restore_workspace(root: Path, ref: str) -> Restored:
     moves = target.commit != previous
     if pending is None and moves:
         branch = git(root, "branch", "--show-current").strip() or None
-        marker = root / IN_PROGRESS
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text(json.dumps(asdict(Interrupted(previous, branch, target.commit))), encoding="utf-8")
+        mark_in_progress(root, Interrupted(previous, branch, target.commit))
         git(root, "checkout", "--quiet", target.commit)
     origin = pending.previous if pending else previous
     try:
