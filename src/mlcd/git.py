@@ -6,6 +6,7 @@ Every failure is a GitError naming the git command and what git said.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from mlcd.errors import GitError
@@ -84,31 +85,31 @@ def remove_stale_checkout_locks(root: Path) -> tuple[list[str], list[str]]:
 
 
 def _open_anywhere(path: Path) -> bool:
-    """Whether any process on this machine holds `path` open (Linux /proc; elsewhere assume yes)."""
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return True
-    for fd_dir in proc.glob("[0-9]*/fd"):
-        try:
-            if any(Path(link).resolve() == path for link in (fd_dir.iterdir())):
-                return True
-        except OSError:  # a process that ended, or one we may not look into
-            continue
-    return False
+    """Whether any process on this machine holds `path` open."""
+    return _any_process(lambda pid: any(link.resolve() == path for link in (pid / "fd").iterdir()))
 
 
 def _git_running_in(root: Path) -> bool:
-    """Whether a git process works in `root` (Linux /proc; elsewhere assume yes)."""
+    """Whether a git process works in `root` or below it."""
+
+    def works_here(pid: Path) -> bool:
+        if (pid / "comm").read_text().strip() != "git":
+            return False
+        cwd = (pid / "cwd").resolve()
+        return cwd == root or root in cwd.parents
+
+    return _any_process(works_here)
+
+
+def _any_process(test: Callable[[Path], bool]) -> bool:
+    """Whether `test` holds for any process's /proc directory (Linux; elsewhere assume yes)."""
     proc = Path("/proc")
     if not proc.is_dir():
         return True
     for pid in proc.glob("[0-9]*"):
         try:
-            if (pid / "comm").read_text().strip() != "git":
-                continue
-            cwd = (pid / "cwd").resolve()
+            if test(pid):
+                return True
         except OSError:  # a process that ended, or one we may not look into
             continue
-        if cwd == root or root in cwd.parents:
-            return True
     return False
