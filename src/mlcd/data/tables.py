@@ -27,7 +27,7 @@ from mlcd.files import atomic_dir, sha256_file
 PART_GLOB = "part-*.parquet"
 
 
-def part_name(index: int) -> str:
+def _part_file_name(index: int) -> str:
     return f"part-{index:05d}.parquet"
 
 
@@ -143,7 +143,7 @@ class PartWriter:
 
     def _open(self) -> None:
         assert self.schema is not None
-        self._writer = pq.ParquetWriter(self.folder / part_name(self.parts), self.schema)
+        self._writer = pq.ParquetWriter(self.folder / _part_file_name(self.parts), self.schema)
         self.parts += 1
         self._in_part = 0
 

@@ -6,11 +6,10 @@ between `git checkout` and the end of `dvc checkout` is named by whatever runs n
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from mlcd.files import write_json
+from mlcd.files import read_json, write_json
 from mlcd.git import short
 
 # Written before a workspace restore moves HEAD and removed once it is done: a restore killed in
@@ -35,7 +34,7 @@ class Interrupted:
 
 def interrupted(root: Path) -> Interrupted | None:
     try:
-        return Interrupted(**json.loads((root / IN_PROGRESS).read_text(encoding="utf-8")))
+        return Interrupted(**read_json(root / IN_PROGRESS))
     except (OSError, ValueError, TypeError):
         return None
 

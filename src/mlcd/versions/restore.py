@@ -168,16 +168,17 @@ def _clear_killed_checkout(root: Path) -> bool:
     """
     removed, held = remove_stale_checkout_locks(root)
     if held:
-        names = " and ".join(f".git/{name}" for name in held)
         raise VersionError(
-            f"{names} {'is' if len(held) == 1 else 'are'} held by a running git process: let it finish "
-            "(or stop it), then run this again; "
-            "nothing was changed"
+            f"{_named(held)} {'is' if len(held) == 1 else 'are'} held by a running git process: let it "
+            "finish (or stop it), then run this again; nothing was changed"
         )
     if removed:
-        names = " and ".join(f".git/{name}" for name in removed)
-        warn(f"removed {names}, left by the git checkout the interrupted restore was running")
+        warn(f"removed {_named(removed)}, left by the git checkout the interrupted restore was running")
     return bool(removed)
+
+
+def _named(locks: list[str]) -> str:
+    return " and ".join(f".git/{name}" for name in locks)
 
 
 def abort_restore(root: Path) -> Interrupted:
